@@ -16,5 +16,7 @@
 //! error carrying the close code (1002, 1007, 1009) or HTTP status the peer
 //! must be told.
 
+pub mod error;
 pub mod mask;
 pub mod utf8;
+pub use error::ProtocolError;
