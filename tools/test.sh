@@ -1,10 +1,21 @@
 #!/usr/bin/env bash
-# The ringws test command: installs what the tests need, then runs formatting,
-# lints and every test. Safe to run on a fresh machine, without a terminal.
+# The ringws test command: installs what the tests need (Python `websockets`,
+# Node `ws`), then runs formatting, lints and every test. Safe to run on a
+# fresh machine, without a terminal.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+ROOT="$PWD"
 
 step() { printf '\n==> %s\n' "$*"; }
+
+step "installing interop peers (pip: websockets, npm: ws)"
+if [ ! -x "$ROOT/.venv/bin/python" ]; then
+    python3 -m venv "$ROOT/.venv"
+fi
+"$ROOT/.venv/bin/python" -m pip install --quiet --disable-pip-version-check -r tools/interop/requirements.txt
+(cd tools/interop && npm ci --no-audit --no-fund --loglevel=error)
+export RINGWS_PYTHON="$ROOT/.venv/bin/python"
+export RINGWS_NODE_PATH="$ROOT/tools/interop/node_modules"
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
