@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use crate::close::CloseError;
+
 /// Why a peer's bytes cannot be accepted. Every variant maps to the close code
 /// RFC 6455 requires when failing the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,6 +19,9 @@ pub enum ProtocolError {
     FragmentedControlFrame,
     /// A 64-bit payload length with its most significant bit set.
     LengthTopBitSet,
+    /// A payload length not in its shortest form (a 16-bit length below 126,
+    /// or a 64-bit length below 65 536).
+    NonMinimalLength,
     /// A server received a frame without a mask.
     UnmaskedClientFrame,
     /// A client received a masked frame.
@@ -62,6 +67,9 @@ impl fmt::Display for ProtocolError {
             ProtocolError::LengthTopBitSet => {
                 f.write_str("64-bit payload length with its top bit set")
             }
+            ProtocolError::NonMinimalLength => {
+                f.write_str("payload length not in its minimal encoding")
+            }
             ProtocolError::UnmaskedClientFrame => f.write_str("client frame is not masked"),
             ProtocolError::MaskedServerFrame => f.write_str("server frame is masked"),
             ProtocolError::UnexpectedContinuation => {
@@ -84,3 +92,57 @@ impl fmt::Display for ProtocolError {
 }
 
 impl std::error::Error for ProtocolError {}
+
+/// Why a frame could not be queued for sending. Nothing is queued on error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SendError {
+    /// Our Close is already queued: no frame may follow it.
+    Closing,
+    /// A control frame payload over 125 bytes.
+    ControlPayloadTooLong,
+    /// A new Text or Binary message while a fragmented one is unfinished.
+    MessageInProgress,
+    /// A Continuation frame with no fragmented message started.
+    NoMessageInProgress,
+    /// A control opcode where a data frame was asked for.
+    NotADataOpcode,
+    /// The close code or reason was refused.
+    InvalidClose(CloseError),
+}
+
+impl From<CloseError> for SendError {
+    fn from(err: CloseError) -> Self {
+        SendError::InvalidClose(err)
+    }
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendError::Closing => {
+                f.write_str("the connection is closing: no frame may follow our Close")
+            }
+            SendError::ControlPayloadTooLong => f.write_str("control frame payload over 125 bytes"),
+            SendError::MessageInProgress => {
+                f.write_str("a fragmented message is in progress; continue or finish it first")
+            }
+            SendError::NoMessageInProgress => {
+                f.write_str("continuation without a fragmented message in progress")
+            }
+            SendError::NotADataOpcode => {
+                f.write_str("not a data opcode (Text, Binary or Continuation)")
+            }
+            SendError::InvalidClose(err) => write!(f, "invalid close: {err}"),
+        }
+    }
+}
+
+impl std::error::Error for SendError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SendError::InvalidClose(err) => Some(err),
+            _ => None,
+        }
+    }
+}

@@ -16,7 +16,14 @@
 //! error carrying the close code (1002, 1007, 1009) or HTTP status the peer
 //! must be told.
 
+pub mod close;
+pub mod connection;
 pub mod error;
+pub mod frame;
+pub mod handshake;
 pub mod mask;
+pub mod message;
 pub mod utf8;
-pub use error::ProtocolError;
+pub use connection::{Config, Connection, Event, Read, State};
+pub use error::{ProtocolError, SendError};
+pub use frame::{Opcode, Role};

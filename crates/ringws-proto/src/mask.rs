@@ -1,16 +1,557 @@
 //! Unmasking payloads in place (RFC 6455 §5.3).
 //!
 //! `offset` is the position, within the frame payload, of `buf[0]`. It lets a
-//! payload split across two receive buffers be unmasked piece by piece.
+//! payload split across two receive buffers be unmasked piece by piece: unmask
+//! the first piece with offset 0 and the second with the first piece's length.
+//!
+//! [`unmask`] picks the fastest implementation this CPU supports once, on first
+//! use, and remembers it. The implementations, from slowest to fastest:
+//!
+//! - [`UnmaskImpl::Bytewise`]: one byte at a time, the reference every other
+//!   path is tested against.
+//! - [`UnmaskImpl::Word`]: eight bytes at a time on aligned `u64` words; the
+//!   portable fallback for every architecture without a SIMD path.
+//! - [`UnmaskImpl::Sse2`] and [`UnmaskImpl::Avx2`] (x86_64), [`UnmaskImpl::Neon`]
+//!   (aarch64): 16 or 32 bytes per instruction.
+//!
+//! `docs/benchmarks.md` ("Unmask") has the measurements behind the choice.
 
-/// XORs `buf` in place with `mask`, starting at payload position `offset`.
+use std::sync::OnceLock;
+
+/// Buffers shorter than this go straight to the inlined word path: the call
+/// through the run-time choice costs more than SIMD saves.
+const SIMD_MIN_LEN: usize = 16;
+
+/// One way of unmasking. All of them produce identical bytes; they differ in
+/// speed and in which CPUs can run them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum UnmaskImpl {
+    /// One byte per step; the reference implementation.
+    Bytewise,
+    /// Eight bytes per step on aligned `u64` words; runs everywhere.
+    Word,
+    /// 16 bytes per step with SSE2 (x86_64 only).
+    Sse2,
+    /// 32 bytes per step with AVX2 (x86_64 with AVX2 only).
+    Avx2,
+    /// 16 bytes per step with NEON (aarch64 only).
+    Neon,
+}
+
+impl UnmaskImpl {
+    /// Every implementation, whether this CPU can run it or not.
+    pub const ALL: [UnmaskImpl; 5] = [
+        UnmaskImpl::Bytewise,
+        UnmaskImpl::Word,
+        UnmaskImpl::Sse2,
+        UnmaskImpl::Avx2,
+        UnmaskImpl::Neon,
+    ];
+
+    /// The implementations this CPU can run, slowest first.
+    pub fn available() -> Vec<UnmaskImpl> {
+        Self::ALL
+            .into_iter()
+            .filter(|imp| imp.is_available())
+            .collect()
+    }
+
+    /// Whether this CPU can run this implementation.
+    pub fn is_available(self) -> bool {
+        match self {
+            UnmaskImpl::Bytewise | UnmaskImpl::Word => true,
+            #[cfg(target_arch = "x86_64")]
+            UnmaskImpl::Sse2 => std::arch::is_x86_feature_detected!("sse2"),
+            #[cfg(target_arch = "x86_64")]
+            UnmaskImpl::Avx2 => std::arch::is_x86_feature_detected!("avx2"),
+            #[cfg(target_arch = "aarch64")]
+            UnmaskImpl::Neon => std::arch::is_aarch64_feature_detected!("neon"),
+            #[allow(unreachable_patterns)]
+            _ => false,
+        }
+    }
+
+    /// A short lowercase name, for benchmark labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            UnmaskImpl::Bytewise => "bytewise",
+            UnmaskImpl::Word => "word",
+            UnmaskImpl::Sse2 => "sse2",
+            UnmaskImpl::Avx2 => "avx2",
+            UnmaskImpl::Neon => "neon",
+        }
+    }
+
+    /// The implementation [`unmask`] uses on this CPU.
+    pub fn selected() -> UnmaskImpl {
+        static SELECTED: OnceLock<UnmaskImpl> = OnceLock::new();
+        *SELECTED.get_or_init(Self::detect_fastest)
+    }
+
+    fn detect_fastest() -> UnmaskImpl {
+        // Ordered by measured speed, fastest first (see docs/benchmarks.md).
+        [UnmaskImpl::Avx2, UnmaskImpl::Neon, UnmaskImpl::Sse2]
+            .into_iter()
+            .find(|imp| imp.is_available())
+            .unwrap_or(UnmaskImpl::Word)
+    }
+}
+
+/// XORs `buf` in place with `mask`, starting at payload position `offset`,
+/// using the fastest implementation this CPU supports.
+#[inline]
 pub fn unmask(buf: &mut [u8], mask: [u8; 4], offset: usize) {
-    unmask_bytewise(buf, mask, offset);
+    if buf.len() < SIMD_MIN_LEN {
+        unmask_word(buf, mask, offset);
+        return;
+    }
+    let imp = UnmaskImpl::selected();
+    // `selected` only returns implementations that passed `is_available`.
+    run_available(imp, buf, mask, offset);
+}
+
+/// Unmasks with a chosen implementation; for tests and benchmarks.
+///
+/// # Panics
+///
+/// If this CPU cannot run `imp` (see [`UnmaskImpl::is_available`]).
+pub fn unmask_with(imp: UnmaskImpl, buf: &mut [u8], mask: [u8; 4], offset: usize) {
+    assert!(
+        imp.is_available(),
+        "unmask implementation {imp:?} is not available on this CPU"
+    );
+    run_available(imp, buf, mask, offset);
+}
+
+/// Runs `imp`, which the caller has checked with [`UnmaskImpl::is_available`].
+#[inline]
+fn run_available(imp: UnmaskImpl, buf: &mut [u8], mask: [u8; 4], offset: usize) {
+    match imp {
+        UnmaskImpl::Bytewise => unmask_bytewise(buf, mask, offset),
+        UnmaskImpl::Word => unmask_word(buf, mask, offset),
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the caller checked `is_available`, i.e. the CPU has SSE2.
+        UnmaskImpl::Sse2 => unsafe { x86::unmask_sse2(buf, mask, offset) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the caller checked `is_available`, i.e. the CPU has AVX2.
+        UnmaskImpl::Avx2 => unsafe { x86::unmask_avx2(buf, mask, offset) },
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: the caller checked `is_available`, i.e. the CPU has NEON.
+        UnmaskImpl::Neon => unsafe { arm::unmask_neon(buf, mask, offset) },
+        // Not compiled for this architecture, so never available.
+        #[allow(unreachable_patterns)]
+        _ => unmask_word(buf, mask, offset),
+    }
 }
 
 /// The reference implementation every faster path must equal.
 pub fn unmask_bytewise(buf: &mut [u8], mask: [u8; 4], offset: usize) {
     for (i, b) in buf.iter_mut().enumerate() {
-        *b ^= mask[(offset + i) & 3];
+        // Wrapping: only `offset mod 4` matters, and 2^64 is a multiple of 4.
+        *b ^= mask[offset.wrapping_add(i) & 3];
+    }
+}
+
+/// The four mask bytes in the order they apply from payload position `offset`.
+#[inline]
+fn rotated_mask(mask: [u8; 4], offset: usize) -> [u8; 4] {
+    let o = offset & 3;
+    [
+        mask[o],
+        mask[(o + 1) & 3],
+        mask[(o + 2) & 3],
+        mask[(o + 3) & 3],
+    ]
+}
+
+/// Eight bytes at a time on aligned words; the head and tail that do not fill
+/// an aligned word go through the byte loop.
+#[inline]
+fn unmask_word(buf: &mut [u8], mask: [u8; 4], offset: usize) {
+    // SAFETY: every bit pattern is a valid `u64`, and `align_to_mut` only hands
+    // out the correctly aligned middle as words.
+    let (head, words, tail) = unsafe { buf.align_to_mut::<u64>() };
+    unmask_bytewise(head, mask, offset);
+    let words_offset = offset.wrapping_add(head.len());
+    let quad = rotated_mask(mask, words_offset);
+    let word_mask = u64::from_ne_bytes([
+        quad[0], quad[1], quad[2], quad[3], quad[0], quad[1], quad[2], quad[3],
+    ]);
+    for word in words.iter_mut() {
+        *word ^= word_mask;
+    }
+    // Each word is 8 bytes, so the tail starts at the same position mod 4.
+    unmask_bytewise(tail, mask, words_offset);
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    //! Both paths XOR whole vectors only. The loop runs over vector-aligned
+    //! addresses (for buffers long enough to be worth it); the bytes before
+    //! and after it are covered by one unaligned vector at each end that
+    //! overlaps the loop's range. Those two edge vectors are loaded before
+    //! the loop stores anything and stored after it, XORed with the full key:
+    //! the overlapping lanes then receive exactly the bytes the loop wrote,
+    //! and no load ever reads a recent, partially overlapping store (which
+    //! would stall on store forwarding).
+
+    use super::{rotated_mask, unmask_word};
+    use std::arch::x86_64::{
+        __m128i, __m256i, _mm256_loadu_si256, _mm256_set1_epi32, _mm256_storeu_si256,
+        _mm256_xor_si256, _mm_loadu_si128, _mm_set1_epi32, _mm_storeu_si128, _mm_xor_si128,
+    };
+
+    /// From this length on, the loop starts at a vector-aligned address so
+    /// that none of its loads or stores splits a cache line.
+    const ALIGN_MIN_LEN: usize = 256;
+
+    /// The mask as one 32-bit lane, in the order it applies from `offset`.
+    #[inline(always)]
+    fn mask_lane(mask: [u8; 4], offset: usize) -> i32 {
+        i32::from_ne_bytes(rotated_mask(mask, offset))
+    }
+
+    /// Where the aligned loop starts: past a head that reaches `W`-byte
+    /// alignment for long buffers, at 0 otherwise.
+    #[inline(always)]
+    fn loop_start<const W: usize>(buf: &[u8]) -> usize {
+        match buf.as_ptr().align_offset(W) {
+            head if head < W && buf.len() >= ALIGN_MIN_LEN => head,
+            _ => 0,
+        }
+    }
+
+    /// The `N` bytes at `start` of `buf`; callers keep `start + N <= buf.len()`.
+    #[inline(always)]
+    fn array_at<const N: usize>(buf: &[u8], start: usize) -> &[u8; N] {
+        <&[u8; N]>::try_from(&buf[start..start + N]).unwrap()
+    }
+
+    /// The `N` bytes at `start` of `buf`; callers keep `start + N <= buf.len()`.
+    #[inline(always)]
+    fn array_at_mut<const N: usize>(buf: &mut [u8], start: usize) -> &mut [u8; N] {
+        <&mut [u8; N]>::try_from(&mut buf[start..start + N]).unwrap()
+    }
+
+    #[target_feature(enable = "sse2")]
+    fn load128(bytes: &[u8; 16]) -> __m128i {
+        // SAFETY: `bytes` is 16 readable bytes; `loadu` needs no alignment.
+        unsafe { _mm_loadu_si128(bytes.as_ptr().cast()) }
+    }
+
+    #[target_feature(enable = "sse2")]
+    fn store128(bytes: &mut [u8; 16], value: __m128i) {
+        // SAFETY: `bytes` is 16 writable bytes; `storeu` needs no alignment.
+        unsafe { _mm_storeu_si128(bytes.as_mut_ptr().cast(), value) }
+    }
+
+    #[target_feature(enable = "sse2")]
+    fn xor128_in_place(bytes: &mut [u8], key: __m128i) {
+        let bytes = array_at_mut::<16>(bytes, 0);
+        store128(bytes, _mm_xor_si128(load128(bytes), key));
+    }
+
+    #[target_feature(enable = "avx2")]
+    fn load256(bytes: &[u8; 32]) -> __m256i {
+        // SAFETY: `bytes` is 32 readable bytes; `loadu` needs no alignment.
+        unsafe { _mm256_loadu_si256(bytes.as_ptr().cast()) }
+    }
+
+    #[target_feature(enable = "avx2")]
+    fn store256(bytes: &mut [u8; 32], value: __m256i) {
+        // SAFETY: `bytes` is 32 writable bytes; `storeu` needs no alignment.
+        unsafe { _mm256_storeu_si256(bytes.as_mut_ptr().cast(), value) }
+    }
+
+    #[target_feature(enable = "avx2")]
+    fn xor256_in_place(bytes: &mut [u8], key: __m256i) {
+        let bytes = array_at_mut::<32>(bytes, 0);
+        store256(bytes, _mm256_xor_si256(load256(bytes), key));
+    }
+
+    /// SSE2 unmasking: 64 bytes per loop iteration.
+    ///
+    /// # Safety
+    ///
+    /// The CPU must support SSE2.
+    #[target_feature(enable = "sse2")]
+    pub(super) unsafe fn unmask_sse2(buf: &mut [u8], mask: [u8; 4], offset: usize) {
+        const W: usize = 16;
+        let len = buf.len();
+        if len < W {
+            return unmask_word(buf, mask, offset);
+        }
+        let start = loop_start::<W>(buf);
+        let end = len - (len - start) % W;
+        let last = len - W;
+        let head = load128(array_at::<W>(buf, 0));
+        let tail = load128(array_at::<W>(buf, last));
+
+        let key = _mm_set1_epi32(mask_lane(mask, offset.wrapping_add(start)));
+        let mut blocks = buf[start..end].chunks_exact_mut(4 * W);
+        for block in &mut blocks {
+            for lane in block.chunks_exact_mut(W) {
+                xor128_in_place(lane, key);
+            }
+        }
+        for lane in blocks.into_remainder().chunks_exact_mut(W) {
+            xor128_in_place(lane, key);
+        }
+
+        if start != 0 {
+            let key = _mm_set1_epi32(mask_lane(mask, offset));
+            store128(array_at_mut::<W>(buf, 0), _mm_xor_si128(head, key));
+        }
+        if end != len {
+            let key = _mm_set1_epi32(mask_lane(mask, offset.wrapping_add(last)));
+            store128(array_at_mut::<W>(buf, last), _mm_xor_si128(tail, key));
+        }
+    }
+
+    /// AVX2 unmasking: 128 bytes per loop iteration.
+    ///
+    /// # Safety
+    ///
+    /// The CPU must support AVX2.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn unmask_avx2(buf: &mut [u8], mask: [u8; 4], offset: usize) {
+        const W: usize = 32;
+        let len = buf.len();
+        if len < W {
+            // SAFETY: every CPU with AVX2 has SSE2.
+            return unsafe { unmask_sse2(buf, mask, offset) };
+        }
+        let start = loop_start::<W>(buf);
+        let end = len - (len - start) % W;
+        let last = len - W;
+        let head = load256(array_at::<W>(buf, 0));
+        let tail = load256(array_at::<W>(buf, last));
+
+        let key = _mm256_set1_epi32(mask_lane(mask, offset.wrapping_add(start)));
+        let mut blocks = buf[start..end].chunks_exact_mut(4 * W);
+        for block in &mut blocks {
+            for lane in block.chunks_exact_mut(W) {
+                xor256_in_place(lane, key);
+            }
+        }
+        for lane in blocks.into_remainder().chunks_exact_mut(W) {
+            xor256_in_place(lane, key);
+        }
+
+        if start != 0 {
+            let key = _mm256_set1_epi32(mask_lane(mask, offset));
+            store256(array_at_mut::<W>(buf, 0), _mm256_xor_si256(head, key));
+        }
+        if end != len {
+            let key = _mm256_set1_epi32(mask_lane(mask, offset.wrapping_add(last)));
+            store256(array_at_mut::<W>(buf, last), _mm256_xor_si256(tail, key));
+        }
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+mod arm {
+    use super::{rotated_mask, unmask_word};
+    use std::arch::aarch64::{uint8x16_t, veorq_u8, vld1q_u8, vst1q_u8};
+
+    #[target_feature(enable = "neon")]
+    fn xor128(bytes: &mut [u8], key: uint8x16_t) {
+        // Callers pass exact 16-byte chunks; anything shorter is left alone.
+        if bytes.len() < 16 {
+            return;
+        }
+        // SAFETY: `bytes` has at least 16 readable bytes; no alignment needed.
+        let v = unsafe { vld1q_u8(bytes.as_ptr()) };
+        let unmasked = veorq_u8(v, key);
+        // SAFETY: `bytes` has at least 16 writable bytes; no alignment needed.
+        unsafe { vst1q_u8(bytes.as_mut_ptr(), unmasked) }
+    }
+
+    /// NEON unmasking, 64 bytes per loop iteration, then whole vectors, then
+    /// the word path for the last bytes.
+    ///
+    /// # Safety
+    ///
+    /// The CPU must support NEON.
+    #[target_feature(enable = "neon")]
+    pub(super) unsafe fn unmask_neon(buf: &mut [u8], mask: [u8; 4], offset: usize) {
+        const W: usize = 16;
+        if buf.len() < W {
+            return unmask_word(buf, mask, offset);
+        }
+        let quad = rotated_mask(mask, offset);
+        let mut pattern = [0u8; W];
+        for (i, byte) in pattern.iter_mut().enumerate() {
+            *byte = quad[i & 3];
+        }
+        // SAFETY: `pattern` is 16 readable bytes.
+        let key = unsafe { vld1q_u8(pattern.as_ptr()) };
+        let mut blocks = buf.chunks_exact_mut(4 * W);
+        for block in &mut blocks {
+            for lane in block.chunks_exact_mut(W) {
+                xor128(lane, key);
+            }
+        }
+        let mut lanes = blocks.into_remainder().chunks_exact_mut(W);
+        for lane in &mut lanes {
+            xor128(lane, key);
+        }
+        // Vectors are multiples of 4 bytes, so the remainder keeps the offset.
+        unmask_word(lanes.into_remainder(), mask, offset);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+
+    /// Deterministic, non-repeating test bytes.
+    fn pattern(len: usize) -> Vec<u8> {
+        (0..len)
+            .map(|i| (i as u32).wrapping_mul(2_654_435_761).rotate_right(13) as u8)
+            .collect()
+    }
+
+    /// Unmasks `len` bytes placed `align` bytes into a larger buffer with both
+    /// `imp` and the byte loop; the bytes around the slice must be untouched.
+    fn assert_matches_bytewise(
+        imp: UnmaskImpl,
+        len: usize,
+        align: usize,
+        mask: [u8; 4],
+        offset: usize,
+    ) {
+        let original = pattern(align + len + 8);
+        let mut expected = original.clone();
+        unmask_bytewise(&mut expected[align..align + len], mask, offset);
+        let mut actual = original;
+        unmask_with(imp, &mut actual[align..align + len], mask, offset);
+        assert!(
+            actual == expected,
+            "{imp:?} differs from the byte loop: len {len}, align {align}, offset {offset}, mask {mask:02x?}"
+        );
+    }
+
+    #[test]
+    fn bytewise_follows_rfc_example() {
+        // RFC 6455 §5.7: masked "Hello".
+        let mut payload = [0x7f, 0x9f, 0x4d, 0x51, 0x58];
+        unmask_bytewise(&mut payload, MASK, 0);
+        assert_eq!(&payload, b"Hello");
+    }
+
+    #[test]
+    fn unmask_twice_restores_input() {
+        let original = pattern(1000);
+        let mut buf = original.clone();
+        unmask(&mut buf, MASK, 3);
+        assert_ne!(buf, original);
+        unmask(&mut buf, MASK, 3);
+        assert_eq!(buf, original);
+    }
+
+    #[test]
+    fn available_includes_portable_paths_and_selected() {
+        let available = UnmaskImpl::available();
+        assert!(available.contains(&UnmaskImpl::Bytewise));
+        assert!(available.contains(&UnmaskImpl::Word));
+        assert!(available.contains(&UnmaskImpl::selected()));
+        #[cfg(target_arch = "x86_64")]
+        assert!(available.contains(&UnmaskImpl::Sse2));
+        #[cfg(not(target_arch = "x86_64"))]
+        assert!(!available.contains(&UnmaskImpl::Avx2));
+        #[cfg(not(target_arch = "aarch64"))]
+        assert!(!available.contains(&UnmaskImpl::Neon));
+    }
+
+    #[test]
+    fn every_path_matches_bytewise_for_small_lengths_offsets_alignments() {
+        for imp in UnmaskImpl::available() {
+            for len in 0..=256 {
+                for offset in 0..4 {
+                    for align in 0..32 {
+                        assert_matches_bytewise(imp, len, align, MASK, offset);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_path_matches_bytewise_for_large_lengths() {
+        for imp in UnmaskImpl::available() {
+            for len in [4095, 4096, 65536 + 7, (1 << 20) + 3] {
+                for (offset, align) in [(0, 0), (1, 3), (2, 17), (3, 31)] {
+                    assert_matches_bytewise(imp, len, align, MASK, offset);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn dispatching_unmask_matches_bytewise() {
+        for len in [0, 1, 63, 64, 65, 200, 4096 + 5] {
+            for offset in 0..4 {
+                let original = pattern(len + 5);
+                let mut expected = original.clone();
+                unmask_bytewise(&mut expected[5..], MASK, offset);
+                let mut actual = original;
+                unmask(&mut actual[5..], MASK, offset);
+                assert_eq!(actual, expected, "len {len}, offset {offset}");
+            }
+        }
+    }
+
+    #[test]
+    fn offset_only_matters_mod_four() {
+        let original = pattern(300);
+        for imp in UnmaskImpl::available() {
+            let mut small = original.clone();
+            unmask_with(imp, &mut small, MASK, 2);
+            let mut huge = original.clone();
+            unmask_with(imp, &mut huge, MASK, usize::MAX - 1);
+            assert_eq!(small, huge, "{imp:?}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn random_inputs_match_bytewise(
+            mask in any::<[u8; 4]>(),
+            offset in any::<usize>(),
+            len in 0usize..5000,
+            align in 0usize..64,
+        ) {
+            for imp in UnmaskImpl::available() {
+                assert_matches_bytewise(imp, len, align, mask, offset);
+            }
+        }
+
+        #[test]
+        fn two_pieces_equal_one_shot(
+            data in proptest::collection::vec(any::<u8>(), 0..3000),
+            mask in any::<[u8; 4]>(),
+            split_fraction in 0.0f64..=1.0,
+        ) {
+            let split = ((data.len() as f64) * split_fraction) as usize;
+            let split = split.min(data.len());
+            let mut one_shot = data.clone();
+            unmask_bytewise(&mut one_shot, mask, 0);
+            for imp in UnmaskImpl::available() {
+                let mut pieces = data.clone();
+                let (first, second) = pieces.split_at_mut(split);
+                unmask_with(imp, first, mask, 0);
+                unmask_with(imp, second, mask, split);
+                prop_assert_eq!(&pieces, &one_shot, "{:?} split at {}", imp, split);
+            }
+            let mut pieces = data.clone();
+            let (first, second) = pieces.split_at_mut(split);
+            unmask(first, mask, 0);
+            unmask(second, mask, split);
+            prop_assert_eq!(&pieces, &one_shot);
+        }
     }
 }

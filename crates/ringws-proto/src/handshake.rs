@@ -1,0 +1,609 @@
+//! The HTTP/1.1 upgrade handshake of RFC 6455 §4, for both roles.
+//!
+//! * [`ServerHandshake`] / [`parse_request`] read a client's opening request out of
+//!   a buffer the caller owns and keeps appending to. The result says how many
+//!   bytes the request head took ([`ParsedRequest::head_len`]): anything after it
+//!   is the client's first frames, pipelined. A request that is not a WebSocket
+//!   upgrade (say `GET /metrics`) comes back as [`RequestKind::PlainHttp`] so the
+//!   server can answer it on the same port. Every rejection is a
+//!   [`HandshakeError`] that knows its HTTP status and writes its own response.
+//! * [`UpgradeRequest::write_switching_protocols`] writes the `101` answer.
+//! * [`ClientHandshake`] writes the client's request from a caller-supplied nonce
+//!   and checks the server's answer, again from a growing buffer.
+//! * [`WsUrl`] splits a `ws://` URL into host, port and request target.
+//!
+//! HTTP syntax is parsed by `httparse`; this module adds the RFC 6455 rules, the
+//! size caps, and the bookkeeping that makes parsing in pieces cheap.
+//!
+//! ## Parsing in pieces
+//!
+//! Parsers only ever look at the longest prefix of the buffer that ends with a
+//! complete line and lies within [`HeadLimits::max_head_bytes`]. That makes the
+//! result a function of the bytes alone: feeding a request one byte at a time
+//! gives exactly the answer that feeding it at once gives. The stateful parsers
+//! ([`ServerHandshake`], [`ClientHandshake`]) remember how far they have looked,
+//! so bytes that do not complete a line cost no re-parse.
+
+use std::fmt;
+
+mod client;
+mod server;
+mod url;
+
+pub use client::{ClientHandshake, HandshakeResponse, ResponseError};
+pub use server::{
+    parse_request, HandshakeError, ParsedRequest, PlainRequest, RequestKind, ServerHandshake,
+    UpgradeRequest,
+};
+pub use url::{UrlError, WsUrl};
+
+/// The only protocol version RFC 6455 defines, as sent in `Sec-WebSocket-Version`.
+pub const WEBSOCKET_VERSION: &str = "13";
+
+/// Appended to the client's key before hashing (RFC 6455 §1.3).
+const ACCEPT_GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// The most headers any [`HeadLimits`] may allow: the parser keeps one slot per
+/// header on the stack.
+pub const MAX_HEADERS_CEILING: usize = 128;
+
+/// Caps on an HTTP head (request or response line plus headers) from the peer.
+///
+/// A request over either cap is refused with `431 Request Header Fields Too Large`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeadLimits {
+    /// Bytes from the first byte of the head to the end of its blank line.
+    pub max_head_bytes: usize,
+    /// Header fields; values above [`MAX_HEADERS_CEILING`] act as the ceiling.
+    pub max_headers: usize,
+}
+
+impl HeadLimits {
+    /// 8 KiB and 64 headers: room for browsers with long cookies, little for abuse.
+    pub const DEFAULT: HeadLimits = HeadLimits {
+        max_head_bytes: 8 * 1024,
+        max_headers: 64,
+    };
+
+    fn header_slots(&self) -> usize {
+        self.max_headers.min(MAX_HEADERS_CEILING)
+    }
+}
+
+impl Default for HeadLimits {
+    fn default() -> Self {
+        HeadLimits::DEFAULT
+    }
+}
+
+/// `Sec-WebSocket-Accept`: base64(SHA-1(key + GUID)), always 28 ASCII bytes.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AcceptKey([u8; 28]);
+
+impl AcceptKey {
+    /// The accept value for a `Sec-WebSocket-Key` exactly as it appeared on the wire.
+    pub fn from_key(key: &[u8]) -> AcceptKey {
+        use base64::Engine as _;
+        use sha1::Digest as _;
+
+        let mut sha1 = sha1::Sha1::new();
+        sha1.update(key);
+        sha1.update(ACCEPT_GUID);
+        let digest: [u8; 20] = sha1.finalize().into();
+        let mut encoded = [0u8; 28];
+        let written = base64::engine::general_purpose::STANDARD
+            .encode_slice(digest, &mut encoded)
+            .expect("base64 of 20 bytes is exactly 28 bytes");
+        debug_assert_eq!(written, 28);
+        AcceptKey(encoded)
+    }
+
+    /// The accept value a server must answer to the key derived from `nonce`.
+    pub fn from_nonce(nonce: &[u8; 16]) -> AcceptKey {
+        AcceptKey::from_key(&encode_nonce(nonce))
+    }
+
+    /// The value as text.
+    pub fn as_str(&self) -> &str {
+        // Base64 output is ASCII, so this never takes the fallback.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+
+    /// The value as bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for AcceptKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("AcceptKey").field(&self.as_str()).finish()
+    }
+}
+
+impl fmt::Display for AcceptKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `Sec-WebSocket-Key` for a client nonce: base64 of the 16 bytes, 24 ASCII bytes.
+fn encode_nonce(nonce: &[u8; 16]) -> [u8; 24] {
+    use base64::Engine as _;
+    let mut encoded = [0u8; 24];
+    let written = base64::engine::general_purpose::STANDARD
+        .encode_slice(nonce, &mut encoded)
+        .expect("base64 of 16 bytes is exactly 24 bytes");
+    debug_assert_eq!(written, 24);
+    encoded
+}
+
+/// Mistakes in what a caller asked us to write: header injection, a subprotocol
+/// the client never offered, a malformed host or path. Never caused by the peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// A header name that is not an RFC 7230 token.
+    InvalidHeaderName(String),
+    /// A header value with a control character (CR and LF included).
+    InvalidHeaderValue(String),
+    /// A header the handshake writes itself, or one that would give the message a body.
+    ReservedHeader(String),
+    /// The selected subprotocol was not offered by the client.
+    SubprotocolNotOffered(String),
+    /// A subprotocol name that is not an RFC 7230 token.
+    InvalidSubprotocol(String),
+    /// A host that is neither a registered name, an IPv4 nor an IPv6 address.
+    InvalidHost(String),
+    /// A request target that does not start with `/` or holds bytes outside `!`..=`~`.
+    InvalidPath(String),
+    /// A status code outside 100..=599.
+    InvalidStatus(u16),
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BuildError::InvalidHeaderName(name) => write!(f, "invalid header name {name:?}"),
+            BuildError::InvalidHeaderValue(name) => {
+                write!(f, "header {name:?} has a control character in its value")
+            }
+            BuildError::ReservedHeader(name) => {
+                write!(f, "header {name:?} is written by the handshake itself")
+            }
+            BuildError::SubprotocolNotOffered(name) => {
+                write!(f, "subprotocol {name:?} was not offered by the client")
+            }
+            BuildError::InvalidSubprotocol(name) => {
+                write!(f, "subprotocol {name:?} is not an HTTP token")
+            }
+            BuildError::InvalidHost(host) => write!(f, "invalid host {host:?}"),
+            BuildError::InvalidPath(path) => write!(f, "invalid request target {path:?}"),
+            BuildError::InvalidStatus(status) => write!(f, "invalid HTTP status {status}"),
+        }
+    }
+}
+
+impl std::error::Error for BuildError {}
+
+/// Writes a complete HTTP/1.1 response with a body and `Connection: close`, for
+/// answering plain HTTP requests (metrics, 404) on the WebSocket port.
+///
+/// On error nothing is written.
+pub fn write_plain_response(
+    status: u16,
+    content_type: &str,
+    body: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), BuildError> {
+    if !(100..=599).contains(&status) {
+        return Err(BuildError::InvalidStatus(status));
+    }
+    check_header("Content-Type", content_type)?;
+    write_plain_response_unchecked(status, &[("Content-Type", content_type)], body, out);
+    Ok(())
+}
+
+/// [`write_plain_response`] for values known to be valid.
+fn write_plain_response_unchecked(
+    status: u16,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    out: &mut Vec<u8>,
+) {
+    write_status_line(out, status);
+    write_header(out, "Connection", "close");
+    for (name, value) in headers {
+        write_header(out, name, value);
+    }
+    write_header(out, "Content-Length", &body.len().to_string());
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
+}
+
+fn write_status_line(out: &mut Vec<u8>, status: u16) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.to_string().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(reason_phrase(status).as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+fn write_header(out: &mut Vec<u8>, name: &str, value: &str) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Reason phrases for the statuses a WebSocket endpoint is likely to send.
+/// Clients must ignore the phrase (RFC 7230 §3.1.2), so others get a generic one.
+fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        101 => "Switching Protocols",
+        200 => "OK",
+        204 => "No Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        426 => "Upgrade Required",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => match status / 100 {
+            1 => "Informational",
+            2 => "Success",
+            3 => "Redirection",
+            4 => "Client Error",
+            _ => "Server Error",
+        },
+    }
+}
+
+/// Checks a caller-supplied header before it is written, so that no caller can
+/// inject a line break (and with it headers or a body of its choosing).
+fn check_header(name: &str, value: &str) -> Result<(), BuildError> {
+    if !is_token(name.as_bytes()) {
+        return Err(BuildError::InvalidHeaderName(name.to_owned()));
+    }
+    // field-value: visible ASCII, obs-text, SP and HTAB; no other control bytes.
+    if value.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+        return Err(BuildError::InvalidHeaderValue(name.to_owned()));
+    }
+    Ok(())
+}
+
+/// `tchar` of RFC 7230 §3.2.6.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// A non-empty RFC 7230 token.
+fn is_token(s: &[u8]) -> bool {
+    !s.is_empty() && s.iter().all(|&b| is_tchar(b))
+}
+
+/// Bytes `!`..=`~`: what hosts, origins and request targets are made of.
+fn is_visible_ascii(s: &[u8]) -> bool {
+    s.iter().all(|&b| (0x21..=0x7e).contains(&b))
+}
+
+/// RFC 3986 `reg-name` (which covers IPv4 addresses), non-empty.
+fn is_reg_name(host: &str) -> bool {
+    !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(&b))
+}
+
+fn trim_whitespace(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
+}
+
+/// Elements of an RFC 7230 `#rule` list, trimmed, empty elements skipped as
+/// §7 asks of recipients.
+fn list_elements(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(trim_whitespace)
+        .filter(|element| !element.is_empty())
+}
+
+/// Whether any of the values, read as comma-separated token lists, holds
+/// `token` (ASCII case-insensitive). Used for `Upgrade` and `Connection`.
+fn any_list_has_token<'b>(mut values: impl Iterator<Item = &'b [u8]>, token: &str) -> bool {
+    values.any(|value| {
+        list_elements(value).any(|element| element.eq_ignore_ascii_case(token.as_bytes()))
+    })
+}
+
+/// Splits an extension list (RFC 6455 §9.1) at commas outside quoted strings,
+/// yielding each trimmed, non-empty element.
+fn extension_elements(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = value;
+    std::iter::from_fn(move || loop {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut in_quotes = false;
+        let mut escaped = false;
+        let mut end = rest.len();
+        for (i, &b) in rest.iter().enumerate() {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' if in_quotes => escaped = true,
+                b'"' => in_quotes = !in_quotes,
+                b',' if !in_quotes => {
+                    end = i;
+                    break;
+                }
+                _ => {}
+            }
+        }
+        let element = trim_whitespace(&rest[..end]);
+        rest = rest.get(end + 1..).unwrap_or_default();
+        if !element.is_empty() {
+            return Some(element);
+        }
+    })
+}
+
+/// The extension name of one extension list element: the part before any `;`.
+fn extension_name(element: &[u8]) -> &[u8] {
+    let end = element
+        .iter()
+        .position(|&b| b == b';')
+        .unwrap_or(element.len());
+    trim_whitespace(&element[..end])
+}
+
+/// The header fields of a parsed head, borrowed from the caller's buffer.
+///
+/// Names compare ASCII case-insensitively; values come with surrounding
+/// whitespace removed, exactly as `httparse` reports them.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Headers<'b> {
+    /// From the first header line up to and including the blank line, already
+    /// validated by `httparse`.
+    block: &'b [u8],
+}
+
+impl<'b> Headers<'b> {
+    /// Headers of `head`, where `first_name` is the first header's name as
+    /// `httparse` returned it (a slice of `head`), or `None` if there were none.
+    fn from_head(head: &'b [u8], first_name: Option<&'b str>) -> Headers<'b> {
+        let block = first_name
+            .and_then(|name| {
+                let start = (name.as_ptr() as usize).checked_sub(head.as_ptr() as usize)?;
+                head.get(start..)
+            })
+            .unwrap_or_default();
+        Headers { block }
+    }
+
+    /// All header fields in the order they arrived.
+    pub fn iter(&self) -> HeaderIter<'b> {
+        HeaderIter { rest: self.block }
+    }
+
+    /// The first value of header `name`.
+    pub fn get(&self, name: &str) -> Option<&'b [u8]> {
+        self.get_all(name).next()
+    }
+
+    /// The first value of header `name`, if it is valid UTF-8.
+    pub fn get_str(&self, name: &str) -> Option<&'b str> {
+        self.get(name)
+            .and_then(|value| std::str::from_utf8(value).ok())
+    }
+
+    /// Every value of header `name`, in order.
+    pub fn get_all<'n>(&self, name: &'n str) -> HeaderValues<'b, 'n> {
+        HeaderValues {
+            headers: self.iter(),
+            name,
+        }
+    }
+
+    /// Whether header `name` is present.
+    pub fn contains(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// How many header fields there are.
+    pub fn len(&self) -> usize {
+        self.iter().count()
+    }
+
+    /// Whether there are no header fields.
+    pub fn is_empty(&self) -> bool {
+        self.iter().next().is_none()
+    }
+}
+
+impl fmt::Debug for Headers<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(
+                self.iter()
+                    .map(|(name, value)| (name, String::from_utf8_lossy(value))),
+            )
+            .finish()
+    }
+}
+
+impl<'b> IntoIterator for Headers<'b> {
+    type Item = (&'b str, &'b [u8]);
+    type IntoIter = HeaderIter<'b>;
+
+    fn into_iter(self) -> HeaderIter<'b> {
+        self.iter()
+    }
+}
+
+/// Iterator over `(name, value)` pairs of [`Headers`].
+#[derive(Debug, Clone)]
+pub struct HeaderIter<'b> {
+    rest: &'b [u8],
+}
+
+impl<'b> Iterator for HeaderIter<'b> {
+    type Item = (&'b str, &'b [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        // `httparse` accepted these lines: each is `name:value` ending in CRLF or
+        // LF, names are tokens, and a blank line ends the block.
+        let line_end = self.rest.iter().position(|&b| b == b'\n')?;
+        let line = &self.rest[..line_end];
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let colon = line.iter().position(|&b| b == b':')?;
+        self.rest = &self.rest[line_end + 1..];
+        let name = std::str::from_utf8(&line[..colon]).unwrap_or_default();
+        Some((name, trim_whitespace(&line[colon + 1..])))
+    }
+}
+
+/// Iterator over the values of one header name; see [`Headers::get_all`].
+#[derive(Debug, Clone)]
+pub struct HeaderValues<'b, 'n> {
+    headers: HeaderIter<'b>,
+    name: &'n str,
+}
+
+impl<'b> Iterator for HeaderValues<'b, '_> {
+    type Item = &'b [u8];
+
+    fn next(&mut self) -> Option<&'b [u8]> {
+        let name = self.name;
+        self.headers
+            .by_ref()
+            .find(|(candidate, _)| candidate.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value)
+    }
+}
+
+/// Iterator over the subprotocol names in every `Sec-WebSocket-Protocol` header,
+/// in order; see [`UpgradeRequest::subprotocols`].
+#[derive(Debug, Clone)]
+pub struct Subprotocols<'b> {
+    values: HeaderValues<'b, 'static>,
+    current: &'b [u8],
+}
+
+impl<'b> Subprotocols<'b> {
+    fn new(headers: Headers<'b>) -> Subprotocols<'b> {
+        Subprotocols {
+            values: headers.get_all("Sec-WebSocket-Protocol"),
+            current: &[],
+        }
+    }
+}
+
+impl<'b> Iterator for Subprotocols<'b> {
+    type Item = &'b str;
+
+    fn next(&mut self) -> Option<&'b str> {
+        loop {
+            if self.current.is_empty() {
+                self.current = self.values.next()?;
+                continue;
+            }
+            let (element, rest) = match self.current.iter().position(|&b| b == b',') {
+                Some(comma) => (&self.current[..comma], &self.current[comma + 1..]),
+                None => (self.current, &[][..]),
+            };
+            self.current = rest;
+            // Requests are checked to hold only token lists here, so every
+            // element is ASCII; anything else is skipped rather than trusted.
+            match std::str::from_utf8(trim_whitespace(element)) {
+                Ok(element) if !element.is_empty() => return Some(element),
+                _ => continue,
+            }
+        }
+    }
+}
+
+/// What `httparse` made of the line-complete, size-capped prefix of a buffer.
+enum Attempt<T> {
+    /// A complete head of this many bytes.
+    Complete(T, usize),
+    /// More bytes are needed.
+    Partial,
+}
+
+/// Remembers how much of a growing buffer a head parser has looked at, so that
+/// bytes which complete no line do not trigger a re-parse.
+#[derive(Debug, Clone, Copy, Default)]
+struct HeadScanner {
+    /// Bytes searched for line ends so far.
+    scanned: usize,
+    /// Length of the prefix that ends with the last complete line found.
+    window: usize,
+    /// The window last parsed with a `Partial` outcome.
+    partial_window: usize,
+}
+
+impl HeadScanner {
+    /// Runs `parse` over the longest line-complete prefix of `buf[..max]`,
+    /// skipping the call when it would see exactly what last came back partial.
+    /// Returns `Err(HeadOverflow)` when the head is still incomplete past `max`.
+    fn scan<'b, T, E>(
+        &mut self,
+        buf: &'b [u8],
+        max: usize,
+        parse: impl FnOnce(&'b [u8]) -> Result<Attempt<T>, E>,
+    ) -> Result<Option<(T, usize)>, ScanError<E>> {
+        if buf.len() < self.scanned {
+            // A different, shorter buffer: start over rather than misread it.
+            *self = HeadScanner::default();
+        }
+        let limit = buf.len().min(max);
+        if limit > self.scanned {
+            if let Some(last_newline) = buf[self.scanned..limit].iter().rposition(|&b| b == b'\n') {
+                self.window = self.scanned + last_newline + 1;
+            }
+            self.scanned = limit;
+        }
+        if self.window > self.partial_window {
+            match parse(&buf[..self.window]).map_err(ScanError::Invalid)? {
+                Attempt::Complete(value, len) => return Ok(Some((value, len))),
+                Attempt::Partial => self.partial_window = self.window,
+            }
+        }
+        if buf.len() > max {
+            Err(ScanError::Overflow)
+        } else {
+            Ok(None)
+        }
+    }
+}
+
+enum ScanError<E> {
+    Invalid(E),
+    Overflow,
+}
+
+/// Maps an `httparse` syntax error to the part of the head it concerns.
+fn syntax_error_part(error: httparse::Error) -> &'static str {
+    match error {
+        httparse::Error::HeaderName => "invalid header name",
+        httparse::Error::HeaderValue => "invalid header value",
+        httparse::Error::NewLine => "invalid line ending",
+        httparse::Error::Status => "invalid status code",
+        httparse::Error::Token => "invalid method or request target",
+        httparse::Error::Version => "invalid HTTP version",
+        httparse::Error::TooManyHeaders => "too many headers",
+    }
+}
