@@ -1,0 +1,293 @@
+//! The provided buffer ring of one worker (`IORING_REGISTER_PBUF_RING`).
+//!
+//! Two page-aligned allocations: the ring of `entries` descriptors
+//! (`struct io_uring_buf`: address, length, buffer id) that the kernel reads,
+//! and the buffers themselves, `entries × buffer_size` bytes. The kernel
+//! consumes descriptors from the ring's head as multishot receives complete;
+//! the worker hands a buffer back by writing a descriptor at the tail and
+//! publishing the new tail with a release store, which the kernel reads with
+//! acquire.
+//!
+//! Ownership of buffer `bid` alternates: "in the ring" (the kernel may write
+//! to it at any time) or "lent to the worker" (between the completion that
+//! names it and [`BufRing::recycle`]). The worker only builds a slice over a
+//! buffer while it is lent.
+
+use std::alloc::{self, Layout};
+use std::io;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU16, Ordering};
+
+const PAGE: usize = 4096;
+/// Byte offset of the ring's tail: it overlays the `resv` field of entry 0.
+const TAIL_OFFSET: usize = 14;
+/// Bytes of an entry the worker writes: `addr`, `len`, `bid`; the last two
+/// bytes (`resv`) are left alone because in entry 0 they are the tail.
+const ENTRY_WRITTEN_BYTES: usize = 14;
+
+/// `struct io_uring_buf` from the kernel's uapi.
+#[repr(C)]
+struct RawBuf {
+    addr: u64,
+    len: u32,
+    bid: u16,
+    resv: u16,
+}
+
+/// Largest ring the kernel accepts.
+pub(crate) const MAX_ENTRIES: u16 = 32768;
+
+/// A page-aligned, zeroed heap allocation freed on drop.
+struct PageAlloc {
+    ptr: NonNull<u8>,
+    layout: Layout,
+}
+
+impl PageAlloc {
+    fn new(size: usize) -> io::Result<Self> {
+        let size = size.max(1).next_multiple_of(PAGE);
+        let layout = Layout::from_size_align(size, PAGE)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "buffer ring too large"))?;
+        // SAFETY: `layout` has a non-zero size.
+        let raw = unsafe { alloc::alloc_zeroed(layout) };
+        let ptr = NonNull::new(raw).ok_or_else(|| io::Error::from(io::ErrorKind::OutOfMemory))?;
+        Ok(PageAlloc { ptr, layout })
+    }
+}
+
+impl Drop for PageAlloc {
+    fn drop(&mut self) {
+        // SAFETY: `ptr` was allocated with `layout` by `alloc_zeroed` and is
+        // freed exactly once, here.
+        unsafe { alloc::dealloc(self.ptr.as_ptr(), self.layout) }
+    }
+}
+
+/// One worker's provided buffer ring.
+pub(crate) struct BufRing {
+    ring: PageAlloc,
+    buffers: PageAlloc,
+    entries: u16,
+    buffer_size: u32,
+    /// The tail as last published (the kernel only reads it).
+    tail: u16,
+    /// Buffers currently lent to the worker (for stats and tests).
+    lent: u32,
+}
+
+impl BufRing {
+    /// Allocates the ring and its buffers and puts every buffer in the ring.
+    /// `entries` must be a power of two in `1..=32768`.
+    pub(crate) fn new(entries: u16, buffer_size: u32) -> io::Result<Self> {
+        if !entries.is_power_of_two() || entries > MAX_ENTRIES || buffer_size == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "buffer count must be a power of two up to 32768 and buffer size non-zero",
+            ));
+        }
+        let ring = PageAlloc::new(usize::from(entries) * std::mem::size_of::<RawBuf>())?;
+        let total = usize::from(entries)
+            .checked_mul(buffer_size as usize)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "buffer ring too large"))?;
+        let buffers = PageAlloc::new(total)?;
+        let mut this = BufRing {
+            ring,
+            buffers,
+            entries,
+            buffer_size,
+            tail: 0,
+            lent: 0,
+        };
+        for bid in 0..entries {
+            this.write_entry(bid);
+        }
+        this.publish();
+        Ok(this)
+    }
+
+    /// Address of the descriptor ring, for `register_buf_ring_with_flags`.
+    pub(crate) fn ring_addr(&self) -> u64 {
+        self.ring.ptr.as_ptr() as u64
+    }
+
+    pub(crate) fn entries(&self) -> u16 {
+        self.entries
+    }
+
+    pub(crate) fn buffer_size(&self) -> u32 {
+        self.buffer_size
+    }
+
+    /// Buffers currently lent to the worker.
+    pub(crate) fn lent(&self) -> u32 {
+        self.lent
+    }
+
+    /// Records that the kernel handed `bid` to the worker and returns a
+    /// pointer to its first byte, or `None` for an id outside the ring.
+    pub(crate) fn take(&mut self, bid: u16) -> Option<*mut u8> {
+        if bid >= self.entries {
+            return None;
+        }
+        self.lent += 1;
+        Some(self.buffer_ptr(bid))
+    }
+
+    fn buffer_ptr(&self, bid: u16) -> *mut u8 {
+        // In bounds: bid < entries and the allocation holds entries × size bytes.
+        self.buffers
+            .ptr
+            .as_ptr()
+            .wrapping_add(usize::from(bid) * self.buffer_size as usize)
+    }
+
+    /// Hands buffer `bid` back to the kernel. The caller must no longer use
+    /// any slice over it.
+    pub(crate) fn recycle(&mut self, bid: u16) {
+        debug_assert!(bid < self.entries);
+        self.lent = self.lent.saturating_sub(1);
+        self.write_entry(bid);
+        self.publish();
+    }
+
+    /// Writes the descriptor for `bid` at the current tail and advances the
+    /// local tail (not yet visible to the kernel).
+    fn write_entry(&mut self, bid: u16) {
+        let index = usize::from(self.tail & (self.entries - 1));
+        let entry = RawBuf {
+            addr: self.buffer_ptr(bid) as u64,
+            len: self.buffer_size,
+            bid,
+            resv: 0,
+        };
+        let destination = self
+            .ring
+            .ptr
+            .as_ptr()
+            .wrapping_add(index * std::mem::size_of::<RawBuf>());
+        // SAFETY: `destination` is entry `index` < entries of the ring
+        // allocation. The kernel does not read this entry: it lies between
+        // the published tail and the head (the buffer it named was consumed).
+        // Only the first 14 bytes are written so entry 0's overlaid tail is
+        // untouched.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                (&entry as *const RawBuf).cast::<u8>(),
+                destination,
+                ENTRY_WRITTEN_BYTES,
+            )
+        };
+        self.tail = self.tail.wrapping_add(1);
+    }
+
+    /// Makes every written descriptor visible to the kernel.
+    fn publish(&self) {
+        let tail_ptr = self
+            .ring
+            .ptr
+            .as_ptr()
+            .wrapping_add(TAIL_OFFSET)
+            .cast::<AtomicU16>();
+        // SAFETY: the tail is a naturally aligned u16 inside the ring
+        // allocation, which lives as long as `self`; the kernel only reads it
+        // and the worker is its only writer, through atomics.
+        let tail = unsafe { &*tail_ptr };
+        tail.store(self.tail, Ordering::Release);
+    }
+
+    #[cfg(test)]
+    fn read_entry(&self, index: usize) -> (u64, u32, u16) {
+        let mut entry = RawBuf {
+            addr: 0,
+            len: 0,
+            bid: 0,
+            resv: 0,
+        };
+        let source = self
+            .ring
+            .ptr
+            .as_ptr()
+            .wrapping_add(index * std::mem::size_of::<RawBuf>());
+        // SAFETY: reads one whole entry inside the ring allocation into a local.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                source,
+                (&mut entry as *mut RawBuf).cast::<u8>(),
+                std::mem::size_of::<RawBuf>(),
+            )
+        };
+        let _ = entry.resv;
+        (entry.addr, entry.len, entry.bid)
+    }
+
+    #[cfg(test)]
+    fn published_tail(&self) -> u16 {
+        let tail_ptr = self
+            .ring
+            .ptr
+            .as_ptr()
+            .wrapping_add(TAIL_OFFSET)
+            .cast::<AtomicU16>();
+        // SAFETY: as in `publish`.
+        let tail = unsafe { &*tail_ptr };
+        tail.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_ring_offers_every_buffer() {
+        let ring = BufRing::new(8, 256).unwrap();
+        assert_eq!(ring.published_tail(), 8);
+        assert_eq!(ring.ring_addr() % PAGE as u64, 0);
+        let base = ring.buffer_ptr(0) as u64;
+        assert_eq!(base % PAGE as u64, 0);
+        for index in 0..8 {
+            let (addr, len, bid) = ring.read_entry(index);
+            assert_eq!(bid as usize, index);
+            assert_eq!(len, 256);
+            assert_eq!(addr, base + 256 * index as u64);
+        }
+    }
+
+    #[test]
+    fn recycle_appends_at_the_tail_and_wraps() {
+        let mut ring = BufRing::new(4, 64).unwrap();
+        let base = ring.buffer_ptr(0) as u64;
+        // The kernel consumed buffers 2 and 0; hand them back in that order.
+        assert!(ring.take(2).is_some());
+        assert!(ring.take(0).is_some());
+        assert_eq!(ring.lent(), 2);
+        ring.recycle(2);
+        ring.recycle(0);
+        assert_eq!(ring.lent(), 0);
+        assert_eq!(ring.published_tail(), 6);
+        // Tail 4 and 5 wrap to entries 0 and 1.
+        assert_eq!(ring.read_entry(0), (base + 2 * 64, 64, 2));
+        assert_eq!(ring.read_entry(1), (base, 64, 0));
+        // Entry 0's descriptor write left the tail intact.
+        assert_eq!(ring.published_tail(), 6);
+    }
+
+    #[test]
+    fn tail_wraps_around_u16() {
+        let mut ring = BufRing::new(2, 16).unwrap();
+        for _ in 0..70_000u32 {
+            assert!(ring.take(1).is_some());
+            ring.recycle(1);
+        }
+        assert_eq!(ring.published_tail(), (2u32 + 70_000) as u16);
+    }
+
+    #[test]
+    fn rejects_bad_shapes() {
+        assert!(BufRing::new(3, 16).is_err());
+        assert!(BufRing::new(0, 16).is_err());
+        assert!(BufRing::new(4, 0).is_err());
+        let mut ring = BufRing::new(4, 16).unwrap();
+        assert!(ring.take(4).is_none());
+    }
+}

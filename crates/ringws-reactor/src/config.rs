@@ -1,0 +1,235 @@
+//! Reactor configuration: a builder-style [`Config`] validated by
+//! [`Reactor::start`](crate::Reactor::start).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::buf_ring::MAX_ENTRIES;
+use crate::error::StartError;
+use crate::user_data::MAX_SLOTS;
+
+/// How workers are pinned to cores.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum CorePinning {
+    /// Pin worker `i` to the `i`-th core reported by the OS when there are
+    /// at least as many cores as workers; otherwise do not pin.
+    #[default]
+    Auto,
+    /// Do not pin.
+    Off,
+    /// Pin worker `i` to core id `cores[i % cores.len()]`.
+    Cores(Vec<usize>),
+}
+
+/// One `SO_REUSEPORT` listener per worker on this address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenConfig {
+    /// Address to bind (IPv4 or IPv6). Port 0: the first worker's listener
+    /// picks a port and the others bind the same one.
+    pub addr: SocketAddr,
+    /// `listen(2)` backlog of each listener.
+    pub backlog: i32,
+}
+
+/// Reactor settings. Start from [`Config::new`] and chain the setters.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub(crate) workers: usize,
+    pub(crate) pinning: CorePinning,
+    pub(crate) listen: Option<ListenConfig>,
+    pub(crate) ring_entries: u32,
+    pub(crate) buffer_count: u16,
+    pub(crate) buffer_size: u32,
+    pub(crate) send_high_water: usize,
+    pub(crate) send_low_water: usize,
+    pub(crate) close_linger: Duration,
+    pub(crate) max_connections: u32,
+    pub(crate) stop_timeout: Duration,
+    pub(crate) thread_name: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::new()
+    }
+}
+
+impl Config {
+    /// Defaults: one worker per available core, [`CorePinning::Auto`], no
+    /// listener, 1024 submission entries (4096 completion entries), 1024
+    /// receive buffers of 16 KiB per worker, `on_drained` after 64 KiB queued
+    /// drains to 0, 5 s close linger, 1,000,000 connections per worker.
+    pub fn new() -> Config {
+        Config {
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            pinning: CorePinning::Auto,
+            listen: None,
+            ring_entries: 1024,
+            buffer_count: 1024,
+            buffer_size: 16 * 1024,
+            send_high_water: 64 * 1024,
+            send_low_water: 0,
+            close_linger: Duration::from_secs(5),
+            max_connections: 1_000_000,
+            stop_timeout: Duration::from_secs(2),
+            thread_name: "ringws-worker".to_owned(),
+        }
+    }
+
+    /// Number of worker threads (each with its own ring).
+    pub fn workers(mut self, workers: usize) -> Config {
+        self.workers = workers;
+        self
+    }
+
+    /// Core pinning policy.
+    pub fn pinning(mut self, pinning: CorePinning) -> Config {
+        self.pinning = pinning;
+        self
+    }
+
+    /// Listen on `addr` with one `SO_REUSEPORT` listener per worker and a
+    /// backlog of 1024.
+    pub fn listen(mut self, addr: SocketAddr) -> Config {
+        self.listen = Some(ListenConfig {
+            addr,
+            backlog: 1024,
+        });
+        self
+    }
+
+    /// Sets the listeners' `listen(2)` backlog (needs [`listen`](Self::listen)).
+    pub fn backlog(mut self, backlog: i32) -> Config {
+        if let Some(listen) = &mut self.listen {
+            listen.backlog = backlog;
+        }
+        self
+    }
+
+    /// Submission queue entries per ring (the completion queue gets four
+    /// times as many).
+    pub fn ring_entries(mut self, entries: u32) -> Config {
+        self.ring_entries = entries;
+        self
+    }
+
+    /// Provided receive buffers per worker: `count` (a power of two, at most
+    /// 32768) buffers of `size` bytes.
+    pub fn recv_buffers(mut self, count: u16, size: u32) -> Config {
+        self.buffer_count = count;
+        self.buffer_size = size;
+        self
+    }
+
+    /// `on_drained` fires when a connection's queued bytes, after exceeding
+    /// `high`, fall to `low` or below.
+    pub fn send_water_marks(mut self, high: usize, low: usize) -> Config {
+        self.send_high_water = high;
+        self.send_low_water = low;
+        self
+    }
+
+    /// How long a graceful close waits for the peer's FIN after sending ours.
+    pub fn close_linger(mut self, linger: Duration) -> Config {
+        self.close_linger = linger;
+        self
+    }
+
+    /// Most simultaneous connections per worker (at most 2^24 − 1).
+    pub fn max_connections(mut self, max: u32) -> Config {
+        self.max_connections = max;
+        self
+    }
+
+    /// How long a stopping worker waits for its in-flight operations.
+    pub fn stop_timeout(mut self, timeout: Duration) -> Config {
+        self.stop_timeout = timeout;
+        self
+    }
+
+    /// Prefix of worker thread names (`<prefix>-<index>`).
+    pub fn thread_name(mut self, prefix: impl Into<String>) -> Config {
+        self.thread_name = prefix.into();
+        self
+    }
+
+    /// Number of workers.
+    pub fn worker_count(&self) -> usize {
+        self.workers
+    }
+
+    /// The listener settings, if any.
+    pub fn listen_config(&self) -> Option<&ListenConfig> {
+        self.listen.as_ref()
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), StartError> {
+        let fail = |message: &str| Err(StartError::Config(message.to_owned()));
+        if self.workers == 0 || self.workers > usize::from(u16::MAX) {
+            return fail("workers must be between 1 and 65535");
+        }
+        if !self.buffer_count.is_power_of_two() || self.buffer_count > MAX_ENTRIES {
+            return fail("recv buffer count must be a power of two between 1 and 32768");
+        }
+        if self.buffer_size == 0 || self.buffer_size > (1 << 30) {
+            return fail("recv buffer size must be between 1 byte and 1 GiB");
+        }
+        if self.ring_entries == 0 || self.ring_entries > 32768 {
+            return fail("ring entries must be between 1 and 32768");
+        }
+        if self.max_connections == 0 || self.max_connections >= MAX_SLOTS {
+            return fail("max connections per worker must be between 1 and 2^24 - 1");
+        }
+        if self.send_low_water > self.send_high_water {
+            return fail("send low-water mark must not exceed the high-water mark");
+        }
+        if let CorePinning::Cores(cores) = &self.pinning {
+            if cores.is_empty() {
+                return fail("core list is empty");
+            }
+        }
+        if let Some(listen) = &self.listen {
+            if listen.backlog <= 0 {
+                return fail("listen backlog must be positive");
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        assert!(Config::new().validate().is_ok());
+        assert!(Config::new().workers(1).validate().is_ok());
+    }
+
+    #[test]
+    fn invalid_settings_are_named() {
+        let cases: Vec<(Config, &str)> = vec![
+            (Config::new().workers(0), "workers"),
+            (Config::new().recv_buffers(3, 1024), "power of two"),
+            (Config::new().recv_buffers(8, 0), "buffer size"),
+            (Config::new().ring_entries(0), "ring entries"),
+            (Config::new().max_connections(1 << 24), "max connections"),
+            (Config::new().send_water_marks(10, 20), "low-water"),
+            (
+                Config::new().pinning(CorePinning::Cores(vec![])),
+                "core list",
+            ),
+            (
+                Config::new()
+                    .listen("127.0.0.1:0".parse().unwrap())
+                    .backlog(0),
+                "backlog",
+            ),
+        ];
+        for (config, word) in cases {
+            let error = config.validate().unwrap_err().to_string();
+            assert!(error.contains(word), "{error} should mention {word}");
+        }
+    }
+}

@@ -1,0 +1,400 @@
+//! [`Io`]: what a handler callback can do on its worker.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::IntoRawFd;
+use std::time::{Duration, Instant};
+
+use io_uring::opcode;
+use io_uring::types::Fd;
+use ringws_timer::{Tick, TimerKey};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+
+use crate::core::{Core, TimerEntry, WorkerStats};
+use crate::error::{ConnectError, SendError};
+use crate::handler::{CloseCause, ConnId, Handler, WorkerId};
+use crate::inbox::InboxSender;
+use crate::ring::RingMode;
+use crate::send_queue::Chunk;
+use crate::slot::{flag, Intent, Phase};
+use crate::user_data::{encode, OpKind};
+
+/// Options for [`Io::connect`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnectOptions {
+    source: Option<SocketAddr>,
+}
+
+impl ConnectOptions {
+    /// Default options: no source address.
+    pub fn new() -> ConnectOptions {
+        ConnectOptions::default()
+    }
+
+    /// Binds the socket to `source` before connecting, e.g. `127.0.0.7:0` to
+    /// spread many client connections over several loopback addresses. With
+    /// port 0 the port is chosen at connect time (`IP_BIND_ADDRESS_NO_PORT`),
+    /// so each source address gets its own 4-tuple space.
+    pub fn source(mut self, source: SocketAddr) -> ConnectOptions {
+        self.source = Some(source);
+        self
+    }
+}
+
+/// The reactor side of a worker as seen from a handler callback: send,
+/// close, timers, connect, worker control. Never runs a callback itself.
+pub struct Io<'a, H: Handler> {
+    pub(crate) core: &'a mut Core<H>,
+}
+
+impl<H: Handler> fmt::Debug for Io<'_, H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Io")
+            .field("worker", &self.core.worker)
+            .field("connections", &self.core.live)
+            .finish()
+    }
+}
+
+impl<H: Handler> Io<'_, H> {
+    /// This worker.
+    pub fn worker(&self) -> WorkerId {
+        self.core.worker
+    }
+
+    /// The tick (milliseconds since the worker started) at the start of the
+    /// current loop turn.
+    pub fn now(&self) -> Tick {
+        self.core.now_tick()
+    }
+
+    /// The instant the current loop turn started.
+    pub fn now_instant(&self) -> Instant {
+        self.core.now
+    }
+
+    /// The instant at which `tick` begins.
+    pub fn instant_of(&self, tick: Tick) -> Instant {
+        self.core.clock.instant_of(tick)
+    }
+
+    /// Which ring setup flags this worker got.
+    pub fn ring_mode(&self) -> RingMode {
+        self.core.ring_mode
+    }
+
+    /// This worker's counters.
+    pub fn stats(&self) -> &WorkerStats {
+        &self.core.stats
+    }
+
+    /// Connections this worker holds (including closing ones).
+    pub fn connection_count(&self) -> usize {
+        self.core.live
+    }
+
+    /// Receive buffers currently lent out of the buffer ring (0 outside
+    /// `on_data`; the current buffer during it).
+    pub fn recv_buffers_in_use(&self) -> u32 {
+        self.core.bufs.lent()
+    }
+
+    // ----- sending -----
+
+    /// Queues `chunk` on `conn`. Queued chunks leave together, in order, in
+    /// one vectored send at the end of the loop turn (at most one send is in
+    /// flight per connection). Returns the connection's queued bytes
+    /// afterwards, for the caller's backpressure policy. Bytes queued on a
+    /// connection that is still connecting are sent once it is established.
+    pub fn send(&mut self, conn: ConnId, chunk: impl Into<Chunk>) -> Result<usize, SendError> {
+        self.core.queue_send(conn, chunk.into())
+    }
+
+    /// Unsent bytes of `conn` (queued and in flight); `None` when unknown.
+    pub fn queued_bytes(&self, conn: ConnId) -> Option<usize> {
+        let index = self.core.lookup(conn)?;
+        Some(self.core.slots[index as usize].queued_bytes())
+    }
+
+    /// Heap bytes the reactor holds for `conn` (receive tail and send queue);
+    /// 0 for an idle connection. `None` when unknown.
+    pub fn conn_heap_bytes(&self, conn: ConnId) -> Option<usize> {
+        let index = self.core.lookup(conn)?;
+        Some(self.core.slots[index as usize].heap_bytes())
+    }
+
+    // ----- closing -----
+
+    /// Graceful close: send what is queued, then FIN (`shutdown(SHUT_WR)`),
+    /// keep reading (and discarding) until the peer's FIN or the close
+    /// linger, then close the socket. No more bytes can be queued and no more
+    /// data is delivered. `on_closed` follows with [`CloseCause::Closed`] (or
+    /// [`CloseCause::LingerExpired`]). Returns `false` for an unknown
+    /// connection. A connection still connecting is aborted.
+    pub fn close(&mut self, conn: ConnId) -> bool {
+        self.request_close(conn, Intent::Graceful, CloseCause::Closed)
+    }
+
+    /// Send what is queued, then close the socket without waiting for the
+    /// peer ([`CloseCause::ClosedNow`]).
+    pub fn close_now(&mut self, conn: ConnId) -> bool {
+        self.request_close(conn, Intent::AfterFlush, CloseCause::ClosedNow)
+    }
+
+    /// Abort: discard the queue, cancel everything and reset the connection
+    /// (`SO_LINGER {on, 0}`, then close: the peer sees RST)
+    /// ([`CloseCause::Terminated`]). Overrides an earlier close.
+    pub fn terminate(&mut self, conn: ConnId) -> bool {
+        self.request_close(conn, Intent::Reset, CloseCause::Terminated)
+    }
+
+    fn request_close(&mut self, conn: ConnId, intent: Intent, cause: CloseCause) -> bool {
+        match self.core.lookup(conn) {
+            Some(index) => {
+                self.core.begin_close(index, intent, cause);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether `conn` is established and not closing.
+    pub fn is_open(&self, conn: ConnId) -> bool {
+        self.core
+            .lookup(conn)
+            .is_some_and(|index| self.core.slots[index as usize].phase == Phase::Open)
+    }
+
+    /// Stops calling `on_data` for `conn` until
+    /// [`resume_recv`](Self::resume_recv). The receive is cancelled, so the
+    /// kernel's socket buffer fills and TCP flow control slows the peer;
+    /// bytes the receive had already taken are held (copied) and delivered
+    /// first on resume.
+    pub fn pause_recv(&mut self, conn: ConnId) -> bool {
+        let Some(index) = self.core.lookup(conn) else {
+            return false;
+        };
+        let slot = &mut self.core.slots[index as usize];
+        slot.set(flag::RECV_PAUSED);
+        if slot.has(flag::RECV_ARMED) && !slot.has(flag::RECV_CANCELLING) {
+            let target = encode(OpKind::Recv, index, slot.generation);
+            let generation = slot.generation;
+            let entry = opcode::AsyncCancel::new(target).build().user_data(encode(
+                OpKind::Cancel,
+                index,
+                generation,
+            ));
+            // SAFETY: AsyncCancel references no memory.
+            if unsafe { self.core.push(&entry) }.is_ok() {
+                self.core.slots[index as usize].set(flag::RECV_CANCELLING);
+            }
+        }
+        true
+    }
+
+    /// Resumes delivering data after [`pause_recv`](Self::pause_recv): held
+    /// bytes reach `on_data` at the end of the current turn, then new ones.
+    pub fn resume_recv(&mut self, conn: ConnId) -> bool {
+        let Some(index) = self.core.lookup(conn) else {
+            return false;
+        };
+        let slot = &mut self.core.slots[index as usize];
+        if !slot.has(flag::RECV_PAUSED) {
+            return true;
+        }
+        slot.clear(flag::RECV_PAUSED);
+        if slot.tail.is_some() {
+            self.core.mark_redeliver(index);
+        }
+        // Re-armed at the end of the turn if no receive is in flight.
+        self.core.mark_starved(index);
+        true
+    }
+
+    // ----- timers -----
+
+    /// Arms a timer due `after` from now; [`Handler::on_timer`] gets `value`
+    /// at or after that instant (never early, at most about one tick late
+    /// when the worker is not busy).
+    pub fn arm_timer(&mut self, after: Duration, value: H::Timer) -> TimerKey {
+        let deadline = self.core.clock.deadline_after(Instant::now(), after);
+        self.core.wheel.insert(deadline, TimerEntry::User(value))
+    }
+
+    /// Arms a timer due at `deadline` (a tick, see [`now`](Self::now)).
+    pub fn arm_timer_at(&mut self, deadline: Tick, value: H::Timer) -> TimerKey {
+        self.core.wheel.insert(deadline, TimerEntry::User(value))
+    }
+
+    /// Cancels a pending timer, returning its value; `None` when it already
+    /// fired or was cancelled.
+    pub fn cancel_timer(&mut self, key: TimerKey) -> Option<H::Timer> {
+        if !matches!(self.core.wheel.get(key), Some(TimerEntry::User(_))) {
+            return None;
+        }
+        match self.core.wheel.cancel(key) {
+            Some(TimerEntry::User(value)) => Some(value),
+            _ => None,
+        }
+    }
+
+    /// Moves a pending timer to `after` from now; `false` when it already
+    /// fired or was cancelled.
+    pub fn reset_timer(&mut self, key: TimerKey, after: Duration) -> bool {
+        if !matches!(self.core.wheel.get(key), Some(TimerEntry::User(_))) {
+            return false;
+        }
+        let deadline = self.core.clock.deadline_after(Instant::now(), after);
+        self.core.wheel.reset(key, deadline)
+    }
+
+    /// The value of a pending timer.
+    pub fn timer(&self, key: TimerKey) -> Option<&H::Timer> {
+        match self.core.wheel.get(key) {
+            Some(TimerEntry::User(value)) => Some(value),
+            _ => None,
+        }
+    }
+
+    // ----- connecting -----
+
+    /// Opens an outbound connection to `addr` with `state` as its handler
+    /// state. Returns its id at once; [`Handler::on_connected`] follows, or
+    /// [`Handler::on_closed`] with [`CloseCause::ConnectFailed`]. Fails
+    /// synchronously (handing `state` back) when the socket cannot be
+    /// created or bound, the worker is full or stopping. The state becomes
+    /// visible in [`Conns`](crate::Conns) after the current callback.
+    pub fn connect(
+        &mut self,
+        addr: SocketAddr,
+        options: &ConnectOptions,
+        state: H::Conn,
+    ) -> Result<ConnId, ConnectError<H::Conn>> {
+        if self.core.stopping {
+            let error = io::Error::other("worker is stopping");
+            return Err(ConnectError { error, state });
+        }
+        let socket = match connect_socket(addr, options) {
+            Ok(socket) => socket,
+            Err(error) => return Err(ConnectError { error, state }),
+        };
+        let fd = socket.into_raw_fd();
+        let Some(index) = self.core.alloc_slot(fd, Phase::Connecting) else {
+            crate::core::close_fd(fd);
+            let error = io::Error::from_raw_os_error(libc::EMFILE);
+            return Err(ConnectError { error, state });
+        };
+        let generation = self.core.slots[index as usize].generation;
+        let target = Box::new(SockAddr::from(addr));
+        let entry = opcode::Connect::new(Fd(fd), target.as_ptr().cast(), target.len())
+            .build()
+            .user_data(encode(OpKind::Connect, index, generation));
+        // SAFETY: the address lives in a Box kept in `connect_addrs` until
+        // the connect completes (the slot, and so the entry, is only
+        // released once CONNECT_ARMED is clear).
+        if let Err(error) = unsafe { self.core.push(&entry) } {
+            self.core.free_slot(index);
+            return Err(ConnectError { error, state });
+        }
+        self.core.connect_addrs.insert(index, target);
+        self.core.slots[index as usize].set(flag::CONNECT_ARMED);
+        self.core.adopted.push((index, generation, state));
+        Ok(ConnId::new(self.core.worker, index, generation))
+    }
+
+    // ----- addresses -----
+
+    /// The address this worker's listener is bound to.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.core
+            .listener
+            .as_ref()
+            .map(|listener| listener.local_addr)
+    }
+
+    /// The peer address of `conn` (`getpeername`).
+    pub fn peer_addr(&self, conn: ConnId) -> io::Result<SocketAddr> {
+        let index = self
+            .core
+            .lookup(conn)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "unknown connection"))?;
+        socket_addr_of(self.core.slots[index as usize].fd, true)
+    }
+
+    /// The local address of `conn` (`getsockname`).
+    pub fn conn_local_addr(&self, conn: ConnId) -> io::Result<SocketAddr> {
+        let index = self
+            .core
+            .lookup(conn)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "unknown connection"))?;
+        socket_addr_of(self.core.slots[index as usize].fd, false)
+    }
+
+    // ----- worker control -----
+
+    /// Stops accepting new connections (graceful shutdown); the listener is
+    /// closed once its accept is cancelled.
+    pub fn stop_accepting(&mut self) {
+        self.core.stop_accepting();
+    }
+
+    /// Stops this worker: every connection is aborted (FIN, queue
+    /// discarded; `on_closed` with [`CloseCause::WorkerStopped`]), in-flight
+    /// operations are awaited, then the worker thread ends. For a graceful
+    /// shutdown, close connections first and stop when they are gone.
+    pub fn stop(&mut self) {
+        self.core.stopping = true;
+    }
+
+    /// The inbox of any worker of this reactor (for cross-core messages).
+    pub fn inbox(&self, worker: WorkerId) -> Option<&InboxSender<H::Command>> {
+        self.core.peers.get(worker.index())
+    }
+
+    /// Number of workers in the reactor.
+    pub fn worker_count(&self) -> usize {
+        self.core.peers.len()
+    }
+}
+
+/// Creates a non-blocking TCP socket for `addr`, `TCP_NODELAY`, optionally
+/// bound to a source address.
+fn connect_socket(addr: SocketAddr, options: &ConnectOptions) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_nonblocking(true)?;
+    socket.set_tcp_nodelay(true)?;
+    if let Some(source) = options.source {
+        if source.port() == 0 && source.is_ipv4() {
+            let one: libc::c_int = 1;
+            // SAFETY: passes a pointer to a live local int and its exact size
+            // for a socket we own. Best effort: without it, bind picks the
+            // port early, which only narrows the port space.
+            unsafe {
+                libc::setsockopt(
+                    std::os::fd::AsRawFd::as_raw_fd(&socket),
+                    libc::IPPROTO_IP,
+                    libc::IP_BIND_ADDRESS_NO_PORT,
+                    (&one as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+        }
+        socket.bind(&SockAddr::from(source))?;
+    }
+    Ok(socket)
+}
+
+/// `getpeername`/`getsockname` of a raw fd.
+fn socket_addr_of(fd: std::os::fd::RawFd, peer: bool) -> io::Result<SocketAddr> {
+    // SAFETY: `fd` belongs to a live slot, so it stays open for this call.
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let socket = socket2::SockRef::from(&borrowed);
+    let addr = if peer {
+        socket.peer_addr()?
+    } else {
+        socket.local_addr()?
+    };
+    addr.as_socket()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not an IP socket"))
+}

@@ -1,0 +1,394 @@
+//! Per-connection send queue: chunks waiting to be written, the chunks of the
+//! one `IORING_OP_SENDMSG` in flight, and the iovec array and `msghdr` that
+//! operation reads.
+//!
+//! Layout and address stability: a [`SendQueue`] lives in a `Box` owned by
+//! its connection slot, so the `msghdr` and iovecs have a stable address
+//! while the operation is in flight. [`SendQueue::prepare`] moves the chunks
+//! to send from `pending` into `inflight` before taking their addresses, and
+//! `inflight` is not touched again until [`SendQueue::complete`]: pushes go to
+//! `pending`, so an [`Chunk::Inline`] chunk (whose bytes live inside the
+//! vector) never moves under the kernel.
+//!
+//! A queue exists only while a connection has unsent bytes; an idle
+//! connection owns none (the worker keeps a small pool of emptied queues).
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Arc;
+
+/// Most iovecs in one `sendmsg`.
+pub(crate) const MAX_IOVECS: usize = 64;
+
+/// Bytes an [`Chunk::Inline`] chunk holds (a WebSocket frame header is at
+/// most 14 bytes; a control frame with a short payload fits too).
+pub const INLINE_CAPACITY: usize = 22;
+
+/// Bytes to send on a connection.
+///
+/// * `Owned`: a buffer this connection alone sends.
+/// * `Shared`: one buffer sent to many connections (a broadcast encoded
+///   once); each connection holds a reference until its bytes are written.
+/// * `Static`: bytes with static lifetime.
+/// * `Inline`: up to [`INLINE_CAPACITY`] bytes stored in the chunk itself,
+///   so a small frame header costs no allocation.
+#[derive(Clone)]
+pub enum Chunk {
+    /// An owned buffer.
+    Owned(Vec<u8>),
+    /// A buffer shared with other connections.
+    Shared(Arc<[u8]>),
+    /// Static bytes.
+    Static(&'static [u8]),
+    /// A few bytes kept inline; build with [`Chunk::inline`].
+    Inline(InlineBytes),
+}
+
+/// Up to [`INLINE_CAPACITY`] bytes stored by value.
+#[derive(Clone, Copy)]
+pub struct InlineBytes {
+    len: u8,
+    bytes: [u8; INLINE_CAPACITY],
+}
+
+impl InlineBytes {
+    fn as_slice(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+impl Chunk {
+    /// An inline chunk holding a copy of `bytes`; `None` when longer than
+    /// [`INLINE_CAPACITY`].
+    pub fn inline(bytes: &[u8]) -> Option<Chunk> {
+        if bytes.len() > INLINE_CAPACITY {
+            return None;
+        }
+        let mut inline = InlineBytes {
+            len: bytes.len() as u8,
+            bytes: [0; INLINE_CAPACITY],
+        };
+        inline.bytes[..bytes.len()].copy_from_slice(bytes);
+        Some(Chunk::Inline(inline))
+    }
+
+    /// The chunk's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Chunk::Owned(bytes) => bytes,
+            Chunk::Shared(bytes) => bytes,
+            Chunk::Static(bytes) => bytes,
+            Chunk::Inline(inline) => inline.as_slice(),
+        }
+    }
+
+    /// Number of bytes.
+    pub fn len(&self) -> usize {
+        self.as_bytes().len()
+    }
+
+    /// Whether the chunk has no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl fmt::Debug for Chunk {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self {
+            Chunk::Owned(_) => "Owned",
+            Chunk::Shared(_) => "Shared",
+            Chunk::Static(_) => "Static",
+            Chunk::Inline(_) => "Inline",
+        };
+        write!(f, "Chunk::{kind}({} bytes)", self.len())
+    }
+}
+
+impl fmt::Debug for InlineBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "InlineBytes({:?})", self.as_slice())
+    }
+}
+
+impl From<Vec<u8>> for Chunk {
+    fn from(bytes: Vec<u8>) -> Chunk {
+        Chunk::Owned(bytes)
+    }
+}
+
+impl From<Arc<[u8]>> for Chunk {
+    fn from(bytes: Arc<[u8]>) -> Chunk {
+        Chunk::Shared(bytes)
+    }
+}
+
+impl From<&'static [u8]> for Chunk {
+    fn from(bytes: &'static [u8]) -> Chunk {
+        Chunk::Static(bytes)
+    }
+}
+
+impl<const N: usize> From<&'static [u8; N]> for Chunk {
+    fn from(bytes: &'static [u8; N]) -> Chunk {
+        Chunk::Static(bytes)
+    }
+}
+
+/// The send side of one connection.
+pub(crate) struct SendQueue {
+    /// Chunks not yet handed to the kernel.
+    pending: VecDeque<Chunk>,
+    /// Bytes of `pending.front()` already written.
+    pending_offset: usize,
+    /// Chunks of the send in flight (untouched until it completes).
+    inflight: Vec<Chunk>,
+    /// Bytes of `inflight[0]` written before the send in flight.
+    inflight_offset: usize,
+    /// Unsent bytes in `pending` and `inflight`.
+    queued: usize,
+    iovecs: [libc::iovec; MAX_IOVECS],
+    msg: libc::msghdr,
+}
+
+impl SendQueue {
+    pub(crate) fn new() -> Box<SendQueue> {
+        Box::new(SendQueue {
+            pending: VecDeque::new(),
+            pending_offset: 0,
+            inflight: Vec::new(),
+            inflight_offset: 0,
+            queued: 0,
+            iovecs: [libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            }; MAX_IOVECS],
+            // SAFETY: msghdr is a plain C struct for which all-zero bytes are
+            // valid (null pointers, zero lengths).
+            msg: unsafe { std::mem::zeroed() },
+        })
+    }
+
+    /// Unsent bytes.
+    pub(crate) fn queued(&self) -> usize {
+        self.queued
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.queued == 0
+    }
+
+    /// Appends a chunk; empty chunks are dropped.
+    pub(crate) fn push(&mut self, chunk: Chunk) {
+        let len = chunk.len();
+        if len == 0 {
+            return;
+        }
+        self.queued += len;
+        self.pending.push_back(chunk);
+    }
+
+    /// Heap bytes this queue holds beyond its own box (for memory gauges).
+    pub(crate) fn heap_bytes(&self) -> usize {
+        std::mem::size_of::<SendQueue>()
+            + self.pending.capacity() * std::mem::size_of::<Chunk>()
+            + self.inflight.capacity() * std::mem::size_of::<Chunk>()
+    }
+
+    /// Moves up to [`MAX_IOVECS`] chunks into flight and returns the
+    /// `msghdr` describing them, or `None` when nothing is pending. The
+    /// pointer stays valid, and the memory it describes unchanged, until
+    /// [`complete`](Self::complete) or [`clear`](Self::clear).
+    pub(crate) fn prepare(&mut self) -> Option<*const libc::msghdr> {
+        debug_assert!(self.inflight.is_empty(), "one send in flight at a time");
+        if self.pending.is_empty() {
+            return None;
+        }
+        let count = self.pending.len().min(MAX_IOVECS);
+        self.inflight.extend(self.pending.drain(..count));
+        self.inflight_offset = std::mem::take(&mut self.pending_offset);
+        for (index, chunk) in self.inflight.iter().enumerate() {
+            let bytes = chunk.as_bytes();
+            let skip = if index == 0 { self.inflight_offset } else { 0 };
+            let rest = &bytes[skip..];
+            self.iovecs[index] = libc::iovec {
+                iov_base: rest.as_ptr() as *mut libc::c_void,
+                iov_len: rest.len(),
+            };
+        }
+        self.msg.msg_iov = self.iovecs.as_mut_ptr();
+        self.msg.msg_iovlen = count;
+        Some(&self.msg)
+    }
+
+    /// Bytes described by the send in flight.
+    pub(crate) fn inflight_bytes(&self) -> usize {
+        self.iovecs[..self.inflight.len()]
+            .iter()
+            .map(|iov| iov.iov_len)
+            .sum()
+    }
+
+    /// Accounts for a completed send of `written` bytes: drops fully written
+    /// chunks and puts the rest back at the front of `pending`. Returns
+    /// whether the write was partial.
+    pub(crate) fn complete(&mut self, written: usize) -> bool {
+        let requested = self.inflight_bytes();
+        let written = written.min(requested);
+        self.queued -= written;
+        let mut left = written + self.inflight_offset;
+        let mut consumed = 0;
+        for chunk in &self.inflight {
+            let len = chunk.len();
+            if left >= len {
+                left -= len;
+                consumed += 1;
+            } else {
+                break;
+            }
+        }
+        let mut rest = self.inflight.drain(consumed..);
+        // Put the unsent chunks back in order, before anything pushed since.
+        for chunk in rest.by_ref().rev() {
+            self.pending.push_front(chunk);
+        }
+        drop(rest);
+        self.inflight.clear();
+        self.pending_offset = if self.pending.is_empty() { 0 } else { left };
+        self.inflight_offset = 0;
+        written < requested
+    }
+
+    /// Drops every chunk (no send may be in flight) and keeps the
+    /// allocations for reuse, shrinking oversized ones.
+    pub(crate) fn clear(&mut self) {
+        self.pending.clear();
+        self.inflight.clear();
+        self.pending_offset = 0;
+        self.inflight_offset = 0;
+        self.queued = 0;
+        self.msg.msg_iov = std::ptr::null_mut();
+        self.msg.msg_iovlen = 0;
+        if self.pending.capacity() > 4 * MAX_IOVECS {
+            self.pending.shrink_to(MAX_IOVECS);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn iov_bytes(queue: &SendQueue, msg: *const libc::msghdr) -> Vec<u8> {
+        assert!(std::ptr::eq(msg, &queue.msg));
+        let mut out = Vec::new();
+        for iov in &queue.iovecs[..queue.msg.msg_iovlen] {
+            // SAFETY: the iovec points into a chunk in `inflight`, alive and
+            // unchanged while `queue` is borrowed.
+            let bytes =
+                unsafe { std::slice::from_raw_parts(iov.iov_base as *const u8, iov.iov_len) };
+            out.extend_from_slice(bytes);
+        }
+        out
+    }
+
+    #[test]
+    fn chunk_kinds_expose_their_bytes() {
+        let shared: Arc<[u8]> = Arc::from(&b"shared"[..]);
+        assert_eq!(Chunk::from(b"abc".to_vec()).as_bytes(), b"abc");
+        assert_eq!(Chunk::from(shared).as_bytes(), b"shared");
+        assert_eq!(Chunk::from(b"static").as_bytes(), b"static");
+        assert_eq!(Chunk::inline(b"\x81\x05").unwrap().as_bytes(), b"\x81\x05");
+        assert!(Chunk::inline(&[0; INLINE_CAPACITY]).is_some());
+        assert!(Chunk::inline(&[0; INLINE_CAPACITY + 1]).is_none());
+    }
+
+    #[test]
+    fn header_and_payload_leave_in_one_vectored_send() {
+        let mut queue = SendQueue::new();
+        let payload: Arc<[u8]> = Arc::from(vec![7u8; 100]);
+        queue.push(Chunk::inline(&[0x82, 100]).unwrap());
+        queue.push(Chunk::Shared(payload));
+        queue.push(Chunk::Owned(Vec::new()));
+        assert_eq!(queue.queued(), 102);
+        let msg = queue.prepare().unwrap();
+        assert_eq!(queue.msg.msg_iovlen, 2);
+        let mut expected = vec![0x82, 100];
+        expected.extend_from_slice(&[7; 100]);
+        assert_eq!(iov_bytes(&queue, msg), expected);
+        assert!(!queue.complete(102));
+        assert!(queue.is_empty());
+        assert!(queue.prepare().is_none());
+    }
+
+    #[test]
+    fn partial_writes_resume_where_they_stopped() {
+        let mut queue = SendQueue::new();
+        queue.push(Chunk::from(b"hello ".to_vec()));
+        queue.push(Chunk::from(b"world".to_vec()));
+        queue.push(Chunk::from(b"!".to_vec()));
+        let msg = queue.prepare().unwrap();
+        assert_eq!(iov_bytes(&queue, msg), b"hello world!");
+        // A chunk pushed while in flight goes behind the unsent rest.
+        queue.push(Chunk::from(b"?".to_vec()));
+        assert!(queue.complete(8));
+        assert_eq!(queue.queued(), 5);
+        let msg = queue.prepare().unwrap();
+        assert_eq!(iov_bytes(&queue, msg), b"rld!?");
+        assert!(queue.complete(1));
+        let msg = queue.prepare().unwrap();
+        assert_eq!(iov_bytes(&queue, msg), b"ld!?");
+        assert!(!queue.complete(4));
+        assert!(queue.is_empty());
+    }
+
+    #[test]
+    fn zero_byte_completion_changes_nothing() {
+        let mut queue = SendQueue::new();
+        queue.push(Chunk::from(b"abc".to_vec()));
+        queue.prepare().unwrap();
+        assert!(queue.complete(0));
+        let msg = queue.prepare().unwrap();
+        assert_eq!(iov_bytes(&queue, msg), b"abc");
+    }
+
+    #[test]
+    fn long_queues_are_sent_in_batches_of_max_iovecs() {
+        let mut queue = SendQueue::new();
+        for i in 0..(MAX_IOVECS + 10) {
+            queue.push(Chunk::from(vec![i as u8; 3]));
+        }
+        let msg = queue.prepare().unwrap();
+        assert_eq!(queue.msg.msg_iovlen, MAX_IOVECS);
+        assert_eq!(iov_bytes(&queue, msg).len(), 3 * MAX_IOVECS);
+        assert!(!queue.complete(3 * MAX_IOVECS));
+        let msg = queue.prepare().unwrap();
+        let rest = iov_bytes(&queue, msg);
+        assert_eq!(rest.len(), 30);
+        assert_eq!(rest[0], MAX_IOVECS as u8);
+        // "Partial" refers to the send in flight, not the whole queue.
+        assert!(!queue.complete(30));
+        assert!(queue.is_empty());
+    }
+
+    #[test]
+    fn completion_larger_than_requested_is_clamped() {
+        let mut queue = SendQueue::new();
+        queue.push(Chunk::from(b"ab".to_vec()));
+        queue.prepare().unwrap();
+        assert!(!queue.complete(10));
+        assert_eq!(queue.queued(), 0);
+    }
+
+    #[test]
+    fn clear_empties_and_keeps_the_box_reusable() {
+        let mut queue = SendQueue::new();
+        queue.push(Chunk::from(b"abc".to_vec()));
+        queue.clear();
+        assert!(queue.is_empty());
+        assert!(queue.prepare().is_none());
+        queue.push(Chunk::from(b"d".to_vec()));
+        let msg = queue.prepare().unwrap();
+        assert_eq!(iov_bytes(&queue, msg), b"d");
+    }
+}

@@ -1,0 +1,501 @@
+//! A raw TCP test handler for the reactor, driven by commands and reporting
+//! events over a channel, plus client helpers. Loopback only.
+
+#![allow(dead_code)]
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use ringws_reactor::{
+    CloseCause, Config, ConnId, ConnectOptions, CorePinning, Ctx, Handler, Reactor, ReactorHandle,
+    TimerKey, WorkerId, WorkerStats,
+};
+
+/// Upper bound for anything a test waits for.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Echo every byte.
+    Echo,
+    /// Consume only complete `\n`-terminated lines and echo them.
+    Lines,
+    /// Consume and drop everything.
+    Sink,
+}
+
+#[derive(Debug)]
+pub enum Event {
+    Accepted {
+        conn: ConnId,
+        peer: SocketAddr,
+    },
+    Connecting {
+        conn: ConnId,
+        tag: u64,
+    },
+    Connected {
+        conn: ConnId,
+        tag: u64,
+    },
+    Data {
+        conn: ConnId,
+        bytes: Vec<u8>,
+    },
+    PeerEof(ConnId),
+    Paused(ConnId),
+    Drained(ConnId),
+    Closed {
+        conn: ConnId,
+        tag: u64,
+        cause: CloseCause,
+    },
+    TimerFired {
+        id: u64,
+        armed_at: Instant,
+        after: Duration,
+        fired_at: Instant,
+    },
+    TimerCancelled {
+        id: u64,
+        value_returned: bool,
+    },
+    Stats {
+        worker: WorkerId,
+        stats: WorkerStats,
+    },
+    Heap {
+        conn: ConnId,
+        bytes: Option<usize>,
+    },
+    ConnectRefused {
+        tag: u64,
+    },
+}
+
+#[derive(Debug)]
+pub enum Cmd {
+    Send(ConnId, Vec<u8>),
+    SendThenClose(ConnId, Vec<u8>),
+    SendThenCloseNow(ConnId, Vec<u8>),
+    Close(ConnId),
+    Terminate(ConnId),
+    PauseRecv(ConnId),
+    ResumeRecv(ConnId),
+    /// Arm a timer with this id.
+    Arm {
+        id: u64,
+        after: Duration,
+    },
+    /// Arm, then cancel at once.
+    ArmAndCancel {
+        id: u64,
+        after: Duration,
+    },
+    /// Arm `slow` and `reset` for `after`, then reset `reset` to `short`.
+    ArmAndReset {
+        slow: u64,
+        reset: u64,
+        after: Duration,
+        short: Duration,
+    },
+    Stats,
+    StopAccepting,
+    Heap(ConnId),
+    Connect {
+        addr: SocketAddr,
+        source: Option<SocketAddr>,
+        tag: u64,
+        greeting: Vec<u8>,
+    },
+    Stop,
+}
+
+pub struct ConnState {
+    tag: u64,
+}
+
+pub struct TestHandler {
+    worker: WorkerId,
+    mode: Mode,
+    events: mpsc::Sender<Event>,
+    report_data: bool,
+}
+
+impl TestHandler {
+    fn emit(&self, event: Event) {
+        let _ = self.events.send(event);
+    }
+}
+
+impl Handler for TestHandler {
+    type Conn = ConnState;
+    type Timer = (u64, Instant, Duration);
+    type Command = Cmd;
+
+    fn on_accept(&mut self, ctx: &mut Ctx<'_, Self>, conn: ConnId) -> Option<ConnState> {
+        assert_eq!(conn.worker(), self.worker);
+        // A peer that already reset has no address any more.
+        let peer = ctx
+            .io
+            .peer_addr(conn)
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        self.emit(Event::Accepted { conn, peer });
+        Some(ConnState { tag: 0 })
+    }
+
+    fn on_connected(&mut self, _ctx: &mut Ctx<'_, Self>, conn: ConnId, state: &mut ConnState) {
+        self.emit(Event::Connected {
+            conn,
+            tag: state.tag,
+        });
+    }
+
+    fn on_data(
+        &mut self,
+        ctx: &mut Ctx<'_, Self>,
+        conn: ConnId,
+        _state: &mut ConnState,
+        data: &mut [u8],
+    ) -> usize {
+        if self.report_data {
+            self.emit(Event::Data {
+                conn,
+                bytes: data.to_vec(),
+            });
+        }
+        match self.mode {
+            Mode::Echo => {
+                let _ = ctx.io.send(conn, data.to_vec());
+                data.len()
+            }
+            Mode::Lines => {
+                let end = data.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+                if end > 0 {
+                    let _ = ctx.io.send(conn, data[..end].to_vec());
+                }
+                end
+            }
+            Mode::Sink => data.len(),
+        }
+    }
+
+    fn on_peer_eof(&mut self, ctx: &mut Ctx<'_, Self>, conn: ConnId, _state: &mut ConnState) {
+        self.emit(Event::PeerEof(conn));
+        ctx.io.close(conn);
+    }
+
+    fn on_drained(&mut self, _ctx: &mut Ctx<'_, Self>, conn: ConnId, _state: &mut ConnState) {
+        self.emit(Event::Drained(conn));
+    }
+
+    fn on_closed(
+        &mut self,
+        ctx: &mut Ctx<'_, Self>,
+        conn: ConnId,
+        state: ConnState,
+        cause: CloseCause,
+    ) {
+        assert!(!ctx.io.is_open(conn));
+        if let CloseCause::ConnectFailed { .. } = cause {
+            self.emit(Event::ConnectRefused { tag: state.tag });
+        }
+        self.emit(Event::Closed {
+            conn,
+            tag: state.tag,
+            cause,
+        });
+    }
+
+    fn on_timer(&mut self, _ctx: &mut Ctx<'_, Self>, _key: TimerKey, value: Self::Timer) {
+        let (id, armed_at, after) = value;
+        self.emit(Event::TimerFired {
+            id,
+            armed_at,
+            after,
+            fired_at: Instant::now(),
+        });
+    }
+
+    fn on_command(&mut self, ctx: &mut Ctx<'_, Self>, command: Cmd) {
+        match command {
+            Cmd::Send(conn, bytes) => {
+                ctx.io.send(conn, bytes).expect("send to a live connection");
+            }
+            Cmd::SendThenClose(conn, bytes) => {
+                ctx.io.send(conn, bytes).expect("send to a live connection");
+                assert!(ctx.io.close(conn));
+            }
+            Cmd::SendThenCloseNow(conn, bytes) => {
+                ctx.io.send(conn, bytes).expect("send to a live connection");
+                assert!(ctx.io.close_now(conn));
+            }
+            Cmd::Close(conn) => {
+                ctx.io.close(conn);
+            }
+            Cmd::Terminate(conn) => {
+                ctx.io.terminate(conn);
+            }
+            Cmd::PauseRecv(conn) => {
+                assert!(ctx.io.pause_recv(conn));
+                self.emit(Event::Paused(conn));
+            }
+            Cmd::ResumeRecv(conn) => {
+                assert!(ctx.io.resume_recv(conn));
+            }
+            Cmd::Arm { id, after } => {
+                ctx.io.arm_timer(after, (id, Instant::now(), after));
+            }
+            Cmd::ArmAndCancel { id, after } => {
+                let key = ctx.io.arm_timer(after, (id, Instant::now(), after));
+                let value = ctx.io.cancel_timer(key);
+                // A second cancel finds nothing.
+                let again = ctx.io.cancel_timer(key);
+                self.emit(Event::TimerCancelled {
+                    id,
+                    value_returned: value.is_some_and(|v| v.0 == id) && again.is_none(),
+                });
+            }
+            Cmd::ArmAndReset {
+                slow,
+                reset,
+                after,
+                short,
+            } => {
+                ctx.io.arm_timer(after, (slow, Instant::now(), after));
+                let key = ctx.io.arm_timer(after, (reset, Instant::now(), short));
+                assert!(ctx.io.reset_timer(key, short));
+            }
+            Cmd::Stats => {
+                self.emit(Event::Stats {
+                    worker: self.worker,
+                    stats: *ctx.io.stats(),
+                });
+            }
+            Cmd::StopAccepting => ctx.io.stop_accepting(),
+            Cmd::Heap(conn) => {
+                self.emit(Event::Heap {
+                    conn,
+                    bytes: ctx.io.conn_heap_bytes(conn),
+                });
+            }
+            Cmd::Connect {
+                addr,
+                source,
+                tag,
+                greeting,
+            } => {
+                let mut options = ConnectOptions::new();
+                if let Some(source) = source {
+                    options = options.source(source);
+                }
+                match ctx.io.connect(addr, &options, ConnState { tag }) {
+                    Ok(conn) => {
+                        self.emit(Event::Connecting { conn, tag });
+                        if !greeting.is_empty() {
+                            ctx.io.send(conn, greeting).expect("queue while connecting");
+                        }
+                    }
+                    Err(error) => panic!("connect failed synchronously: {error}"),
+                }
+            }
+            Cmd::Stop => ctx.io.stop(),
+        }
+    }
+}
+
+pub struct Server {
+    pub handle: ReactorHandle<Cmd>,
+    pub events: mpsc::Receiver<Event>,
+    /// Events received but not yet matched by `wait_for`.
+    pub backlog: RefCell<VecDeque<Event>>,
+    pub addr: SocketAddr,
+}
+
+pub fn config(workers: usize) -> Config {
+    Config::new()
+        .workers(workers)
+        .pinning(CorePinning::Off)
+        .listen("127.0.0.1:0".parse().unwrap())
+        .recv_buffers(256, 16 * 1024)
+        .ring_entries(512)
+        .close_linger(Duration::from_secs(5))
+}
+
+pub fn start_with(config: Config, mode: Mode, report_data: bool) -> Server {
+    let (tx, events) = mpsc::channel();
+    let handle = Reactor::start(config, move |worker| TestHandler {
+        worker,
+        mode,
+        events: tx.clone(),
+        report_data,
+    })
+    .expect("reactor starts");
+    let addr = handle
+        .local_addr()
+        .unwrap_or_else(|| "127.0.0.1:9".parse().unwrap());
+    Server {
+        handle,
+        events,
+        backlog: RefCell::new(VecDeque::new()),
+        addr,
+    }
+}
+
+pub fn start(workers: usize, mode: Mode) -> Server {
+    start_with(config(workers), mode, false)
+}
+
+impl Server {
+    /// Waits for the first event matching `pick`; events that do not
+    /// match stay queued for later calls.
+    pub fn wait_for<T>(&self, mut pick: impl FnMut(&Event) -> Option<T>) -> T {
+        {
+            let mut backlog = self.backlog.borrow_mut();
+            for index in 0..backlog.len() {
+                if let Some(value) = pick(&backlog[index]) {
+                    backlog.remove(index);
+                    return value;
+                }
+            }
+        }
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(left) {
+                Ok(event) => match pick(&event) {
+                    Some(value) => return value,
+                    None => self.backlog.borrow_mut().push_back(event),
+                },
+                Err(error) => panic!("no matching event within {WAIT:?}: {error}"),
+            }
+        }
+    }
+
+    /// Stops the workers, waits for them, and returns every event not yet
+    /// matched.
+    pub fn stop_and_collect(self) -> Vec<Event> {
+        self.handle.stop();
+        self.handle.join().expect("workers exit cleanly");
+        let mut events: Vec<Event> = self.backlog.into_inner().into();
+        events.extend(self.events.try_iter());
+        events
+    }
+
+    /// The server-side id of the connection whose peer is `client`.
+    pub fn accepted(&self, client: &TcpStream) -> ConnId {
+        let local = client.local_addr().unwrap();
+        self.wait_for(|event| match event {
+            Event::Accepted { conn, peer } if *peer == local => Some(*conn),
+            _ => None,
+        })
+    }
+
+    pub fn closed(&self, conn: ConnId) -> CloseCause {
+        self.wait_for(|event| match event {
+            Event::Closed { conn: c, cause, .. } if *c == conn => Some(*cause),
+            _ => None,
+        })
+    }
+
+    pub fn send(&self, command: Cmd) {
+        self.handle.senders()[0]
+            .send(command)
+            .expect("worker alive");
+    }
+
+    pub fn send_to(&self, worker: WorkerId, command: Cmd) {
+        self.handle
+            .sender(worker)
+            .unwrap()
+            .send(command)
+            .expect("worker alive");
+    }
+
+    /// Stats of every worker.
+    pub fn stats(&self) -> Vec<WorkerStats> {
+        let workers = self.handle.senders().len();
+        for sender in self.handle.senders() {
+            sender.send(Cmd::Stats).unwrap();
+        }
+        let mut all = vec![None; workers];
+        while all.iter().any(Option::is_none) {
+            let (worker, stats) = self.wait_for(|event| match event {
+                Event::Stats { worker, stats } => Some((*worker, *stats)),
+                _ => None,
+            });
+            all[worker.index()] = Some(stats);
+        }
+        all.into_iter().flatten().collect()
+    }
+
+    pub fn shutdown(self) {
+        self.handle.stop();
+        self.handle.join().expect("workers exit cleanly");
+    }
+}
+
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).expect("connect to the reactor");
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    stream.set_write_timeout(Some(WAIT)).unwrap();
+    stream
+}
+
+/// A client whose receive buffer is small, so echoes back up quickly.
+pub fn connect_small_rcvbuf(addr: SocketAddr, rcvbuf: usize) -> TcpStream {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )
+    .unwrap();
+    socket.set_recv_buffer_size(rcvbuf).unwrap();
+    socket
+        .connect(&addr.into())
+        .expect("connect to the reactor");
+    let stream: TcpStream = socket.into();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    stream.set_write_timeout(Some(WAIT)).unwrap();
+    stream
+}
+
+pub fn read_exact(stream: &mut TcpStream, len: usize) -> Vec<u8> {
+    let mut buf = vec![0; len];
+    stream.read_exact(&mut buf).expect("read echoed bytes");
+    buf
+}
+
+pub fn write_all(stream: &mut TcpStream, bytes: &[u8]) {
+    stream.write_all(bytes).expect("write to the reactor");
+}
+
+/// Deterministic test bytes.
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+/// Reads until EOF or error; returns the bytes and how it ended.
+pub fn read_to_end(stream: &mut TcpStream) -> (Vec<u8>, std::io::Result<()>) {
+    let mut out = Vec::new();
+    let mut buf = vec![0; 64 * 1024];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return (out, Ok(())),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(error) => return (out, Err(error)),
+        }
+    }
+}
