@@ -31,3 +31,7 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
     cargo test --workspace --locked --no-fail-fast
 fi
+
+step "loom model of the cross-core inbox wakeup (exhaustive)"
+RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="$ROOT/target/loom" \
+    cargo test -p ringws-reactor --release --locked --lib loom

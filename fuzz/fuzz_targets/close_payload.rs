@@ -33,7 +33,11 @@ fuzz_target!(|payload: &[u8]| {
     };
     assert_eq!(parsed.map(|frame| (frame.code, frame.reason)), expected);
     if let Err(error) = parsed {
-        let expected_code = if error == ProtocolError::InvalidUtf8 { 1007 } else { 1002 };
+        let expected_code = if error == ProtocolError::InvalidUtf8 {
+            1007
+        } else {
+            1002
+        };
         assert_eq!(error.close_code(), expected_code);
     }
 

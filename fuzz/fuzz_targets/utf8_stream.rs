@@ -19,9 +19,9 @@ fn certain_error_end(bytes: &[u8]) -> Option<usize> {
         Err(e) if e.error_len().is_some() => e.valid_up_to(),
         _ => return None,
     };
-    (valid_up_to + 1..=bytes.len()).find(|&end| {
-        matches!(std::str::from_utf8(&bytes[..end]), Err(e) if e.error_len().is_some())
-    })
+    (valid_up_to + 1..=bytes.len()).find(
+        |&end| matches!(std::str::from_utf8(&bytes[..end]), Err(e) if e.error_len().is_some()),
+    )
 }
 
 fuzz_target!(|input: Input| {
@@ -69,7 +69,10 @@ fuzz_target!(|input: Input| {
                 consumed += chunk.len();
                 consumed >= certain_end
             });
-            assert_eq!(failed_at, expected, "error certain after {certain_end} bytes");
+            assert_eq!(
+                failed_at, expected,
+                "error certain after {certain_end} bytes"
+            );
             assert!(finished.is_err());
         }
     }

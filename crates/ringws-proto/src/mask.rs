@@ -4,23 +4,28 @@
 //! payload split across two receive buffers be unmasked piece by piece: unmask
 //! the first piece with offset 0 and the second with the first piece's length.
 //!
-//! [`unmask`] picks the fastest implementation this CPU supports once, on first
-//! use, and remembers it. The implementations, from slowest to fastest:
+//! [`unmask`] handles buffers under 32 bytes inline, a word at a time, and
+//! hands longer ones to the fastest implementation this CPU supports, chosen
+//! once on first use. The implementations, from slowest to fastest:
 //!
 //! - [`UnmaskImpl::Bytewise`]: one byte at a time, the reference every other
-//!   path is tested against.
+//!   path is tested against; never chosen.
 //! - [`UnmaskImpl::Word`]: eight bytes at a time on aligned `u64` words; the
-//!   portable fallback for every architecture without a SIMD path.
-//! - [`UnmaskImpl::Sse2`] and [`UnmaskImpl::Avx2`] (x86_64), [`UnmaskImpl::Neon`]
-//!   (aarch64): 16 or 32 bytes per instruction.
+//!   fallback for architectures without a SIMD path.
+//! - [`UnmaskImpl::Sse2`] (x86_64 without AVX2), [`UnmaskImpl::Avx2`]
+//!   (x86_64 with AVX2), [`UnmaskImpl::Neon`] (aarch64): 16 or 32 bytes per
+//!   instruction.
 //!
 //! `docs/benchmarks.md` ("Unmask") has the measurements behind the choice.
+//! Every path is tested equal to the byte loop for every length up to 256,
+//! every payload offset mod 4 and every alignment up to 32, plus large and
+//! random cases.
 
 use std::sync::OnceLock;
 
-/// Buffers shorter than this go straight to the inlined word path: the call
+/// Buffers shorter than this are unmasked inline, a word at a time: the call
 /// through the run-time choice costs more than SIMD saves.
-const SIMD_MIN_LEN: usize = 16;
+const SIMD_MIN_LEN: usize = 32;
 
 /// One way of unmasking. All of them produce identical bytes; they differ in
 /// speed and in which CPUs can run them.
@@ -102,7 +107,7 @@ impl UnmaskImpl {
 #[inline]
 pub fn unmask(buf: &mut [u8], mask: [u8; 4], offset: usize) {
     if buf.len() < SIMD_MIN_LEN {
-        unmask_word(buf, mask, offset);
+        unmask_short(buf, mask, offset);
         return;
     }
     let imp = UnmaskImpl::selected();
@@ -184,6 +189,26 @@ fn unmask_word(buf: &mut [u8], mask: [u8; 4], offset: usize) {
     unmask_bytewise(tail, mask, words_offset);
 }
 
+/// For buffers under [`SIMD_MIN_LEN`] bytes and the SIMD paths' last bytes:
+/// eight bytes at a time without regard to alignment (at most three words,
+/// where aligning first would cost more than it saves), then the byte loop.
+#[inline]
+fn unmask_short(buf: &mut [u8], mask: [u8; 4], offset: usize) {
+    let quad = rotated_mask(mask, offset);
+    let word_mask = u64::from_ne_bytes([
+        quad[0], quad[1], quad[2], quad[3], quad[0], quad[1], quad[2], quad[3],
+    ]);
+    let mut words = buf.chunks_exact_mut(8);
+    for word in &mut words {
+        let unmasked = u64::from_ne_bytes([
+            word[0], word[1], word[2], word[3], word[4], word[5], word[6], word[7],
+        ]) ^ word_mask;
+        word.copy_from_slice(&unmasked.to_ne_bytes());
+    }
+    // Words are 8 bytes, so the rest starts at the same position mod 4.
+    unmask_bytewise(words.into_remainder(), mask, offset);
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     //! Both paths XOR whole vectors only. The loop runs over vector-aligned
@@ -195,7 +220,7 @@ mod x86 {
     //! and no load ever reads a recent, partially overlapping store (which
     //! would stall on store forwarding).
 
-    use super::{rotated_mask, unmask_word};
+    use super::{rotated_mask, unmask_short};
     use std::arch::x86_64::{
         __m128i, __m256i, _mm256_loadu_si256, _mm256_set1_epi32, _mm256_storeu_si256,
         _mm256_xor_si256, _mm_loadu_si128, _mm_set1_epi32, _mm_storeu_si128, _mm_xor_si128,
@@ -279,7 +304,7 @@ mod x86 {
         const W: usize = 16;
         let len = buf.len();
         if len < W {
-            return unmask_word(buf, mask, offset);
+            return unmask_short(buf, mask, offset);
         }
         let start = loop_start::<W>(buf);
         let end = len - (len - start) % W;
@@ -351,7 +376,7 @@ mod x86 {
 
 #[cfg(target_arch = "aarch64")]
 mod arm {
-    use super::{rotated_mask, unmask_word};
+    use super::{rotated_mask, unmask_short};
     use std::arch::aarch64::{uint8x16_t, veorq_u8, vld1q_u8, vst1q_u8};
 
     #[target_feature(enable = "neon")]
@@ -377,7 +402,7 @@ mod arm {
     pub(super) unsafe fn unmask_neon(buf: &mut [u8], mask: [u8; 4], offset: usize) {
         const W: usize = 16;
         if buf.len() < W {
-            return unmask_word(buf, mask, offset);
+            return unmask_short(buf, mask, offset);
         }
         let quad = rotated_mask(mask, offset);
         let mut pattern = [0u8; W];
@@ -397,7 +422,7 @@ mod arm {
             xor128(lane, key);
         }
         // Vectors are multiples of 4 bytes, so the remainder keeps the offset.
-        unmask_word(lanes.into_remainder(), mask, offset);
+        unmask_short(lanes.into_remainder(), mask, offset);
     }
 }
 
@@ -493,14 +518,19 @@ mod tests {
 
     #[test]
     fn dispatching_unmask_matches_bytewise() {
-        for len in [0, 1, 63, 64, 65, 200, 4096 + 5] {
+        for len in (0..=300).chain([4096 + 5, 65536 + 3]) {
             for offset in 0..4 {
-                let original = pattern(len + 5);
-                let mut expected = original.clone();
-                unmask_bytewise(&mut expected[5..], MASK, offset);
-                let mut actual = original;
-                unmask(&mut actual[5..], MASK, offset);
-                assert_eq!(actual, expected, "len {len}, offset {offset}");
+                for align in 0..8 {
+                    let original = pattern(align + len);
+                    let mut expected = original.clone();
+                    unmask_bytewise(&mut expected[align..], MASK, offset);
+                    let mut actual = original;
+                    unmask(&mut actual[align..], MASK, offset);
+                    assert!(
+                        actual == expected,
+                        "len {len}, offset {offset}, align {align}"
+                    );
+                }
             }
         }
     }
