@@ -23,6 +23,14 @@ cargo fmt --all -- --check
 step "cargo clippy (deny warnings)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "dependency rule: protocol and timer crates stay free of io_uring and sockets"
+for leaf in ringws-proto ringws-timer; do
+    if cargo tree --locked -p "$leaf" -e normal --prefix none | grep -E '^(io-uring|socket2|libc) '; then
+        echo "error: $leaf must not depend on io-uring, socket2 or libc" >&2
+        exit 1
+    fi
+done
+
 step "tests"
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --locked --no-fail-fast
