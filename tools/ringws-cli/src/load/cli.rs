@@ -1,0 +1,300 @@
+//! `ringws load`: the command line of the load generator.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Subcommand, ValueEnum};
+
+use crate::load::config::{parse_cpu_list, parse_duration, parse_source_addrs};
+use crate::load::hist::{save_histograms, MergedHistograms};
+use crate::load::{run_with_progress, LoadConfig, Mode, PayloadKind};
+
+/// Generate WebSocket load; report rates, latency, close codes and errors.
+///
+/// Modes: echo (closed loop), rate (open loop, latency from the intended
+/// send time), churn (connect, message, close cycles), hold (many idle
+/// connections, optional pings). Network errors are counted, never fatal;
+/// every wait is bounded by --timeout and every run by a hard deadline.
+///
+/// Examples:
+///   ringws load ws://10.0.0.5:9001/ -c 256 -d 30s
+///   ringws load ws://10.0.0.5:9001/ --mode rate --rate 200000 -c 512 --hist-out a.hlog
+///   ringws load ws://10.0.0.5:9001/ --mode churn --concurrency 64 --close-code 1001
+///   ringws load ws://10.0.0.5:9001/ --mode hold -c 100000 --ramp 5000 --ping-interval 10s
+///       --source-addrs 127.0.0.2-127.0.0.40
+///   ringws load merge a.hlog b.hlog
+#[derive(Debug, Args)]
+#[command(
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    verbatim_doc_comment
+)]
+pub struct LoadArgs {
+    #[command(subcommand)]
+    command: Option<LoadCommand>,
+
+    /// Server URL (ws://host[:port][/path]).
+    #[arg(required = true)]
+    url: Option<String>,
+
+    /// echo: closed loop; rate: open loop at --rate msg/s; churn:
+    /// connect-message-close cycles; hold: open and hold connections.
+    #[arg(long, value_enum, default_value_t = ModeArg::Echo)]
+    mode: ModeArg,
+
+    /// Connections (echo, rate, hold).
+    #[arg(short, long, default_value_t = 64)]
+    connections: usize,
+
+    /// Cycles in progress at once (churn).
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+
+    /// Payload bytes per message.
+    #[arg(short = 's', long, default_value_t = 32)]
+    payload_size: usize,
+
+    /// Send Text frames (printable ASCII payload).
+    #[arg(long, conflicts_with = "binary")]
+    text: bool,
+
+    /// Send Binary frames (the default).
+    #[arg(long)]
+    binary: bool,
+
+    /// Messages in flight per connection (echo, churn).
+    #[arg(short, long, default_value_t = 1)]
+    pipeline: usize,
+
+    /// Sending window (e.g. 500ms, 10s, 2m); it starts once the connections
+    /// are open (churn: at once).
+    #[arg(short, long, default_value = "10s", value_parser = duration)]
+    duration: Duration,
+
+    /// Messages per second in total (rate, required); cycles per second
+    /// (churn, optional).
+    #[arg(short, long)]
+    rate: Option<f64>,
+
+    /// Messages per churn cycle.
+    #[arg(long, default_value_t = 1)]
+    messages: u32,
+
+    /// Stop churning after this many cycles.
+    #[arg(long)]
+    cycles: Option<u64>,
+
+    /// Code of the Close frames the generator sends.
+    #[arg(long, default_value_t = 1000)]
+    close_code: u16,
+
+    /// Open connections at this many per second (default: as fast as
+    /// possible).
+    #[arg(long)]
+    ramp: Option<f64>,
+
+    /// Ping each connection this often (hold).
+    #[arg(long, value_parser = duration)]
+    ping_interval: Option<Duration>,
+
+    /// Source addresses to spread connections over, e.g.
+    /// 127.0.0.2-127.0.0.40 or 10.0.0.1,10.0.0.2.
+    #[arg(long)]
+    source_addrs: Option<String>,
+
+    /// Worker threads (default: one per core).
+    #[arg(short, long)]
+    workers: Option<usize>,
+
+    /// Pin workers to these cores, e.g. 1 or 0-3 (worker i on the i-th).
+    #[arg(long)]
+    cpus: Option<String>,
+
+    /// Bound on connect+handshake, on replies after the window, and on the
+    /// closing handshake.
+    #[arg(long, default_value = "5s", value_parser = duration)]
+    timeout: Duration,
+
+    /// Most messages in flight per connection in rate mode.
+    #[arg(long, default_value_t = 1024)]
+    max_in_flight: usize,
+
+    /// Extra request header for the handshake ("Name: value"; repeatable).
+    #[arg(short = 'H', long = "header")]
+    headers: Vec<String>,
+
+    /// Print the progress line even when stderr is not a terminal.
+    #[arg(long)]
+    progress: bool,
+
+    /// Print neither the progress line nor the table.
+    #[arg(short, long)]
+    quiet: bool,
+
+    /// Write the report as JSON to this file ("-": stdout; the table then
+    /// goes to stderr).
+    #[arg(long, value_name = "FILE|-")]
+    json: Option<String>,
+
+    /// Save the latency histograms (HdrHistogram interval log, V2
+    /// compressed) for `ringws load merge`.
+    #[arg(long, value_name = "FILE")]
+    hist_out: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum LoadCommand {
+    /// Merge histogram files saved with --hist-out (e.g. from several
+    /// machines) and print the percentiles of the whole.
+    Merge {
+        /// Files written by --hist-out.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ModeArg {
+    Echo,
+    Rate,
+    Churn,
+    Hold,
+}
+
+fn duration(text: &str) -> Result<Duration, String> {
+    parse_duration(text).map_err(|error| error.to_string())
+}
+
+impl LoadArgs {
+    /// The run these arguments describe.
+    pub fn to_config(&self) -> Result<LoadConfig, String> {
+        let url = self.url.clone().ok_or("a URL is required")?;
+        let mode = match self.mode {
+            ModeArg::Echo => Mode::Echo,
+            ModeArg::Rate => Mode::Rate,
+            ModeArg::Churn => Mode::Churn,
+            ModeArg::Hold => Mode::Hold,
+        };
+        let mut config = LoadConfig::new(url, mode);
+        config.connections = self.connections;
+        config.concurrency = self.concurrency;
+        config.payload_size = self.payload_size;
+        config.payload_kind = if self.text {
+            PayloadKind::Text
+        } else {
+            PayloadKind::Binary
+        };
+        config.pipeline = self.pipeline;
+        config.duration = self.duration;
+        config.rate = self.rate;
+        config.messages_per_cycle = self.messages;
+        config.cycles = self.cycles;
+        config.close_code = self.close_code;
+        config.ramp = self.ramp;
+        config.ping_interval = self.ping_interval;
+        if let Some(list) = &self.source_addrs {
+            config.source_addrs = parse_source_addrs(list).map_err(|error| error.to_string())?;
+        }
+        config.workers = self.workers;
+        if let Some(list) = &self.cpus {
+            config.cpus = Some(parse_cpu_list(list).map_err(|error| error.to_string())?);
+        }
+        config.timeout = self.timeout;
+        config.max_in_flight = self.max_in_flight;
+        for header in &self.headers {
+            let (name, value) = header
+                .split_once(':')
+                .ok_or_else(|| format!("header {header:?} is not \"Name: value\""))?;
+            config
+                .headers
+                .push((name.trim().to_owned(), value.trim().to_owned()));
+        }
+        config.validate().map_err(|error| error.to_string())?;
+        Ok(config)
+    }
+}
+
+/// Runs `ringws load` and returns the process exit code.
+pub fn main(args: LoadArgs) -> ExitCode {
+    match &args.command {
+        Some(LoadCommand::Merge { files }) => merge(files),
+        None => load(&args),
+    }
+}
+
+fn merge(files: &[PathBuf]) -> ExitCode {
+    match MergedHistograms::from_files(files) {
+        Ok(merged) if merged.by_tag.is_empty() => {
+            eprintln!("ringws load merge: the files hold no histogram");
+            ExitCode::FAILURE
+        }
+        Ok(merged) => {
+            println!("merged {} file(s)", files.len());
+            print!("{}", merged.table());
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("ringws load merge: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(args: &LoadArgs) -> ExitCode {
+    let config = match args.to_config() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("ringws load: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let show_progress = !args.quiet && (args.progress || std::io::stderr().is_terminal());
+    let report = run_with_progress(&config, |progress| {
+        if show_progress {
+            eprintln!("{progress}");
+        }
+    });
+    let report = match report {
+        Ok(report) => report,
+        Err(error) => {
+            eprintln!("ringws load: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let json_to_stdout = args.json.as_deref() == Some("-");
+    if !args.quiet {
+        if json_to_stdout {
+            eprint!("{report}");
+        } else {
+            print!("{report}");
+        }
+    }
+    let mut status = ExitCode::SUCCESS;
+    if let Some(target) = &args.json {
+        let written = serde_json::to_string_pretty(&report)
+            .map_err(|error| error.to_string())
+            .and_then(|json| {
+                if json_to_stdout {
+                    let mut stdout = std::io::stdout().lock();
+                    writeln!(stdout, "{json}").map_err(|error| error.to_string())
+                } else {
+                    std::fs::write(target, json + "\n")
+                        .map_err(|error| format!("{target}: {error}"))
+                }
+            });
+        if let Err(error) = written {
+            eprintln!("ringws load: cannot write the JSON report: {error}");
+            status = ExitCode::FAILURE;
+        }
+    }
+    if let Some(path) = &args.hist_out {
+        let window = Duration::from_secs_f64(report.window_secs.max(0.0));
+        if let Err(error) = save_histograms(path, &report.histograms, window) {
+            eprintln!("ringws load: cannot save the histograms: {error}");
+            status = ExitCode::FAILURE;
+        }
+    }
+    status
+}

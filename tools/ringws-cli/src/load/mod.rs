@@ -1,0 +1,344 @@
+//! # The ringws load generator
+//!
+//! [`run`] drives a WebSocket server with one load worker per core, each on
+//! its own io_uring reactor (`ringws-reactor`) speaking the protocol through
+//! `ringws-proto`, and returns a [`LoadReport`]: rates, latency percentiles,
+//! connection outcomes, the close codes the server sent, every error counted
+//! by kind, and the CPU time the workers used, so a caller (the `ringws
+//! bench` harness, or a test) can compute CPU per message.
+//!
+//! ```no_run
+//! use ringws_cli::load::{run, LoadConfig, Mode};
+//!
+//! let mut config = LoadConfig::new("ws://127.0.0.1:9001/", Mode::Echo);
+//! config.connections = 32;
+//! config.duration = std::time::Duration::from_secs(2);
+//! let report = run(&config).unwrap();
+//! println!("{report}");
+//! let cpu_ns = report.cpu.per_message_ns;
+//! ```
+//!
+//! ## Modes
+//!
+//! * [`Mode::Echo`]: closed loop, `pipeline` messages in flight per
+//!   connection, latency from the actual send.
+//! * [`Mode::Rate`]: open loop at `rate` messages/s in total on a 1 ms
+//!   schedule; latency counts from the *intended* send time, so a server
+//!   that stalls the generator is measured, not hidden (coordinated omission
+//!   corrected, as wrk2 does).
+//! * [`Mode::Churn`]: connect, handshake, `messages_per_cycle` messages,
+//!   close with `close_code`, repeat; connect, handshake and close latency,
+//!   cycles/s and the server's close codes.
+//! * [`Mode::Hold`]: open connections at `ramp`/s, hold them, optionally ping.
+//!
+//! ## Never fatal, always bounded
+//!
+//! Network trouble is counted ([`ErrorKind`]), never returned as an error:
+//! refused connections, refused upgrades (with the HTTP status), protocol
+//! errors (by close code), unexpected closes (by code), timeouts, echo
+//! mismatches. Every wait has the configured timeout; every worker has a hard
+//! deadline after which it aborts what is left; the coordinator stops the
+//! workers if even that passes. Only setup problems (bad configuration,
+//! unresolvable host, io_uring unavailable) make [`run`] fail.
+//!
+//! ## Module map
+//!
+//! * `config`: [`LoadConfig`], [`Mode`], parsers for address ranges, core
+//!   lists and durations.
+//! * `worker`: the per-worker [`Handler`](ringws_reactor::Handler).
+//! * `schedule`: constant-rate schedules on 1 ms ticks; splitting totals
+//!   over workers.
+//! * `frames`: masked frames written into reused buffers.
+//! * `report`: tallies, [`LoadReport`], percentile summaries, the table.
+//! * `hist`: saving histograms (HdrHistogram interval log, V2 compressed)
+//!   and merging saved ones exactly.
+//! * `cpu`: thread and process CPU time.
+//! * `cli`: the `ringws load` command line.
+
+pub mod cli;
+pub mod config;
+pub mod cpu;
+mod frames;
+pub mod hist;
+pub mod report;
+mod schedule;
+mod worker;
+
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use ringws_proto::handshake::{ClientHandshake, WsUrl};
+use ringws_proto::Opcode;
+use ringws_reactor::{CorePinning, Reactor};
+
+pub use crate::load::config::{ConfigError, LoadConfig, Mode, PayloadKind};
+pub use crate::load::cpu::CpuTime;
+pub use crate::load::report::{ErrorKind, LatencyHistograms, LatencySummary, LoadReport};
+
+use crate::load::report::{RunFacts, WorkerReport};
+use crate::load::worker::{Command, LoadWorker, Plan, WorkerGauges};
+
+/// Grace the coordinator gives workers past their own hard deadline before
+/// stopping them.
+const COORDINATOR_GRACE: Duration = Duration::from_secs(3);
+
+/// Why a run could not start (problems during a run are counted instead).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// A setting is invalid.
+    Config(ConfigError),
+    /// The URL is not a `ws://` URL ringws can use.
+    Url(String),
+    /// The host did not resolve to an address.
+    Resolve(String),
+    /// The reactor could not start (io_uring unavailable, limits...).
+    Start(ringws_reactor::StartError),
+    /// A worker failed (io_uring_enter error or a panic).
+    Worker(ringws_reactor::WorkerError),
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LoadError::Config(error) => write!(f, "invalid settings: {error}"),
+            LoadError::Url(reason) => write!(f, "invalid URL: {reason}"),
+            LoadError::Resolve(reason) => write!(f, "cannot resolve the target: {reason}"),
+            LoadError::Start(error) => write!(f, "cannot start the workers: {error}"),
+            LoadError::Worker(error) => write!(f, "a worker failed: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for LoadError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            LoadError::Config(error) => Some(error),
+            LoadError::Start(error) => Some(error),
+            LoadError::Worker(error) => Some(error),
+            LoadError::Url(_) | LoadError::Resolve(_) => None,
+        }
+    }
+}
+
+/// Counters during a run, for a progress line (once a second).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Progress {
+    /// Time since the start.
+    pub elapsed: Duration,
+    /// Echoes received so far.
+    pub messages: u64,
+    /// Echoes per second over the last interval.
+    pub messages_per_sec: f64,
+    /// Connections open now.
+    pub open: u64,
+    /// Churn cycles completed so far.
+    pub cycles: u64,
+    /// Errors so far.
+    pub errors: u64,
+}
+
+impl fmt::Display for Progress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "[{:>6.1}s] {}msg/s, {} messages, {} open, {} cycles, {} errors",
+            self.elapsed.as_secs_f64(),
+            report::si(self.messages_per_sec),
+            report::thousands(self.messages),
+            report::thousands(self.open),
+            report::thousands(self.cycles),
+            report::thousands(self.errors)
+        )
+    }
+}
+
+/// Runs the load described by `config` and reports what it measured.
+pub fn run(config: &LoadConfig) -> Result<LoadReport, LoadError> {
+    run_with_progress(config, |_| {})
+}
+
+/// [`run`], calling `progress` about once a second from the calling thread.
+pub fn run_with_progress(
+    config: &LoadConfig,
+    mut progress: impl FnMut(&Progress),
+) -> Result<LoadReport, LoadError> {
+    config.validate().map_err(LoadError::Config)?;
+    let plan = Arc::new(plan(config)?);
+    let workers = plan.workers;
+    let pinning = match &config.cpus {
+        Some(cpus) => CorePinning::Cores(cpus.clone()),
+        None => CorePinning::Auto,
+    };
+    let max_connections = plan
+        .parallelism
+        .div_ceil(workers as u64)
+        .clamp(64, (1 << 24) - 2) as u32;
+    let reactor_config = ringws_reactor::Config::new()
+        .workers(workers)
+        .pinning(pinning)
+        .close_linger(config.timeout)
+        .max_connections(max_connections)
+        .thread_name("ringws-load");
+    let (report_tx, report_rx) = mpsc::channel::<WorkerReport>();
+    let worker_plan = plan.clone();
+    let handle = Reactor::start(reactor_config, move |id| {
+        LoadWorker::new(id, worker_plan.clone(), report_tx.clone())
+    })
+    .map_err(LoadError::Start)?;
+
+    let started = Instant::now();
+    for sender in handle.senders() {
+        // A worker that already stopped reports nothing; the loop below
+        // notices when every report is in or the channel closes.
+        let _ = sender.send(Command::Start);
+    }
+    let longest = (0..workers)
+        .map(|worker| plan.worker_deadline(worker))
+        .max()
+        .unwrap_or_default();
+    let hard_deadline = started + longest + COORDINATOR_GRACE;
+    let mut reports = Vec::with_capacity(workers);
+    let mut next_progress = started + Duration::from_secs(1);
+    let mut last_messages = 0u64;
+    let mut last_at = started;
+    let mut stopped = false;
+    while reports.len() < workers {
+        let now = Instant::now();
+        if now >= hard_deadline && !stopped {
+            handle.stop();
+            stopped = true;
+        }
+        let wait_until = if stopped {
+            now + COORDINATOR_GRACE
+        } else {
+            next_progress.min(hard_deadline)
+        };
+        match report_rx.recv_timeout(wait_until.saturating_duration_since(now)) {
+            Ok(report) => reports.push(report),
+            Err(mpsc::RecvTimeoutError::Timeout) if stopped => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        let now = Instant::now();
+        if now >= next_progress && reports.len() < workers {
+            let snapshot = gauges_snapshot(&plan.gauges);
+            let interval = now.duration_since(last_at).as_secs_f64().max(1e-9);
+            progress(&Progress {
+                elapsed: now.duration_since(started),
+                messages: snapshot.messages,
+                messages_per_sec: snapshot.messages.saturating_sub(last_messages) as f64 / interval,
+                open: snapshot.open,
+                cycles: snapshot.cycles,
+                errors: snapshot.errors,
+            });
+            last_messages = snapshot.messages;
+            last_at = now;
+            next_progress += Duration::from_secs(1);
+        }
+    }
+    let elapsed = started.elapsed();
+    handle.stop();
+    handle.join().map_err(LoadError::Worker)?;
+    // Reports of workers that ended while the coordinator gave up waiting.
+    reports.extend(report_rx.try_iter());
+    Ok(LoadReport::build(
+        RunFacts {
+            mode: config.mode,
+            url: &config.url,
+            workers,
+            payload_size: config.payload_size,
+            payload_kind: config.payload_kind,
+            pinging: config.ping_interval.is_some(),
+            elapsed,
+        },
+        &reports,
+    ))
+}
+
+struct GaugeSnapshot {
+    messages: u64,
+    errors: u64,
+    open: u64,
+    cycles: u64,
+}
+
+fn gauges_snapshot(gauges: &[WorkerGauges]) -> GaugeSnapshot {
+    let sum = |field: fn(&WorkerGauges) -> u64| gauges.iter().map(field).sum();
+    GaugeSnapshot {
+        messages: sum(|g| g.messages.load(Ordering::Relaxed)),
+        errors: sum(|g| g.errors.load(Ordering::Relaxed)),
+        open: sum(|g| g.open.load(Ordering::Relaxed)),
+        cycles: sum(|g| g.cycles.load(Ordering::Relaxed)),
+    }
+}
+
+/// Resolves and checks everything the workers share.
+fn plan(config: &LoadConfig) -> Result<Plan, LoadError> {
+    let url = WsUrl::parse(&config.url).map_err(|error| LoadError::Url(error.to_string()))?;
+    let target = resolve(url.host(), url.port(), config)?;
+    let headers: Vec<(&str, &str)> = config
+        .headers
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .collect();
+    // Build one request now so a bad header or host fails the run up front
+    // instead of every connection.
+    ClientHandshake::for_url(&url, [0; 16], &[], &headers)
+        .map_err(|error| LoadError::Config(ConfigError(error.to_string())))?;
+    let workers = config.worker_count();
+    let seed = fastrand::u64(..);
+    Ok(Plan {
+        mode: config.mode,
+        target,
+        host: url.host().to_owned(),
+        port: url.port(),
+        path: url.request_target().into_owned(),
+        headers: config.headers.clone(),
+        payload: frames::build_payload(config.payload_size, config.payload_kind, seed),
+        opcode: match config.payload_kind {
+            PayloadKind::Binary => Opcode::Binary,
+            PayloadKind::Text => Opcode::Text,
+        },
+        workers,
+        parallelism: config.parallelism() as u64,
+        pipeline: config.pipeline,
+        duration: config.duration,
+        timeout: config.timeout,
+        rate: config.rate,
+        ramp: config.ramp,
+        messages_per_cycle: config.messages_per_cycle,
+        cycles: config.cycles,
+        close_code: config.close_code,
+        ping_interval: config.ping_interval,
+        source_addrs: config.source_addrs.clone(),
+        max_in_flight: config.max_in_flight,
+        gauges: (0..workers).map(|_| WorkerGauges::default()).collect(),
+    })
+}
+
+/// The first address of `host` in the family of the source addresses (if
+/// any are given).
+fn resolve(host: &str, port: u16, config: &LoadConfig) -> Result<SocketAddr, LoadError> {
+    let addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|error| LoadError::Resolve(format!("{host}: {error}")))?
+        .collect();
+    let wanted_v4 = config.source_addrs.first().map(|source| source.is_ipv4());
+    addrs
+        .iter()
+        .find(|addr| match wanted_v4 {
+            Some(v4) => addr.is_ipv4() == v4,
+            None => true,
+        })
+        .copied()
+        .ok_or_else(|| match wanted_v4 {
+            Some(_) => LoadError::Resolve(format!(
+                "{host} has no address in the family of the source addresses"
+            )),
+            None => LoadError::Resolve(format!("{host} has no address")),
+        })
+}

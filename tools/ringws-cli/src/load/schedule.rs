@@ -1,0 +1,154 @@
+//! Constant-rate schedules on the reactor's 1 ms ticks, and how totals are
+//! split over workers.
+//!
+//! A [`Pacer`] issues event `j` (a message, a connection, a cycle) at tick
+//! `start + floor(j * 1000 / rate)`: the ideal uniform schedule rounded
+//! *down* to the tick that contains it. The worker's timers fire at the start
+//! of a tick, so each event is issued at (or, when the worker is busy, after)
+//! its tick's start, and that instant is the event's *intended* time: open
+//! loop latency counts from it, so a worker that falls behind shows up as
+//! latency instead of silently sending less (coordinated omission).
+//!
+//! One function defines the schedule ([`Pacer::tick_of`]); "is it due" and
+//! "when is the next one" both come from it, so they can never disagree.
+
+use ringws_reactor::Tick;
+
+/// Issues events at a constant rate on a tick grid.
+#[derive(Debug, Clone)]
+pub(crate) struct Pacer {
+    start: Tick,
+    /// Events per 1000 seconds (so per-worker shares of fractional rates stay
+    /// integers).
+    per_kilosecond: u128,
+    issued: u64,
+}
+
+impl Pacer {
+    /// A schedule of `per_second` events per second starting at tick `start`.
+    /// `per_second` must be positive.
+    pub(crate) fn new(start: Tick, per_second: f64) -> Pacer {
+        Pacer {
+            start,
+            per_kilosecond: ((per_second * 1000.0).round() as u128).max(1),
+            issued: 0,
+        }
+    }
+
+    /// The tick of event `index`.
+    pub(crate) fn tick_of(&self, index: u64) -> Tick {
+        // index * 1000 ms / (per_kilosecond / 1000 s) = index * 1e6 / per_kilosecond.
+        let offset = u128::from(index) * 1_000_000 / self.per_kilosecond;
+        self.start
+            .saturating_add(offset.min(u128::from(u64::MAX)) as Tick)
+    }
+
+    /// The next event not yet issued and its tick, if it is due at `now`;
+    /// marks it issued.
+    pub(crate) fn next_due(&mut self, now: Tick) -> Option<(u64, Tick)> {
+        let tick = self.tick_of(self.issued);
+        if tick > now {
+            return None;
+        }
+        let index = self.issued;
+        self.issued += 1;
+        Some((index, tick))
+    }
+
+    /// The tick of the next event not yet issued.
+    pub(crate) fn next_tick(&self) -> Tick {
+        self.tick_of(self.issued)
+    }
+
+    /// Events issued so far.
+    #[cfg(test)]
+    pub(crate) fn issued(&self) -> u64 {
+        self.issued
+    }
+}
+
+/// Worker `worker`'s share of `total` items split over `workers` as evenly
+/// as possible (the first `total % workers` workers get one more); shares sum
+/// to `total`.
+pub(crate) fn share(total: u64, workers: usize, worker: usize) -> u64 {
+    let workers = workers as u64;
+    let worker = worker as u64;
+    total / workers + u64::from(worker < total % workers)
+}
+
+/// Worker `worker`'s part of a total `rate`, in proportion to its share of
+/// the parallel units (connections or churn slots).
+pub(crate) fn rate_share(rate: f64, units: u64, worker_units: u64) -> f64 {
+    if units == 0 {
+        return 0.0;
+    }
+    rate * worker_units as f64 / units as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ticks(per_second: f64, count: u64) -> Vec<Tick> {
+        let pacer = Pacer::new(100, per_second);
+        (0..count).map(|index| pacer.tick_of(index)).collect()
+    }
+
+    #[test]
+    fn schedule_table() {
+        assert_eq!(ticks(1000.0, 4), vec![100, 101, 102, 103]);
+        assert_eq!(ticks(500.0, 4), vec![100, 102, 104, 106]);
+        assert_eq!(ticks(2500.0, 6), vec![100, 100, 100, 101, 101, 102]);
+        assert_eq!(ticks(0.5, 3), vec![100, 2100, 4100]);
+        assert_eq!(ticks(3.0, 4), vec![100, 433, 766, 1100]);
+    }
+
+    #[test]
+    fn one_second_holds_exactly_the_rate() {
+        for rate in [1.0, 7.0, 999.0, 1000.0, 1001.0, 33_333.0, 250_000.0] {
+            let mut pacer = Pacer::new(0, rate);
+            let mut count = 0u64;
+            while pacer.next_due(999).is_some() {
+                count += 1;
+            }
+            assert_eq!(count, rate as u64, "rate {rate}");
+            assert_eq!(
+                pacer.next_tick(),
+                1000,
+                "rate {rate}: second 2 starts at tick 1000"
+            );
+        }
+    }
+
+    #[test]
+    fn next_due_issues_in_order_and_never_early() {
+        let mut pacer = Pacer::new(10, 300.0);
+        let mut seen = Vec::new();
+        for now in 0..30 {
+            while let Some((index, tick)) = pacer.next_due(now) {
+                assert!(tick <= now, "event {index} issued before its tick");
+                seen.push(index);
+            }
+            assert!(pacer.next_tick() > now);
+        }
+        assert_eq!(seen, (0..seen.len() as u64).collect::<Vec<_>>());
+        assert_eq!(pacer.issued(), seen.len() as u64);
+        // Ticks 10..=29 are 20 ms: 6 events at 300/s.
+        assert_eq!(seen.len(), 6);
+    }
+
+    #[test]
+    fn shares_sum_to_the_total() {
+        for total in [0u64, 1, 7, 64, 1001] {
+            for workers in 1..6 {
+                let shares: Vec<u64> = (0..workers).map(|w| share(total, workers, w)).collect();
+                assert_eq!(shares.iter().sum::<u64>(), total);
+                let (min, max) = (shares.iter().min(), shares.iter().max());
+                assert!(max.unwrap() - min.unwrap() <= 1, "{shares:?}");
+            }
+        }
+        let rates: f64 = (0..3).map(|w| rate_share(1000.0, 7, share(7, 3, w))).sum();
+        assert!((rates - 1000.0).abs() < 1e-9);
+        assert_eq!(rate_share(1000.0, 0, 0), 0.0);
+    }
+}

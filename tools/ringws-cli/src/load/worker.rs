@@ -1,0 +1,1256 @@
+//! The per-worker load handler: one [`LoadWorker`] per reactor worker drives
+//! its share of the connections.
+//!
+//! ## Life of a worker
+//!
+//! `Idle` until the [`Command::Start`] from the coordinator, then `Running`:
+//! it opens its connections (in batches, or paced by the ramp) and, once every
+//! one has opened or failed, starts the sending window (churn: the window
+//! starts at once, each cycle being a connection). At the end of the window
+//! it is `Draining`: nothing new is sent, connections close with the
+//! configured code as soon as their last reply is in (or after the timeout),
+//! and when none is left the worker stops. A hard deadline armed at the start
+//! stops it whatever is left; connections still open then are aborted and
+//! counted.
+//!
+//! ## Per-message cost
+//!
+//! Receiving runs `ringws_proto::Connection::read` over the reactor's
+//! borrowed buffer (server frames are unmasked, so nothing is copied for a
+//! frame inside one buffer). An echo is checked against the prebuilt payload
+//! with one `memcmp`, its send time is popped from the connection's FIFO,
+//! the latency recorded in the histogram, and the next frame written into a
+//! reused buffer (see `frames`). One clock read per `on_data` call covers
+//! every message in it.
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ringws_proto::handshake::ClientHandshake;
+use ringws_proto::{Config as WsConfig, Connection, Event, Opcode, Role};
+use ringws_reactor::{
+    Chunk, CloseCause, ConnId, ConnectOptions, Ctx, Handler, Io, Tick, TimerKey, WorkerId,
+};
+
+use crate::load::config::Mode;
+use crate::load::cpu::{self, CpuTime};
+use crate::load::frames::FramePool;
+use crate::load::report::{record, ErrorKind, Tally, WorkerReport};
+use crate::load::schedule::{rate_share, share, Pacer};
+
+/// Connections started per tick when no ramp is set.
+const OPEN_BATCH: u64 = 512;
+
+/// How often workers publish their counters for the progress line.
+const PUBLISH_EVERY: Duration = Duration::from_millis(200);
+
+/// What every worker reads: the target, the payload, the settings.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    pub mode: Mode,
+    pub target: SocketAddr,
+    pub host: String,
+    pub port: u16,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub payload: Box<[u8]>,
+    pub opcode: Opcode,
+    pub workers: usize,
+    /// Connections (churn: concurrent cycles) in total.
+    pub parallelism: u64,
+    pub pipeline: usize,
+    pub duration: Duration,
+    pub timeout: Duration,
+    pub rate: Option<f64>,
+    pub ramp: Option<f64>,
+    pub messages_per_cycle: u32,
+    pub cycles: Option<u64>,
+    pub close_code: u16,
+    pub ping_interval: Option<Duration>,
+    pub source_addrs: Vec<IpAddr>,
+    pub max_in_flight: usize,
+    pub gauges: Box<[WorkerGauges]>,
+}
+
+impl Plan {
+    /// Longest a worker may run before its hard deadline: opening (ramp
+    /// plus a timeout), the window, draining, closing, and a second of slack.
+    pub(crate) fn worker_deadline(&self, worker: usize) -> Duration {
+        let units = share(self.parallelism, self.workers, worker);
+        let ramp = match (self.mode, self.ramp) {
+            (Mode::Churn, _) | (_, None) => Duration::ZERO,
+            (_, Some(ramp)) => {
+                let rate = rate_share(ramp, self.parallelism, units).max(1e-9);
+                Duration::try_from_secs_f64(units as f64 / rate).unwrap_or(Duration::MAX)
+            }
+        };
+        ramp.saturating_add(self.duration)
+            .saturating_add(self.timeout.saturating_mul(3))
+            .saturating_add(Duration::from_secs(1))
+    }
+}
+
+/// Counters a worker publishes for the progress line.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub(crate) struct WorkerGauges {
+    pub messages: AtomicU64,
+    pub errors: AtomicU64,
+    pub open: AtomicU64,
+    pub cycles: AtomicU64,
+}
+
+/// Commands from the coordinator.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// Begin the run.
+    Start,
+}
+
+/// What a timer means when it fires.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Timer {
+    /// Start the next connections.
+    Open,
+    /// Issue due messages (rate) or cycles (churn).
+    Pace,
+    /// Publish counters.
+    Publish,
+    /// Every initial connection is resolved: start the window.
+    WindowStart,
+    /// The sending window is over.
+    WindowEnd,
+    /// Replies after the window are no longer awaited.
+    DrainTimeout,
+    /// Abort whatever is left.
+    HardDeadline,
+    /// A connection's connect deadline (never cancelled; checked on firing).
+    Connect(ConnId),
+    /// A connection's handshake or close deadline.
+    Deadline(ConnId),
+    /// Ping a connection.
+    Ping(ConnId),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Idle,
+    Running,
+    Draining,
+    Done,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Connecting,
+    Handshaking,
+    Open,
+    /// Our Close is sent; waiting for the server's Close and TCP close.
+    Closing,
+    /// The server's Close came first (answered); waiting for its TCP close.
+    ServerClosing,
+    /// We gave up on the connection (timeout, protocol or handshake error)
+    /// and are closing it.
+    Failed,
+}
+
+/// One connection's state.
+#[derive(Debug)]
+pub(crate) struct Peer {
+    phase: Phase,
+    opened: bool,
+    /// An error has been counted for how this connection ends.
+    errored: bool,
+    /// We sent a Close.
+    we_closed: bool,
+    /// The server's close code (1005 for an empty Close).
+    server_close: Option<u16>,
+    ws: Connection,
+    handshake: Option<Box<ClientHandshake>>,
+    deadline: Option<TimerKey>,
+    ping_timer: Option<TimerKey>,
+    /// Send (rate mode: intended) times of the messages awaiting an echo,
+    /// nanoseconds since the worker's epoch.
+    in_flight: VecDeque<u64>,
+    pings_out: u32,
+    /// Churn: messages still to send.
+    remaining: u32,
+    /// When the current phase began (connect, handshake or close).
+    phase_started: u64,
+}
+
+impl Peer {
+    fn awaiting(&self) -> usize {
+        self.in_flight.len() + self.pings_out as usize
+    }
+}
+
+/// The handler of one worker.
+#[derive(Debug)]
+pub(crate) struct LoadWorker {
+    index: usize,
+    plan: Arc<Plan>,
+    reports: Sender<WorkerReport>,
+    stage: Stage,
+    epoch: Instant,
+    rng: fastrand::Rng,
+    frames: FramePool,
+    tally: Tally,
+    cpu_start: CpuTime,
+    /// Connections (or cycles) this worker runs at once.
+    units: u64,
+    /// Connections with a state (connect called, `on_closed` not yet).
+    alive: u64,
+    open_now: u64,
+    /// Initial connections not started yet.
+    to_open: u64,
+    /// Initial connections started but neither open nor failed.
+    unresolved: u64,
+    /// Every initial connection has opened or failed.
+    opening_done: bool,
+    started: u64,
+    ramp: Option<Pacer>,
+    pacer: Option<Pacer>,
+    /// Rate mode: open connections (lazily pruned) and the round-robin cursor.
+    open_list: Vec<ConnId>,
+    cursor: usize,
+    /// Rate mode: messages due while every connection was full, as runs of
+    /// (intended time, count).
+    owed: VecDeque<(u64, u64)>,
+    /// Churn.
+    cycles_limit: Option<u64>,
+    cycles_started: u64,
+    cycles_active: u64,
+    cycles_owed: u64,
+    connect_timers: Vec<Option<TimerKey>>,
+    window_start: Option<u64>,
+    window_end: Option<u64>,
+    reactor: ringws_reactor::WorkerStats,
+}
+
+impl LoadWorker {
+    pub(crate) fn new(id: WorkerId, plan: Arc<Plan>, reports: Sender<WorkerReport>) -> Self {
+        let index = id.index();
+        let units = share(plan.parallelism, plan.workers, index);
+        let active_workers = plan.parallelism.min(plan.workers as u64) as usize;
+        let cycles_limit = plan.cycles.map(|cycles| match units {
+            0 => 0,
+            _ => share(cycles, active_workers, index),
+        });
+        LoadWorker {
+            index,
+            reports,
+            stage: Stage::Idle,
+            epoch: Instant::now(),
+            rng: fastrand::Rng::new(),
+            frames: FramePool::default(),
+            tally: Tally::default(),
+            cpu_start: CpuTime::default(),
+            units,
+            alive: 0,
+            open_now: 0,
+            to_open: 0,
+            unresolved: 0,
+            opening_done: false,
+            started: 0,
+            ramp: None,
+            pacer: None,
+            open_list: Vec::new(),
+            cursor: 0,
+            owed: VecDeque::new(),
+            cycles_limit,
+            cycles_started: 0,
+            cycles_active: 0,
+            cycles_owed: 0,
+            connect_timers: Vec::new(),
+            window_start: None,
+            window_end: None,
+            reactor: ringws_reactor::WorkerStats::default(),
+            plan,
+        }
+    }
+
+    fn now_ns(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+
+    fn ns_of_tick(&self, io: &Io<'_, Self>, tick: Tick) -> u64 {
+        io.instant_of(tick)
+            .saturating_duration_since(self.epoch)
+            .as_nanos() as u64
+    }
+
+    fn gauges(&self) -> &WorkerGauges {
+        &self.plan.gauges[self.index]
+    }
+
+    // ----- run stages -----
+
+    fn start(&mut self, io: &mut Io<'_, Self>) {
+        if self.stage != Stage::Idle {
+            return;
+        }
+        self.stage = Stage::Running;
+        self.epoch = Instant::now();
+        self.cpu_start = cpu::thread_cpu_time().unwrap_or_default();
+        let deadline = self.plan.worker_deadline(self.index);
+        io.arm_timer(deadline, Timer::HardDeadline);
+        io.arm_timer(PUBLISH_EVERY, Timer::Publish);
+        if self.units == 0 {
+            self.window_start = Some(0);
+            self.finish(io);
+            return;
+        }
+        match self.plan.mode {
+            Mode::Churn => {
+                self.window_start = Some(0);
+                io.arm_timer(self.plan.duration, Timer::WindowEnd);
+                match self.plan.rate {
+                    Some(rate) => {
+                        let rate = rate_share(rate, self.plan.parallelism, self.units);
+                        // From the next tick boundary, so no intended time
+                        // lies in the past.
+                        self.pacer = Some(Pacer::new(io.now() + 1, rate));
+                        self.pace(io);
+                    }
+                    None => {
+                        for _ in 0..self.units {
+                            self.start_cycle(io);
+                        }
+                    }
+                }
+            }
+            Mode::Echo | Mode::Rate | Mode::Hold => {
+                self.to_open = self.units;
+                if let Some(ramp) = self.plan.ramp {
+                    let rate = rate_share(ramp, self.plan.parallelism, self.units);
+                    self.ramp = Some(Pacer::new(io.now(), rate));
+                }
+                self.open_more(io);
+            }
+        }
+    }
+
+    /// Starts the initial connections that are due.
+    fn open_more(&mut self, io: &mut Io<'_, Self>) {
+        if self.stage != Stage::Running {
+            self.to_open = 0;
+            return;
+        }
+        let now = io.now();
+        let mut batch = 0;
+        while self.to_open > 0 {
+            let due = match &mut self.ramp {
+                Some(ramp) => ramp.next_due(now).is_some(),
+                None => batch < OPEN_BATCH,
+            };
+            if !due {
+                break;
+            }
+            batch += 1;
+            self.to_open -= 1;
+            self.unresolved += 1;
+            self.connect(io);
+        }
+        if self.to_open > 0 {
+            let next = self.ramp.as_ref().map_or(now + 1, Pacer::next_tick);
+            io.arm_timer_at(next, Timer::Open);
+        }
+        self.check_opening_done(io);
+    }
+
+    /// Starts the window once every initial connection has opened or failed.
+    fn check_opening_done(&mut self, io: &mut Io<'_, Self>) {
+        if self.plan.mode == Mode::Churn
+            || self.opening_done
+            || self.stage != Stage::Running
+            || self.to_open > 0
+            || self.unresolved > 0
+        {
+            return;
+        }
+        self.opening_done = true;
+        if self.alive == 0 {
+            self.finish(io);
+            return;
+        }
+        // The window's first sends touch every connection, which a
+        // connection callback cannot reach: do it from a timer.
+        io.arm_timer(Duration::ZERO, Timer::WindowStart);
+    }
+
+    fn window_started(&mut self, ctx: &mut Ctx<'_, Self>) {
+        if self.stage != Stage::Running {
+            return;
+        }
+        let now = self.now_ns();
+        self.window_start = Some(now);
+        ctx.io.arm_timer(self.plan.duration, Timer::WindowEnd);
+        match self.plan.mode {
+            Mode::Echo => {
+                let pipeline = self.plan.pipeline;
+                for (id, peer) in ctx.conns.iter_mut() {
+                    if peer.phase == Phase::Open {
+                        for _ in 0..pipeline {
+                            self.send_message(&mut ctx.io, id, peer, now);
+                        }
+                    }
+                }
+            }
+            Mode::Rate => {
+                let rate = rate_share(
+                    self.plan.rate.unwrap_or(1.0),
+                    self.plan.parallelism,
+                    self.units,
+                );
+                // From the next tick boundary, so no intended time lies in
+                // the past.
+                self.pacer = Some(Pacer::new(ctx.io.now() + 1, rate));
+                self.pace_messages(ctx);
+            }
+            Mode::Hold | Mode::Churn => {}
+        }
+    }
+
+    fn end_window(&mut self, ctx: &mut Ctx<'_, Self>) {
+        if self.stage != Stage::Running {
+            return;
+        }
+        if self.plan.mode == Mode::Rate {
+            // Issue what fell due since the last pacing timer, so the
+            // schedule covers the whole window.
+            self.pace_messages(ctx);
+        }
+        self.stage = Stage::Draining;
+        self.window_end = Some(self.now_ns());
+        self.to_open = 0;
+        self.pacer = None;
+        let owed: u64 = self.owed.drain(..).map(|(_, count)| count).sum();
+        self.tally.behind_schedule += owed;
+        self.cycles_owed = 0;
+        let now = self.now_ns();
+        for (id, peer) in ctx.conns.iter_mut() {
+            if peer.phase == Phase::Open && peer.awaiting() == 0 && self.plan.mode != Mode::Churn {
+                self.begin_close(&mut ctx.io, id, peer, now);
+            }
+        }
+        ctx.io.arm_timer(self.plan.timeout, Timer::DrainTimeout);
+        self.check_done(&mut ctx.io);
+    }
+
+    fn drain_timeout(&mut self, ctx: &mut Ctx<'_, Self>) {
+        let now = self.now_ns();
+        for (id, peer) in ctx.conns.iter_mut() {
+            if peer.phase == Phase::Open {
+                let unanswered = peer.awaiting() as u64;
+                self.tally.error(ErrorKind::ReplyTimeout, unanswered);
+                self.tally.unanswered += peer.in_flight.len() as u64;
+                peer.in_flight.clear();
+                peer.pings_out = 0;
+                self.begin_close(&mut ctx.io, id, peer, now);
+            }
+        }
+    }
+
+    /// Stops the worker once nothing is left to wait for.
+    fn check_done(&mut self, io: &mut Io<'_, Self>) {
+        if self.alive > 0 {
+            return;
+        }
+        let churn_limit_reached = self.plan.mode == Mode::Churn
+            && self
+                .cycles_limit
+                .is_some_and(|limit| self.cycles_started >= limit);
+        let opened_and_lost = self.plan.mode != Mode::Churn && self.opening_done;
+        if self.stage == Stage::Draining
+            || (self.stage == Stage::Running && (churn_limit_reached || opened_and_lost))
+        {
+            self.finish(io);
+        }
+    }
+
+    fn finish(&mut self, io: &mut Io<'_, Self>) {
+        if self.stage == Stage::Done {
+            return;
+        }
+        if self.window_end.is_none() {
+            self.window_end = Some(self.now_ns());
+        }
+        self.stage = Stage::Done;
+        self.reactor = *io.stats();
+        self.publish();
+        io.stop();
+    }
+
+    fn publish(&self) {
+        let gauges = self.gauges();
+        gauges
+            .messages
+            .store(self.tally.messages_received, Ordering::Relaxed);
+        gauges
+            .errors
+            .store(self.tally.error_count(), Ordering::Relaxed);
+        gauges.open.store(self.open_now, Ordering::Relaxed);
+        gauges.cycles.store(self.tally.cycles, Ordering::Relaxed);
+    }
+
+    // ----- connections -----
+
+    /// Starts one connection; `false` when it failed at once (counted).
+    fn connect(&mut self, io: &mut Io<'_, Self>) -> bool {
+        let plan = &self.plan;
+        let global = self.started * plan.workers as u64 + self.index as u64;
+        self.started += 1;
+        self.tally.connections_attempted += 1;
+        let options = match plan.source_addrs.len() {
+            0 => ConnectOptions::new(),
+            len => ConnectOptions::new().source(SocketAddr::new(
+                plan.source_addrs[(global % len as u64) as usize],
+                0,
+            )),
+        };
+        let headers: Vec<(&str, &str)> = plan
+            .headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .collect();
+        let nonce = self.rng.u128(..).to_le_bytes();
+        let handshake =
+            match ClientHandshake::new(&plan.host, plan.port, &plan.path, nonce, &[], &headers) {
+                Ok(handshake) => handshake,
+                Err(error) => {
+                    // The coordinator built one before starting, so this
+                    // cannot happen; count it rather than panic.
+                    self.tally.error(
+                        ErrorKind::HandshakeInvalid {
+                            reason: error.to_string(),
+                        },
+                        1,
+                    );
+                    self.connect_failed_at_once();
+                    return false;
+                }
+            };
+        let peer = Peer {
+            phase: Phase::Connecting,
+            opened: false,
+            errored: false,
+            we_closed: false,
+            server_close: None,
+            ws: Connection::new(
+                Role::Client,
+                WsConfig {
+                    mask_seed: self.rng.u64(..),
+                    ..WsConfig::default()
+                },
+            ),
+            handshake: Some(Box::new(handshake)),
+            deadline: None,
+            ping_timer: None,
+            in_flight: VecDeque::new(),
+            pings_out: 0,
+            remaining: plan.messages_per_cycle,
+            phase_started: self.now_ns(),
+        };
+        let target = plan.target;
+        match io.connect(target, &options, peer) {
+            Ok(id) => {
+                self.alive += 1;
+                let key = io.arm_timer(self.plan.timeout, Timer::Connect(id));
+                let slot = id.slot() as usize;
+                if self.connect_timers.len() <= slot {
+                    self.connect_timers.resize(slot + 1, None);
+                }
+                self.connect_timers[slot] = Some(key);
+                true
+            }
+            Err(error) => {
+                let kind = match error.error.raw_os_error() {
+                    Some(libc::ECONNREFUSED) => ErrorKind::ConnectRefused,
+                    Some(errno) => ErrorKind::ConnectFailed { errno },
+                    None => ErrorKind::ConnectFailed { errno: 0 },
+                };
+                self.tally.error(kind, 1);
+                self.connect_failed_at_once();
+                false
+            }
+        }
+    }
+
+    fn connect_failed_at_once(&mut self) {
+        self.tally.connections_failed += 1;
+        match self.plan.mode {
+            Mode::Churn => self.cycles_active = self.cycles_active.saturating_sub(1),
+            _ => self.unresolved = self.unresolved.saturating_sub(1),
+        }
+    }
+
+    fn take_connect_timer(&mut self, io: &mut Io<'_, Self>, conn: ConnId) {
+        if let Some(key) = self
+            .connect_timers
+            .get_mut(conn.slot() as usize)
+            .and_then(Option::take)
+        {
+            io.cancel_timer(key);
+        }
+    }
+
+    /// A connection failed before opening, with `kind` (if not yet counted).
+    fn fail_before_open(
+        &mut self,
+        io: &mut Io<'_, Self>,
+        peer: &mut Peer,
+        kind: Option<ErrorKind>,
+    ) {
+        if matches!(peer.phase, Phase::Connecting | Phase::Handshaking) {
+            if let Some(kind) = kind {
+                if !peer.errored {
+                    self.tally.error(kind, 1);
+                }
+            }
+            peer.errored = true;
+            peer.phase = Phase::Failed;
+            self.tally.connections_failed += 1;
+            if let Some(key) = peer.deadline.take() {
+                io.cancel_timer(key);
+            }
+            if self.plan.mode != Mode::Churn {
+                self.unresolved = self.unresolved.saturating_sub(1);
+                self.check_opening_done(io);
+            }
+        }
+    }
+
+    fn handshake_done(&mut self, io: &mut Io<'_, Self>, conn: ConnId, peer: &mut Peer, now: u64) {
+        if let Some(key) = peer.deadline.take() {
+            io.cancel_timer(key);
+        }
+        record(
+            &mut self.tally.histograms.handshake,
+            now.saturating_sub(peer.phase_started),
+        );
+        peer.handshake = None;
+        peer.phase = Phase::Open;
+        peer.opened = true;
+        self.tally.connections_opened += 1;
+        self.open_now += 1;
+        self.tally.peak_open = self.tally.peak_open.max(self.open_now);
+        match self.plan.mode {
+            Mode::Churn => {
+                if self.stage == Stage::Done {
+                    return;
+                }
+                let first = (self.plan.pipeline as u32).min(peer.remaining);
+                for _ in 0..first {
+                    self.send_message(io, conn, peer, now);
+                }
+                if peer.remaining == 0 && peer.awaiting() == 0 {
+                    self.begin_close(io, conn, peer, now);
+                }
+            }
+            Mode::Echo | Mode::Rate | Mode::Hold => {
+                self.unresolved = self.unresolved.saturating_sub(1);
+                if self.stage != Stage::Running {
+                    self.begin_close(io, conn, peer, now);
+                    return;
+                }
+                if self.plan.mode == Mode::Rate {
+                    self.open_list.push(conn);
+                }
+                if let (Mode::Hold, Some(interval)) = (self.plan.mode, self.plan.ping_interval) {
+                    // Spread the first pings over one interval.
+                    let offset = interval.mul_f64(self.rng.f64());
+                    peer.ping_timer = Some(io.arm_timer(offset, Timer::Ping(conn)));
+                }
+                self.check_opening_done(io);
+            }
+        }
+    }
+
+    /// Leaves the `Open` phase for `phase`.
+    fn leave_open(&mut self, io: &mut Io<'_, Self>, peer: &mut Peer, phase: Phase) {
+        if peer.phase == Phase::Open {
+            self.open_now = self.open_now.saturating_sub(1);
+            if let Some(key) = peer.ping_timer.take() {
+                io.cancel_timer(key);
+            }
+        }
+        peer.phase = phase;
+    }
+
+    /// Starts our closing handshake (or abandons a connection not open yet).
+    fn begin_close(&mut self, io: &mut Io<'_, Self>, conn: ConnId, peer: &mut Peer, now: u64) {
+        match peer.phase {
+            Phase::Connecting | Phase::Handshaking => {
+                peer.phase = Phase::Failed;
+                io.close_now(conn);
+            }
+            Phase::Open => {
+                self.leave_open(io, peer, Phase::Closing);
+                if peer.ws.close(self.plan.close_code, "").is_ok() {
+                    peer.we_closed = true;
+                }
+                flush_control(io, conn, &mut peer.ws);
+                peer.phase_started = now;
+                if let Some(key) = peer.deadline.take() {
+                    io.cancel_timer(key);
+                }
+                peer.deadline = Some(io.arm_timer(self.plan.timeout, Timer::Deadline(conn)));
+            }
+            Phase::Closing | Phase::ServerClosing | Phase::Failed => {}
+        }
+    }
+
+    // ----- messages -----
+
+    /// Sends one message stamped `stamp`; `false` if the connection cannot
+    /// send any more.
+    fn send_message(
+        &mut self,
+        io: &mut Io<'_, Self>,
+        conn: ConnId,
+        peer: &mut Peer,
+        stamp: u64,
+    ) -> bool {
+        let payload = &self.plan.payload;
+        let Ok(head) = peer
+            .ws
+            .data_frame_head(self.plan.opcode, payload.len(), true)
+        else {
+            return false;
+        };
+        flush_control(io, conn, &mut peer.ws);
+        let chunk = self.frames.frame(&head, payload);
+        if io.send(conn, chunk).is_err() {
+            return false;
+        }
+        peer.in_flight.push_back(stamp);
+        peer.remaining = peer.remaining.saturating_sub(1);
+        self.tally.messages_sent += 1;
+        self.tally.payload_bytes_sent += payload.len() as u64;
+        true
+    }
+
+    fn on_message(
+        &mut self,
+        io: &mut Io<'_, Self>,
+        conn: ConnId,
+        peer: &mut Peer,
+        opcode: Opcode,
+        bytes: &[u8],
+        now: u64,
+    ) {
+        let Some(sent) = peer.in_flight.pop_front() else {
+            self.tally.error(ErrorKind::UnexpectedMessage, 1);
+            return;
+        };
+        if opcode != self.plan.opcode || bytes != &self.plan.payload[..] {
+            self.tally.error(ErrorKind::EchoMismatch, 1);
+        } else {
+            self.tally.messages_received += 1;
+            self.tally.payload_bytes_received += bytes.len() as u64;
+            record(&mut self.tally.histograms.message, now.saturating_sub(sent));
+        }
+        if peer.phase != Phase::Open {
+            return;
+        }
+        match (self.plan.mode, self.stage) {
+            (Mode::Echo, Stage::Running) => {
+                self.send_message(io, conn, peer, now);
+            }
+            (Mode::Rate, Stage::Running) => {
+                if let Some(intended) = self.take_owed() {
+                    self.send_message(io, conn, peer, intended);
+                }
+            }
+            (Mode::Churn, Stage::Running | Stage::Draining) if peer.remaining > 0 => {
+                self.send_message(io, conn, peer, now);
+            }
+            (Mode::Churn, _) | (_, Stage::Draining) if peer.awaiting() == 0 => {
+                self.begin_close(io, conn, peer, now);
+            }
+            _ => {}
+        }
+    }
+
+    fn on_pong(
+        &mut self,
+        io: &mut Io<'_, Self>,
+        conn: ConnId,
+        peer: &mut Peer,
+        payload: &[u8],
+        now: u64,
+    ) {
+        let Ok(stamp) = <[u8; 8]>::try_from(payload) else {
+            return;
+        };
+        if peer.pings_out == 0 {
+            return;
+        }
+        peer.pings_out -= 1;
+        self.tally.pongs_received += 1;
+        record(
+            &mut self.tally.histograms.ping,
+            now.saturating_sub(u64::from_be_bytes(stamp)),
+        );
+        if self.stage == Stage::Draining && peer.phase == Phase::Open && peer.awaiting() == 0 {
+            self.begin_close(io, conn, peer, now);
+        }
+    }
+
+    fn ping(&mut self, io: &mut Io<'_, Self>, conn: ConnId, peer: &mut Peer) {
+        peer.ping_timer = None;
+        let (Phase::Open, Stage::Running, Some(interval)) =
+            (peer.phase, self.stage, self.plan.ping_interval)
+        else {
+            return;
+        };
+        let now = self.now_ns();
+        if peer.ws.ping(&now.to_be_bytes()).is_ok() {
+            flush_control(io, conn, &mut peer.ws);
+            peer.pings_out += 1;
+            self.tally.pings_sent += 1;
+        }
+        peer.ping_timer = Some(io.arm_timer(interval, Timer::Ping(conn)));
+    }
+
+    fn take_owed(&mut self) -> Option<u64> {
+        let front = self.owed.front_mut()?;
+        let intended = front.0;
+        front.1 -= 1;
+        if front.1 == 0 {
+            self.owed.pop_front();
+        }
+        Some(intended)
+    }
+
+    /// Rate mode: sends every message that is due.
+    fn pace_messages(&mut self, ctx: &mut Ctx<'_, Self>) {
+        let Some(mut pacer) = self.pacer.take() else {
+            return;
+        };
+        let now_tick = ctx.io.now();
+        while let Some((_, tick)) = pacer.next_due(now_tick) {
+            let intended = self.ns_of_tick(&ctx.io, tick);
+            if !self.dispatch(ctx, intended) {
+                match self.owed.back_mut() {
+                    Some((time, count)) if *time == intended => *count += 1,
+                    _ => self.owed.push_back((intended, 1)),
+                }
+            }
+        }
+        ctx.io.arm_timer_at(pacer.next_tick(), Timer::Pace);
+        self.pacer = Some(pacer);
+    }
+
+    /// Sends one rate-mode message on the next open connection with room.
+    fn dispatch(&mut self, ctx: &mut Ctx<'_, Self>, intended: u64) -> bool {
+        let mut probes = self.open_list.len();
+        while probes > 0 && !self.open_list.is_empty() {
+            probes -= 1;
+            if self.cursor >= self.open_list.len() {
+                self.cursor = 0;
+            }
+            let id = self.open_list[self.cursor];
+            let Some(peer) = ctx
+                .conns
+                .get_mut(id)
+                .filter(|peer| peer.phase == Phase::Open)
+            else {
+                self.open_list.swap_remove(self.cursor);
+                continue;
+            };
+            self.cursor += 1;
+            if peer.in_flight.len() < self.plan.max_in_flight
+                && self.send_message(&mut ctx.io, id, peer, intended)
+            {
+                return true;
+            }
+        }
+        false
+    }
+
+    // ----- churn -----
+
+    fn start_cycle(&mut self, io: &mut Io<'_, Self>) {
+        if self.stage != Stage::Running
+            || self
+                .cycles_limit
+                .is_some_and(|limit| self.cycles_started >= limit)
+        {
+            return;
+        }
+        self.cycles_started += 1;
+        self.cycles_active += 1;
+        self.connect(io);
+    }
+
+    /// Churn: starts the cycles due on the rate schedule (those beyond the
+    /// concurrency wait for a free slot).
+    fn pace(&mut self, io: &mut Io<'_, Self>) {
+        let Some(mut pacer) = self.pacer.take() else {
+            return;
+        };
+        let now = io.now();
+        while pacer.next_due(now).is_some() {
+            self.cycles_owed += 1;
+        }
+        while self.cycles_owed > 0
+            && self.cycles_active < self.units
+            && self.stage == Stage::Running
+        {
+            self.cycles_owed -= 1;
+            self.start_cycle(io);
+        }
+        io.arm_timer_at(pacer.next_tick(), Timer::Pace);
+        self.pacer = Some(pacer);
+    }
+
+    fn cycle_ended(&mut self, io: &mut Io<'_, Self>, clean: bool) {
+        self.cycles_active = self.cycles_active.saturating_sub(1);
+        if clean {
+            self.tally.cycles += 1;
+        }
+        if self.stage != Stage::Running {
+            return;
+        }
+        if self.pacer.is_some() {
+            if self.cycles_owed > 0 {
+                self.cycles_owed -= 1;
+                self.start_cycle(io);
+            }
+        } else {
+            self.start_cycle(io);
+        }
+    }
+
+    // ----- timers -----
+
+    fn connection_timer(&mut self, ctx: &mut Ctx<'_, Self>, conn: ConnId, connect_phase: bool) {
+        let Some(peer) = ctx.conns.get_mut(conn) else {
+            return;
+        };
+        let io = &mut ctx.io;
+        match peer.phase {
+            Phase::Connecting if connect_phase => {
+                if let Some(slot) = self.connect_timers.get_mut(conn.slot() as usize) {
+                    *slot = None;
+                }
+                self.fail_before_open(io, peer, Some(ErrorKind::ConnectTimeout));
+                io.terminate(conn);
+            }
+            Phase::Handshaking if !connect_phase => {
+                peer.deadline = None;
+                self.fail_before_open(io, peer, Some(ErrorKind::HandshakeTimeout));
+                io.terminate(conn);
+            }
+            Phase::Closing | Phase::ServerClosing if !connect_phase => {
+                peer.deadline = None;
+                if !peer.errored {
+                    self.tally.error(ErrorKind::CloseTimeout, 1);
+                    peer.errored = true;
+                }
+                peer.phase = Phase::Failed;
+                io.close_now(conn);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Sends the control frames the protocol state machine queued (Pong, Close
+/// replies, our Close) ahead of anything else.
+fn flush_control(io: &mut Io<'_, LoadWorker>, conn: ConnId, ws: &mut Connection) {
+    let pending = ws.pending_output();
+    if pending.is_empty() {
+        return;
+    }
+    let len = pending.len();
+    let chunk = Chunk::inline(pending).unwrap_or_else(|| Chunk::Owned(pending.to_vec()));
+    let _ = io.send(conn, chunk);
+    ws.consume_output(len);
+}
+
+impl Handler for LoadWorker {
+    type Conn = Peer;
+    type Timer = Timer;
+    type Command = Command;
+
+    fn on_accept(&mut self, _ctx: &mut Ctx<'_, Self>, _conn: ConnId) -> Option<Peer> {
+        // Workers have no listener; refuse anything all the same.
+        None
+    }
+
+    fn on_connected(&mut self, ctx: &mut Ctx<'_, Self>, conn: ConnId, peer: &mut Peer) {
+        self.take_connect_timer(&mut ctx.io, conn);
+        let now = self.now_ns();
+        record(
+            &mut self.tally.histograms.connect,
+            now.saturating_sub(peer.phase_started),
+        );
+        let Some(handshake) = &peer.handshake else {
+            return;
+        };
+        let _ = ctx.io.send(conn, handshake.request().to_vec());
+        peer.phase = Phase::Handshaking;
+        peer.phase_started = now;
+        peer.deadline = Some(ctx.io.arm_timer(self.plan.timeout, Timer::Deadline(conn)));
+    }
+
+    fn on_data(
+        &mut self,
+        ctx: &mut Ctx<'_, Self>,
+        conn: ConnId,
+        peer: &mut Peer,
+        data: &mut [u8],
+    ) -> usize {
+        let now = self.now_ns();
+        let io = &mut ctx.io;
+        let mut pos = 0;
+        if peer.phase == Phase::Handshaking {
+            let Some(handshake) = peer.handshake.as_mut() else {
+                return data.len();
+            };
+            match handshake.parse_response(data) {
+                Ok(None) => return 0,
+                Ok(Some(response)) => {
+                    pos = response.head_len;
+                    self.handshake_done(io, conn, peer, now);
+                }
+                Err(error) => {
+                    let kind = match error.refused_status() {
+                        Some(status) => ErrorKind::HandshakeRefused { status },
+                        None => ErrorKind::HandshakeInvalid {
+                            reason: error.to_string(),
+                        },
+                    };
+                    self.fail_before_open(io, peer, Some(kind));
+                    io.close_now(conn);
+                    return data.len();
+                }
+            }
+        }
+        if !matches!(
+            peer.phase,
+            Phase::Open | Phase::Closing | Phase::ServerClosing
+        ) {
+            return data.len();
+        }
+        while pos < data.len() {
+            let read = peer.ws.read(&mut data[pos..]);
+            pos += read.consumed;
+            let Some(event) = read.event else {
+                break;
+            };
+            match event {
+                Event::Binary(bytes) => {
+                    self.on_message(io, conn, peer, Opcode::Binary, &bytes, now)
+                }
+                Event::Text(text) => {
+                    self.on_message(io, conn, peer, Opcode::Text, text.as_bytes(), now)
+                }
+                // The Pong is queued by the state machine and flushed below.
+                Event::Ping(_) => {}
+                Event::Pong(payload) => self.on_pong(io, conn, peer, payload, now),
+                Event::CloseReceived { code, .. } => {
+                    let code = code.map_or(1005, |code| code.as_u16());
+                    peer.server_close = Some(code);
+                    if peer.phase == Phase::Open {
+                        if !peer.errored {
+                            self.tally.error(ErrorKind::UnexpectedClose { code }, 1);
+                            peer.errored = true;
+                        }
+                        self.leave_open(io, peer, Phase::ServerClosing);
+                        if let Some(key) = peer.deadline.take() {
+                            io.cancel_timer(key);
+                        }
+                        peer.deadline =
+                            Some(io.arm_timer(self.plan.timeout, Timer::Deadline(conn)));
+                    }
+                }
+                Event::ProtocolError(error) => {
+                    if !peer.errored {
+                        self.tally.error(
+                            ErrorKind::Protocol {
+                                close_code: error.close_code(),
+                            },
+                            1,
+                        );
+                        peer.errored = true;
+                    }
+                    self.leave_open(io, peer, Phase::Failed);
+                    flush_control(io, conn, &mut peer.ws);
+                    io.close_now(conn);
+                    return data.len();
+                }
+            }
+        }
+        flush_control(io, conn, &mut peer.ws);
+        pos
+    }
+
+    fn on_peer_eof(&mut self, ctx: &mut Ctx<'_, Self>, conn: ConnId, peer: &mut Peer) {
+        let now = self.now_ns();
+        let io = &mut ctx.io;
+        match peer.phase {
+            Phase::Connecting | Phase::Handshaking => {
+                self.fail_before_open(io, peer, Some(ErrorKind::HandshakeClosed));
+            }
+            Phase::Open => {
+                if !peer.errored {
+                    self.tally
+                        .error(ErrorKind::UnexpectedClose { code: 1006 }, 1);
+                    peer.errored = true;
+                }
+                self.leave_open(io, peer, Phase::Failed);
+            }
+            Phase::Closing => {
+                if peer.ws.close_received() {
+                    record(
+                        &mut self.tally.histograms.close,
+                        now.saturating_sub(peer.phase_started),
+                    );
+                } else if !peer.errored {
+                    self.tally.error(ErrorKind::CloseNotAnswered, 1);
+                    peer.errored = true;
+                }
+            }
+            Phase::ServerClosing | Phase::Failed => {}
+        }
+        if let Some(key) = peer.deadline.take() {
+            io.cancel_timer(key);
+        }
+        io.close(conn);
+    }
+
+    fn on_closed(
+        &mut self,
+        ctx: &mut Ctx<'_, Self>,
+        conn: ConnId,
+        mut peer: Peer,
+        cause: CloseCause,
+    ) {
+        let io = &mut ctx.io;
+        self.alive = self.alive.saturating_sub(1);
+        self.take_connect_timer(io, conn);
+        if let Some(key) = peer.deadline.take() {
+            io.cancel_timer(key);
+        }
+        let stopped = matches!(cause, CloseCause::WorkerStopped);
+        match peer.phase {
+            Phase::Connecting => {
+                let kind = match cause {
+                    CloseCause::ConnectFailed {
+                        errno: libc::ECONNREFUSED,
+                    } => ErrorKind::ConnectRefused,
+                    CloseCause::ConnectFailed { errno } | CloseCause::Error { errno, .. } => {
+                        ErrorKind::ConnectFailed { errno }
+                    }
+                    _ if stopped => ErrorKind::AbortedAtDeadline,
+                    _ => ErrorKind::ConnectTimeout,
+                };
+                self.fail_before_open(io, &mut peer, Some(kind));
+            }
+            Phase::Handshaking => {
+                let kind = match cause {
+                    _ if stopped => ErrorKind::AbortedAtDeadline,
+                    CloseCause::Error { errno, .. } => ErrorKind::Socket { errno },
+                    _ => ErrorKind::HandshakeClosed,
+                };
+                self.fail_before_open(io, &mut peer, Some(kind));
+            }
+            Phase::Open | Phase::Closing | Phase::ServerClosing | Phase::Failed => {
+                self.leave_open(io, &mut peer, Phase::Failed);
+                if !peer.errored {
+                    let kind = match cause {
+                        _ if stopped => Some(ErrorKind::AbortedAtDeadline),
+                        CloseCause::Error { errno, .. } => Some(ErrorKind::Socket { errno }),
+                        _ => None,
+                    };
+                    if let Some(kind) = kind {
+                        self.tally.error(kind, 1);
+                        peer.errored = true;
+                    }
+                }
+            }
+        }
+        if peer.opened {
+            *self
+                .tally
+                .close_codes
+                .entry(peer.server_close.unwrap_or(1006))
+                .or_default() += 1;
+        }
+        let lost = peer.in_flight.len() as u64;
+        if lost > 0 {
+            self.tally.unanswered += lost;
+            self.tally.error(ErrorKind::Unanswered, lost);
+        }
+        if self.plan.mode == Mode::Churn {
+            let clean =
+                peer.opened && peer.we_closed && peer.server_close.is_some() && !peer.errored;
+            self.cycle_ended(io, clean);
+        }
+        self.check_done(io);
+    }
+
+    fn on_timer(&mut self, ctx: &mut Ctx<'_, Self>, _key: TimerKey, timer: Timer) {
+        match timer {
+            Timer::Open => self.open_more(&mut ctx.io),
+            Timer::Pace => match self.plan.mode {
+                Mode::Rate => self.pace_messages(ctx),
+                _ => self.pace(&mut ctx.io),
+            },
+            Timer::Publish => {
+                self.publish();
+                if self.stage != Stage::Done {
+                    ctx.io.arm_timer(PUBLISH_EVERY, Timer::Publish);
+                }
+            }
+            Timer::WindowStart => self.window_started(ctx),
+            Timer::WindowEnd => self.end_window(ctx),
+            Timer::DrainTimeout => self.drain_timeout(ctx),
+            Timer::HardDeadline => self.finish(&mut ctx.io),
+            Timer::Connect(conn) => self.connection_timer(ctx, conn, true),
+            Timer::Deadline(conn) => self.connection_timer(ctx, conn, false),
+            Timer::Ping(conn) => {
+                if let Some(peer) = ctx.conns.get_mut(conn) {
+                    self.ping(&mut ctx.io, conn, peer);
+                }
+            }
+        }
+    }
+
+    fn on_command(&mut self, ctx: &mut Ctx<'_, Self>, command: Command) {
+        match command {
+            Command::Start => self.start(&mut ctx.io),
+        }
+    }
+}
+
+impl Drop for LoadWorker {
+    fn drop(&mut self) {
+        let cpu = cpu::thread_cpu_time()
+            .unwrap_or_default()
+            .since(self.cpu_start);
+        let start = self.window_start.unwrap_or(0);
+        let end = self.window_end.unwrap_or(start).max(start);
+        self.publish();
+        let report = WorkerReport {
+            tally: std::mem::take(&mut self.tally),
+            cpu: if self.stage == Stage::Idle {
+                CpuTime::default()
+            } else {
+                cpu
+            },
+            reactor: self.reactor,
+            window: Duration::from_nanos(end - start),
+            frame_buffers: self.frames.allocated(),
+        };
+        let _ = self.reports.send(report);
+    }
+}

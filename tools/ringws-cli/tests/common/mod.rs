@@ -1,0 +1,241 @@
+//! Test harness: foreign echo servers (Python `websockets`, Node `ws`) on
+//! loopback, and running the `ringws` binary with a wall-clock bound.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use ringws_cli::load::LoadReport;
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A unique path in the temp directory for this test process.
+pub fn temp_path(name: &str) -> PathBuf {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let unique = COUNTER.fetch_add(1, Ordering::Relaxed);
+    std::env::temp_dir().join(format!(
+        "ringws-load-test-{}-{unique}-{name}",
+        std::process::id()
+    ))
+}
+
+/// Which foreign server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerKind {
+    /// `tools/interop/py_echo_server.py` on Python `websockets`.
+    Python,
+    /// `tools/interop/node_echo_server.js` on Node `ws`.
+    Node,
+}
+
+impl PeerKind {
+    fn name(self) -> &'static str {
+        match self {
+            PeerKind::Python => "Python `websockets` echo server",
+            PeerKind::Node => "Node `ws` echo server",
+        }
+    }
+
+    fn install_hint(self) -> &'static str {
+        match self {
+            PeerKind::Python => {
+                "install it with `python3 -m venv .venv && .venv/bin/pip install -r \
+                 tools/interop/requirements.txt` (or run tools/test.sh) and set \
+                 RINGWS_PYTHON to .venv/bin/python"
+            }
+            PeerKind::Node => {
+                "install it with `cd tools/interop && npm ci` (or run tools/test.sh) and set \
+                 RINGWS_NODE_PATH to tools/interop/node_modules; `node` must be on PATH"
+            }
+        }
+    }
+
+    fn command(self) -> (Command, String) {
+        let interop = root().join("tools/interop");
+        match self {
+            PeerKind::Python => {
+                let python = std::env::var_os("RINGWS_PYTHON")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| root().join(".venv/bin/python"));
+                let mut command = Command::new(&python);
+                command.arg(interop.join("py_echo_server.py"));
+                (command, format!("RINGWS_PYTHON={}", python.display()))
+            }
+            PeerKind::Node => {
+                let modules = std::env::var_os("RINGWS_NODE_PATH")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| interop.join("node_modules"));
+                let mut command = Command::new("node");
+                command
+                    .arg(interop.join("node_echo_server.js"))
+                    .env("NODE_PATH", &modules);
+                (command, format!("RINGWS_NODE_PATH={}", modules.display()))
+            }
+        }
+    }
+}
+
+/// A running echo server; killed on drop.
+pub struct EchoPeer {
+    child: Child,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+}
+
+impl EchoPeer {
+    /// Starts `kind` with `extra` arguments and waits (at most 20 s) for it
+    /// to listen. Panics, naming the peer and how to install it, if it
+    /// cannot start: a missing peer fails the test, never skips it.
+    pub fn start(kind: PeerKind, extra: &[&str]) -> EchoPeer {
+        let (mut command, setting) = kind.command();
+        let stderr_path = temp_path("peer-stderr");
+        let stderr = std::fs::File::create(&stderr_path).unwrap();
+        command
+            .args(extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(stderr);
+        let unavailable = |detail: String| -> ! {
+            panic!(
+                "the {} is unavailable ({setting}): {detail}; {}",
+                kind.name(),
+                kind.install_hint()
+            )
+        };
+        let mut child = match command.spawn() {
+            Ok(child) => child,
+            Err(error) => unavailable(format!("cannot start it: {error}")),
+        };
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx.recv_timeout(Duration::from_secs(20)).unwrap_or_default();
+        let port = line
+            .trim()
+            .strip_prefix("PORT ")
+            .and_then(|port| port.parse::<u16>().ok());
+        match port {
+            Some(port) => EchoPeer { child, port },
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+                unavailable(format!(
+                    "it did not report a port (said {line:?}); its stderr:\n{log}"
+                ))
+            }
+        }
+    }
+
+    /// `ws://127.0.0.1:<port>/`.
+    pub fn url(&self) -> String {
+        format!("ws://127.0.0.1:{}/", self.port)
+    }
+}
+
+impl Drop for EchoPeer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What a `ringws load` run printed and reported.
+pub struct Outcome {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+    /// The `--json` report as parsed by the library's own type.
+    pub report: LoadReport,
+    /// The same report as a JSON value.
+    pub json: serde_json::Value,
+}
+
+/// Runs `ringws` with `args` (killed after 60 s).
+pub fn ringws(args: &[&str]) -> (ExitStatus, String, String) {
+    let out_path = temp_path("stdout");
+    let err_path = temp_path("stderr");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ringws"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("ringws {args:?} ran past 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stdout = std::fs::read_to_string(&out_path).unwrap();
+    let stderr = std::fs::read_to_string(&err_path).unwrap();
+    let _ = std::fs::remove_file(out_path);
+    let _ = std::fs::remove_file(err_path);
+    (status, stdout, stderr)
+}
+
+/// Runs `ringws load <args> --json <file>` and parses the report.
+pub fn load(args: &[&str]) -> Outcome {
+    let json_path = temp_path("report.json");
+    let json_arg = json_path.to_str().unwrap().to_owned();
+    let mut full = vec!["load"];
+    full.extend_from_slice(args);
+    full.extend_from_slice(&["--json", &json_arg]);
+    let (status, stdout, stderr) = ringws(&full);
+    assert!(
+        status.success(),
+        "ringws {full:?} failed: {status}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    let text = std::fs::read_to_string(&json_path)
+        .unwrap_or_else(|error| panic!("no JSON report ({error}); stderr:\n{stderr}"));
+    let _ = std::fs::remove_file(&json_path);
+    let report: LoadReport = serde_json::from_str(&text)
+        .unwrap_or_else(|error| panic!("JSON report does not parse: {error}\n{text}"));
+    let json = serde_json::from_str(&text).unwrap();
+    Outcome {
+        status,
+        stdout,
+        stderr,
+        report,
+        json,
+    }
+}
+
+/// Asserts percentiles are ordered and positive.
+pub fn assert_ordered(name: &str, summary: &ringws_cli::load::LatencySummary) {
+    let values = summary.ordered();
+    assert!(values[0] > 0.0, "{name}: {values:?}");
+    assert!(
+        values.windows(2).all(|pair| pair[0] <= pair[1]),
+        "{name} percentiles out of order: {values:?}"
+    );
+    assert!(summary.mean_us >= values[0] && summary.mean_us <= values[6]);
+}
+
+/// Asserts the run counted no error, printing them if it did.
+pub fn assert_no_errors(outcome: &Outcome) {
+    assert_eq!(
+        outcome.report.errors.total, 0,
+        "errors: {:?}\n{}",
+        outcome.report.errors.by_kind, outcome.stdout
+    );
+}

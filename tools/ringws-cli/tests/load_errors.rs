@@ -1,0 +1,164 @@
+//! Errors are counted and summarised, never fatal, and every run ends in
+//! bounded time: refused connections, refused upgrades, unexpected closes,
+//! corrupted echoes and silent servers.
+
+mod common;
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A port nothing listens on.
+fn closed_port() -> u16 {
+    let probe = TcpListener::bind("127.0.0.1:0").unwrap();
+    probe.local_addr().unwrap().port()
+}
+
+#[test]
+fn connection_refused_is_counted() {
+    let url = format!("ws://127.0.0.1:{}/", closed_port());
+    let outcome = load(&[&url, "-c", "5", "-d", "1s", "-w", "2"]);
+    let report = &outcome.report;
+    assert_eq!(report.connections.attempted, 5);
+    assert_eq!(report.connections.failed, 5);
+    assert_eq!(report.connections.opened, 0);
+    assert_eq!(report.errors.total, 5);
+    assert_eq!(
+        report.errors.by_kind.get("connect: connection refused"),
+        Some(&5),
+        "{:?}",
+        report.errors.by_kind
+    );
+    assert!(outcome.stdout.contains("connect: connection refused"));
+    assert_eq!(report.messages.sent, 0);
+    assert!(report.latency.message.is_none());
+}
+
+#[test]
+fn churn_against_a_closed_port_counts_every_attempt_and_ends() {
+    let url = format!("ws://127.0.0.1:{}/", closed_port());
+    let outcome = load(&[
+        &url,
+        "--mode",
+        "churn",
+        "--concurrency",
+        "2",
+        "--cycles",
+        "10",
+        "-d",
+        "5s",
+        "-w",
+        "1",
+    ]);
+    let report = &outcome.report;
+    assert_eq!(report.cycles.unwrap().completed, 0);
+    assert_eq!(
+        report.connections.attempted, 10,
+        "the cycle limit bounds attempts"
+    );
+    assert_eq!(
+        report.errors.by_kind.get("connect: connection refused"),
+        Some(&10)
+    );
+    assert!(
+        report.elapsed_secs < 4.0,
+        "stops once the cycles are used up"
+    );
+}
+
+#[test]
+fn refused_upgrade_is_counted_with_its_status() {
+    let peer = EchoPeer::start(PeerKind::Python, &["--reject", "403"]);
+    let outcome = load(&[&peer.url(), "-c", "3", "-d", "1s", "-w", "1"]);
+    let report = &outcome.report;
+    assert_eq!(report.connections.failed, 3);
+    assert_eq!(
+        report.errors.by_kind.get("handshake refused: HTTP 403"),
+        Some(&3),
+        "{:?}",
+        report.errors.by_kind
+    );
+    assert!(report.latency.handshake.is_none());
+}
+
+#[test]
+fn unexpected_close_is_counted_by_code() {
+    let peer = EchoPeer::start(
+        PeerKind::Python,
+        &["--close-after", "5", "--close-code", "4000"],
+    );
+    let outcome = load(&[&peer.url(), "-c", "3", "-d", "1s", "-w", "1"]);
+    let report = &outcome.report;
+    assert_eq!(report.connections.opened, 3);
+    assert_eq!(report.server_close_codes, [(4000, 3)].into());
+    assert_eq!(
+        report.errors.by_kind.get("unexpected close: 4000"),
+        Some(&3),
+        "{:?}",
+        report.errors.by_kind
+    );
+    // Each connection got its 5 echoes before the server closed it.
+    assert_eq!(report.messages.received, 15);
+    assert_eq!(
+        report.messages.unanswered,
+        report.messages.sent - report.messages.received
+    );
+}
+
+#[test]
+fn corrupted_echoes_are_mismatches_not_messages() {
+    let peer = EchoPeer::start(PeerKind::Python, &["--corrupt"]);
+    let outcome = load(&[&peer.url(), "-c", "2", "-d", "500ms", "-w", "1", "-s", "64"]);
+    let report = &outcome.report;
+    assert_eq!(
+        report.messages.received, 0,
+        "no corrupted echo counts as received"
+    );
+    let mismatches = report
+        .errors
+        .by_kind
+        .get("echo mismatch")
+        .copied()
+        .unwrap_or(0);
+    assert!(mismatches > 0, "{:?}", report.errors.by_kind);
+    assert_eq!(mismatches, report.messages.sent);
+    assert!(report.latency.message.is_none());
+}
+
+#[test]
+fn silent_server_times_out_the_handshake_within_the_bound() {
+    // The kernel completes TCP handshakes into the backlog; nobody answers
+    // the upgrade.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("ws://{}/", listener.local_addr().unwrap());
+    let started = Instant::now();
+    let outcome = load(&[&url, "-c", "3", "-d", "1s", "-w", "1", "--timeout", "300ms"]);
+    let report = &outcome.report;
+    assert_eq!(report.connections.failed, 3);
+    assert_eq!(report.errors.by_kind.get("handshake: timeout"), Some(&3));
+    assert!(report.latency.connect.is_some());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "bounded by the timeout"
+    );
+    drop(listener);
+}
+
+#[test]
+fn bad_arguments_fail_with_a_message() {
+    let (status, _, stderr) = ringws(&["load", "ws://127.0.0.1:1/", "--mode", "rate"]);
+    assert_eq!(status.code(), Some(2));
+    assert!(stderr.contains("--rate"), "{stderr}");
+    let (status, _, stderr) = ringws(&["load", "wss://127.0.0.1:1/", "-d", "1s"]);
+    assert!(!status.success());
+    assert!(stderr.contains("TLS"), "{stderr}");
+    let (status, _, stderr) = ringws(&[
+        "load",
+        "ws://127.0.0.1:1/",
+        "--source-addrs",
+        "127.0.0.9-127.0.0.2",
+    ]);
+    assert_eq!(status.code(), Some(2));
+    assert!(stderr.contains("ends before it starts"), "{stderr}");
+}
