@@ -58,6 +58,14 @@ impl<H: Handler> fmt::Debug for Io<'_, H> {
 }
 
 impl<H: Handler> Io<'_, H> {
+    /// A shorter-lived `Io` over the same worker, for a wrapper that holds
+    /// an `Io` by value alongside other borrows of the same lifetime.
+    pub fn reborrow(&mut self) -> Io<'_, H> {
+        Io {
+            core: &mut *self.core,
+        }
+    }
+
     /// This worker.
     pub fn worker(&self) -> WorkerId {
         self.core.worker
@@ -350,6 +358,12 @@ impl<H: Handler> Io<'_, H> {
     /// The inbox of any worker of this reactor (for cross-core messages).
     pub fn inbox(&self, worker: WorkerId) -> Option<&InboxSender<H::Command>> {
         self.core.peers.get(worker.index())
+    }
+
+    /// The inboxes of every worker of this reactor, indexed by
+    /// [`WorkerId::index`].
+    pub fn inboxes(&self) -> &[InboxSender<H::Command>] {
+        &self.core.peers
     }
 
     /// Number of workers in the reactor.

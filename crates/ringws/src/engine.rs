@@ -1,0 +1,565 @@
+//! The reactor handler that runs WebSocket on a worker: the HTTP upgrade,
+//! the receive loop, timers and cross-thread commands. It wraps the
+//! application's [`Handler`] and calls it with [`Conn`] references.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
+
+use ringws_proto::frame::Role;
+use ringws_proto::handshake::{
+    write_plain_response, HeadLimits, PlainRequest, RequestKind, ServerHandshake, UpgradeRequest,
+};
+use ringws_proto::Connection;
+use ringws_reactor::{CloseCause, Ctx, Io, TimerKey};
+
+use crate::config::Settings;
+use crate::conn::{flag, Conn, Session, Stage};
+use crate::handle::{Command, OutFrame, WorkerLink};
+use crate::handler::{Handler, HttpRequest, Initiator, Request};
+use crate::server::{ServerControl, ShutdownReport};
+use crate::stats::Gauge;
+use crate::{CloseCode, CloseKind, ConnId, WorkerId};
+
+/// State shared by every worker and every handle of one server.
+pub(crate) struct ServerShared {
+    pub settings: Settings,
+    pub links: Box<[Arc<WorkerLink>]>,
+    pub local_addr: OnceLock<SocketAddr>,
+    /// The report of the shutdown, once one has run.
+    pub shutdown: Mutex<Option<ShutdownReport>>,
+}
+
+/// Which per-connection timer fired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TimerKind {
+    /// The next keepalive Ping, or the Pong deadline.
+    Keepalive,
+    /// The handshake or close deadline.
+    Deadline,
+}
+
+/// What the worker's timer wheel holds for a connection.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TimerValue {
+    pub conn: ConnId,
+    pub kind: TimerKind,
+}
+
+/// The engine's per-worker state, apart from the application's handler.
+pub(crate) struct Worker {
+    pub index: usize,
+    pub control: ServerControl,
+    ping_counter: u64,
+    pub shutting_down: bool,
+    initialized: bool,
+}
+
+impl Worker {
+    pub(crate) fn settings(&self) -> &Settings {
+        &self.control.shared.settings
+    }
+
+    pub(crate) fn link(&self) -> &Arc<WorkerLink> {
+        &self.control.shared.links[self.index]
+    }
+
+    /// A keepalive payload unique on this server: worker index in the top
+    /// 16 bits, a per-worker counter below; never 0.
+    pub(crate) fn next_ping_payload(&mut self) -> u64 {
+        self.ping_counter = (self.ping_counter + 1) & ((1 << 48) - 1);
+        if self.ping_counter == 0 {
+            self.ping_counter = 1;
+        }
+        ((self.index as u64) << 48) | self.ping_counter
+    }
+
+    /// On the first callback: publish every worker's inbox to the links
+    /// (the reactor creates the inboxes), and the bound address.
+    fn init<H: Handler>(&mut self, io: &Io<'_, Engine<H>>) {
+        if self.initialized {
+            return;
+        }
+        for (link, sender) in self.control.shared.links.iter().zip(io.inboxes()) {
+            let _ = link.sender.set(sender.clone());
+        }
+        if let Some(addr) = io.local_addr() {
+            let _ = self.control.shared.local_addr.set(addr);
+        }
+        self.initialized = true;
+    }
+}
+
+/// The reactor handler of one worker.
+pub(crate) struct Engine<H: Handler> {
+    handler: H,
+    worker: Worker,
+}
+
+impl<H: Handler> Engine<H> {
+    pub(crate) fn new(shared: Arc<ServerShared>, id: WorkerId, handler: H) -> Engine<H> {
+        Engine {
+            handler,
+            worker: Worker {
+                index: id.index(),
+                control: ServerControl { shared },
+                ping_counter: 0,
+                shutting_down: false,
+                initialized: false,
+            },
+        }
+    }
+
+    /// Runs `f` on `conn` if it is a WebSocket connection of this worker;
+    /// otherwise counts a command for a connection that is gone.
+    fn with_conn(
+        worker: &mut Worker,
+        ctx: &mut Ctx<'_, Self>,
+        conn: ConnId,
+        f: impl FnOnce(&mut Conn<'_, H>),
+    ) {
+        match ctx.conns.get_mut(conn) {
+            Some(session) if session.is_websocket() => {
+                let mut conn = Conn {
+                    io: ctx.io.reborrow(),
+                    id: conn,
+                    session,
+                    worker,
+                };
+                f(&mut conn);
+            }
+            _ => worker.link().counters.commands_for_gone.inc(),
+        }
+    }
+}
+
+/// An HTTP answer that ends the connection instead of upgrading it.
+struct Refusal {
+    status: u16,
+    response: Vec<u8>,
+    /// Answered by the `plain_http` hook (counted apart from failures).
+    plain_http: bool,
+}
+
+impl Refusal {
+    fn plain(status: u16, body: &str) -> Refusal {
+        let mut response = Vec::with_capacity(128 + body.len());
+        // Statuses passed here are fixed and valid.
+        let _ = write_plain_response(
+            status,
+            "text/plain; charset=utf-8",
+            body.as_bytes(),
+            &mut response,
+        );
+        Refusal {
+            status,
+            response,
+            plain_http: false,
+        }
+    }
+}
+
+/// What to answer a plain HTTP request with.
+fn answer_plain_http(settings: &Settings, request: PlainRequest<'_>) -> Refusal {
+    let Some(hook) = &settings.plain_http else {
+        return upgrade_required();
+    };
+    let (status, response) = match hook(&HttpRequest { inner: request }) {
+        Some(answer) => {
+            let mut response = Vec::with_capacity(128 + answer.body.len());
+            match write_plain_response(
+                answer.status,
+                &answer.content_type,
+                &answer.body,
+                &mut response,
+            ) {
+                Ok(()) => (answer.status, response),
+                Err(_) => {
+                    let refusal =
+                        Refusal::plain(500, "invalid response from the plain_http hook\n");
+                    (refusal.status, refusal.response)
+                }
+            }
+        }
+        None => {
+            let refusal = Refusal::plain(404, "not found\n");
+            (refusal.status, refusal.response)
+        }
+    };
+    Refusal {
+        status,
+        response,
+        plain_http: true,
+    }
+}
+
+/// `426 Upgrade Required`, naming the protocol to upgrade to (RFC 7231
+/// §6.5.15), for plain requests when no `plain_http` hook is set.
+fn upgrade_required() -> Refusal {
+    let body = "this endpoint speaks WebSocket: send a WebSocket upgrade request\n";
+    let response = format!(
+        "HTTP/1.1 426 Upgrade Required\r\nConnection: close\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nContent-Type: text/plain; charset=utf-8\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    Refusal {
+        status: 426,
+        response: response.into_bytes(),
+        plain_http: false,
+    }
+}
+
+/// The upgrade's answer: the 101 response and the selected subprotocol.
+struct Accepted {
+    response: Vec<u8>,
+    subprotocol: Option<Box<str>>,
+}
+
+impl<H: Handler> Conn<'_, H> {
+    /// Checks an upgrade request and builds the 101 response.
+    fn accept_upgrade(
+        &mut self,
+        handler: &mut H,
+        request: UpgradeRequest<'_>,
+    ) -> Result<Accepted, Refusal> {
+        if self.worker.shutting_down {
+            return Err(Refusal::plain(503, "server shutting down\n"));
+        }
+        let settings = &self.worker.control.shared.settings;
+        if let Some(check) = &settings.origin_check {
+            if !check(request.origin()) {
+                return Err(Refusal::plain(403, "origin not allowed\n"));
+            }
+        }
+        let selected = match &settings.subprotocol {
+            Some(select) => {
+                let offered: Vec<&str> = request.subprotocols().collect();
+                if offered.is_empty() {
+                    None
+                } else {
+                    select(&offered).and_then(|index| offered.get(index).copied())
+                }
+            }
+            None => None,
+        };
+        if let Err(status) = handler.on_upgrade(&Request { inner: request }, &mut self.session.data)
+        {
+            let status = if (400..=599).contains(&status) {
+                status
+            } else {
+                500
+            };
+            return Err(Refusal::plain(status, "upgrade refused\n"));
+        }
+        let mut response = Vec::with_capacity(160);
+        if request
+            .write_switching_protocols(selected, &[], &mut response)
+            .is_err()
+        {
+            return Err(Refusal::plain(500, "cannot write the upgrade response\n"));
+        }
+        Ok(Accepted {
+            response,
+            subprotocol: selected.map(Box::from),
+        })
+    }
+
+    /// Sends the refusal and closes TCP gracefully, bounded by the close
+    /// timeout.
+    fn refuse(&mut self, refusal: Refusal) {
+        let counters = &self.worker.link().counters;
+        if refusal.plain_http {
+            counters.plain_http_responses.inc();
+        } else {
+            counters.handshake_failed(refusal.status);
+        }
+        let _ = self.io.send(self.id, refusal.response);
+        self.session.stage = Stage::Refused;
+        self.session.set(flag::TCP_CLOSING);
+        let close_timeout = self.worker.settings().close_timeout;
+        self.arm_deadline(close_timeout);
+        self.io.close(self.id);
+    }
+
+    /// Completes the handshake: 101 out, protocol state in, keepalive on.
+    fn open(&mut self, accepted: Accepted) {
+        let _ = self.io.send(self.id, accepted.response);
+        let settings = self.worker.settings();
+        let config = ringws_proto::Config {
+            max_frame_size: settings.max_frame_size,
+            max_message_size: settings.max_message_size,
+            // The application sees the peer's Close before we answer it.
+            auto_close_reply: false,
+            ..ringws_proto::Config::default()
+        };
+        self.session.stage = Stage::Open(Connection::new(Role::Server, config));
+        self.session.subprotocol = accepted.subprotocol;
+        if let Some(key) = self.session.deadline.take() {
+            self.io.cancel_timer(key);
+        }
+        let link = self.worker.link();
+        link.counters.upgraded.inc();
+        link.counters.shift(self.session.gauge, Gauge::Open);
+        link.live.mark_open(self.id);
+        self.session.gauge = Gauge::Open;
+        self.schedule_ping();
+    }
+
+    /// The handshake stage of `on_data`: parse what arrived so far (the
+    /// reactor accumulates it while we return 0), then refuse or open, and
+    /// hand any frames pipelined after the request head to the WebSocket
+    /// stage in the same call.
+    fn handshake(&mut self, handler: &mut H, data: &mut [u8]) -> usize {
+        let Stage::Handshake(parser) = &mut self.session.stage else {
+            return data.len();
+        };
+        let parsed = match parser.parse(data) {
+            Ok(None) => return 0,
+            Ok(Some(parsed)) => parsed,
+            Err(error) => {
+                self.refuse(Refusal {
+                    status: error.status(),
+                    response: error.response(),
+                    plain_http: false,
+                });
+                return data.len();
+            }
+        };
+        let head_len = parsed.head_len;
+        let outcome = match parsed.kind {
+            RequestKind::PlainHttp(request) => Err(answer_plain_http(
+                &self.worker.control.shared.settings,
+                request,
+            )),
+            RequestKind::Upgrade(request) => self.accept_upgrade(handler, request),
+        };
+        match outcome {
+            Err(refusal) => {
+                self.refuse(refusal);
+                data.len()
+            }
+            Ok(accepted) => {
+                self.open(accepted);
+                handler.on_open(self);
+                let pipelined = self.read_frames(handler, &mut data[head_len..]);
+                head_len + pipelined
+            }
+        }
+    }
+}
+
+impl<H: Handler> ringws_reactor::Handler for Engine<H> {
+    type Conn = Session<H::ConnData>;
+    type Timer = TimerValue;
+    type Command = Command;
+
+    fn on_accept(&mut self, ctx: &mut Ctx<'_, Self>, conn: ConnId) -> Option<Self::Conn> {
+        self.worker.init(&ctx.io);
+        if self.worker.shutting_down {
+            return None;
+        }
+        let settings = self.worker.settings();
+        let limits = HeadLimits {
+            max_head_bytes: settings.max_header_bytes,
+            ..HeadLimits::DEFAULT
+        };
+        let mut session = Session::handshaking(ServerHandshake::new(limits));
+        let value = TimerValue {
+            conn,
+            kind: TimerKind::Deadline,
+        };
+        session.deadline = Some(ctx.io.arm_timer(settings.handshake_timeout, value));
+        let counters = &self.worker.link().counters;
+        counters.accepted.inc();
+        counters.handshaking.inc();
+        Some(session)
+    }
+
+    fn on_data(
+        &mut self,
+        ctx: &mut Ctx<'_, Self>,
+        id: ConnId,
+        session: &mut Self::Conn,
+        data: &mut [u8],
+    ) -> usize {
+        let mut conn = Conn {
+            io: ctx.io.reborrow(),
+            id,
+            session,
+            worker: &mut self.worker,
+        };
+        match conn.session.stage {
+            Stage::Handshake(_) => conn.handshake(&mut self.handler, data),
+            Stage::Open(_) => conn.read_frames(&mut self.handler, data),
+            Stage::Refused => data.len(),
+        }
+    }
+
+    fn on_peer_eof(&mut self, ctx: &mut Ctx<'_, Self>, id: ConnId, session: &mut Self::Conn) {
+        let mut conn = Conn {
+            io: ctx.io.reborrow(),
+            id,
+            session,
+            worker: &mut self.worker,
+        };
+        conn.peer_eof();
+    }
+
+    fn on_drained(&mut self, ctx: &mut Ctx<'_, Self>, id: ConnId, session: &mut Self::Conn) {
+        if !session.is_websocket() || session.has(flag::TCP_CLOSING) {
+            return;
+        }
+        let mut conn = Conn {
+            io: ctx.io.reborrow(),
+            id,
+            session,
+            worker: &mut self.worker,
+        };
+        self.handler.on_drain(&mut conn);
+    }
+
+    fn on_closed(
+        &mut self,
+        ctx: &mut Ctx<'_, Self>,
+        id: ConnId,
+        mut session: Self::Conn,
+        cause: CloseCause,
+    ) {
+        if let Some(key) = session.keepalive.take() {
+            ctx.io.cancel_timer(key);
+        }
+        if let Some(key) = session.deadline.take() {
+            ctx.io.cancel_timer(key);
+        }
+        let link = self.worker.link();
+        link.counters.gauge(session.gauge).dec();
+        if !session.is_websocket() {
+            return;
+        }
+        link.live.mark_gone(id);
+        if cause == CloseCause::WorkerStopped {
+            session.set(flag::FORCED);
+        }
+        let socket_error = matches!(cause, CloseCause::Error { .. });
+        let info = session.closed_info(socket_error, Instant::now());
+        // Closes are counted by the code of the first Close frame.
+        let first_code = match info.initiator {
+            Initiator::Local => info.sent.unwrap_or(CloseCode::ABNORMAL),
+            Initiator::Remote => info.code,
+        };
+        link.counters
+            .closed(first_code.0, info.initiator, info.kind, info.close_duration);
+        if session.has(flag::IN_SHUTDOWN) && !session.has(flag::SHUTDOWN_FORCED) {
+            if info.kind == CloseKind::Clean {
+                link.counters.shutdown_clean.inc();
+            } else {
+                link.counters.shutdown_other.inc();
+            }
+        }
+        self.handler.on_closed(id, session.data, &info);
+    }
+
+    fn on_timer(&mut self, ctx: &mut Ctx<'_, Self>, key: TimerKey, value: TimerValue) {
+        self.worker.init(&ctx.io);
+        let Some(session) = ctx.conns.get_mut(value.conn) else {
+            return;
+        };
+        let mut conn = Conn {
+            io: ctx.io.reborrow(),
+            id: value.conn,
+            session,
+            worker: &mut self.worker,
+        };
+        match value.kind {
+            TimerKind::Keepalive if conn.session.keepalive == Some(key) => {
+                conn.session.keepalive = None;
+                conn.keepalive_due();
+            }
+            TimerKind::Deadline if conn.session.deadline == Some(key) => {
+                conn.session.deadline = None;
+                conn.deadline_due();
+            }
+            TimerKind::Keepalive | TimerKind::Deadline => {}
+        }
+    }
+
+    fn on_command(&mut self, ctx: &mut Ctx<'_, Self>, command: Command) {
+        self.worker.init(&ctx.io);
+        let worker = &mut self.worker;
+        match command {
+            Command::Send { conn, frame } => Self::with_conn(worker, ctx, conn, |conn| {
+                let _ = conn.send_frame(frame);
+            }),
+            Command::Ping { conn, payload } => Self::with_conn(worker, ctx, conn, |conn| {
+                let _ = conn.ping(&payload);
+            }),
+            Command::Close { conn, code, reason } => {
+                Self::with_conn(worker, ctx, conn, |conn| conn.start_close(code, &reason))
+            }
+            Command::Terminate { conn } => {
+                Self::with_conn(worker, ctx, conn, |conn| conn.terminate())
+            }
+            Command::Broadcast { message, targets } => match targets {
+                None => {
+                    for (id, session) in ctx.conns.iter_mut() {
+                        if !session.is_websocket() {
+                            continue;
+                        }
+                        let mut conn = Conn {
+                            io: ctx.io.reborrow(),
+                            id,
+                            session,
+                            worker: &mut *worker,
+                        };
+                        let _ = conn.send_frame(OutFrame::Prepared(message.clone()));
+                    }
+                }
+                Some(targets) => {
+                    for id in targets {
+                        Self::with_conn(worker, ctx, id, |conn| {
+                            let _ = conn.send_frame(OutFrame::Prepared(message.clone()));
+                        });
+                    }
+                }
+            },
+            Command::Shutdown => {
+                worker.shutting_down = true;
+                ctx.io.stop_accepting();
+                let shared = worker.control.shared.clone();
+                let reason = &shared.settings.shutdown_reason;
+                for (id, session) in ctx.conns.iter_mut() {
+                    let mut conn = Conn {
+                        io: ctx.io.reborrow(),
+                        id,
+                        session,
+                        worker: &mut *worker,
+                    };
+                    conn.shutdown(reason);
+                }
+                worker.link().counters.shutdown_phase.inc();
+            }
+            Command::TerminateAll => {
+                for (id, session) in ctx.conns.iter_mut() {
+                    if session.is_websocket() {
+                        let mut conn = Conn {
+                            io: ctx.io.reborrow(),
+                            id,
+                            session,
+                            worker: &mut *worker,
+                        };
+                        conn.shutdown_deadline();
+                    } else {
+                        session.set(flag::TCP_CLOSING | flag::FORCED);
+                        ctx.io.terminate(id);
+                    }
+                }
+                worker.link().counters.shutdown_phase.inc();
+            }
+            Command::Stop => {
+                ctx.io.stop();
+                worker.link().counters.shutdown_phase.inc();
+            }
+        }
+    }
+}

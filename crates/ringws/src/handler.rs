@@ -1,0 +1,272 @@
+//! The application's side: the [`Handler`] trait and what its callbacks see.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::time::Duration;
+
+use ringws_proto::close::CloseCode;
+use ringws_proto::handshake::{PlainRequest, UpgradeRequest};
+
+use crate::conn::Conn;
+use crate::ConnId;
+
+/// A complete message from the peer, borrowed from the receive buffer (or
+/// from the assembly buffer of a fragmented message); valid during the
+/// callback only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Message<'a> {
+    /// A text message (valid UTF-8, checked).
+    Text(&'a str),
+    /// A binary message.
+    Binary(&'a [u8]),
+}
+
+impl<'a> Message<'a> {
+    /// The payload bytes.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        match self {
+            Message::Text(text) => text.as_bytes(),
+            Message::Binary(bytes) => bytes,
+        }
+    }
+
+    /// Payload length in bytes.
+    pub fn len(&self) -> usize {
+        self.as_bytes().len()
+    }
+
+    /// Whether the payload is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Where a connection is in the closing handshake (RFC 6455 §7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum State {
+    /// Both directions open.
+    Open,
+    /// Our Close was sent; waiting for the peer's.
+    CloseSent,
+    /// The peer's Close arrived; ours is not sent yet (only seen inside
+    /// [`Handler::on_close_received`]).
+    CloseReceived,
+    /// Both Closes exchanged, or TCP is being torn down.
+    Closed,
+}
+
+/// Who started the close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Initiator {
+    /// This server: `close`, `terminate`, shutdown, keepalive timeout,
+    /// protocol error, backpressure policy.
+    Local,
+    /// The peer: its Close, its FIN, or a reset.
+    Remote,
+}
+
+/// How a connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CloseKind {
+    /// Close frames went both ways before TCP closed.
+    Clean,
+    /// ringws cut the connection without a completed closing handshake:
+    /// `terminate()`, the close timeout, or the shutdown deadline.
+    Forced,
+    /// TCP ended without a completed closing handshake and without ringws
+    /// forcing it: the peer's FIN or reset without a Close, a socket error,
+    /// or a protocol error that failed the connection.
+    Abnormal,
+}
+
+/// The final report on a connection, passed to [`Handler::on_closed`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClosedInfo {
+    /// The code of the peer's Close; 1005 when its Close carried none;
+    /// 1006 when no Close was received (RFC 6455 §7.1.5).
+    pub code: CloseCode,
+    /// The reason of the peer's Close (empty when none was received).
+    pub reason: String,
+    /// The code of the Close we sent, if we sent one.
+    pub sent: Option<CloseCode>,
+    /// Who started the close.
+    pub initiator: Initiator,
+    /// How it ended.
+    pub kind: CloseKind,
+    /// From the first Close (sent or received), or the decision to close
+    /// TCP, until the connection was gone; zero when it ended abruptly.
+    pub close_duration: Duration,
+}
+
+/// A WebSocket upgrade request, shown to [`Handler::on_upgrade`].
+#[derive(Clone, Copy)]
+pub struct Request<'a> {
+    pub(crate) inner: UpgradeRequest<'a>,
+}
+
+impl<'a> Request<'a> {
+    /// The request target, query included, e.g. `/chat?room=1`.
+    pub fn path(&self) -> &'a str {
+        self.inner.path()
+    }
+
+    /// The `Host` header.
+    pub fn host(&self) -> &'a str {
+        self.inner.host()
+    }
+
+    /// The `Origin` header, if any.
+    pub fn origin(&self) -> Option<&'a str> {
+        self.inner.origin()
+    }
+
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&'a [u8]> {
+        self.inner.headers().get(name)
+    }
+
+    /// The subprotocols the client offered, in its order of preference.
+    pub fn subprotocols(&self) -> impl Iterator<Item = &'a str> + 'a {
+        self.inner.subprotocols()
+    }
+}
+
+impl fmt::Debug for Request<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Request")
+            .field("path", &self.path())
+            .field("host", &self.host())
+            .field("origin", &self.origin())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A plain (non-upgrade) HTTP request, shown to the
+/// [`plain_http`](crate::ServerBuilder::plain_http) hook.
+#[derive(Clone, Copy)]
+pub struct HttpRequest<'a> {
+    pub(crate) inner: PlainRequest<'a>,
+}
+
+impl<'a> HttpRequest<'a> {
+    /// The method, e.g. `GET`.
+    pub fn method(&self) -> &'a str {
+        self.inner.method()
+    }
+
+    /// The request target, e.g. `/metrics`.
+    pub fn path(&self) -> &'a str {
+        self.inner.path()
+    }
+
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&'a [u8]> {
+        self.inner.headers().get(name)
+    }
+}
+
+impl fmt::Debug for HttpRequest<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpRequest")
+            .field("method", &self.method())
+            .field("path", &self.path())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The answer to a plain HTTP request. Sent with `Connection: close` and a
+/// `Content-Length`; the connection closes after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpResponse {
+    /// Status code (100–599; anything else is answered 500).
+    pub status: u16,
+    /// `Content-Type` value.
+    pub content_type: Cow<'static, str>,
+    /// Body bytes.
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// A response with this status, content type and body.
+    pub fn new(
+        status: u16,
+        content_type: impl Into<Cow<'static, str>>,
+        body: impl Into<Vec<u8>>,
+    ) -> HttpResponse {
+        HttpResponse {
+            status,
+            content_type: content_type.into(),
+            body: body.into(),
+        }
+    }
+}
+
+/// The application's event handler. One instance per worker, created on the
+/// worker's thread by the factory passed to
+/// [`ServerBuilder::start`](crate::ServerBuilder::start); it need not be
+/// `Send`. Every callback of a connection runs on the core that owns it, and
+/// callbacks are never re-entered: whatever a callback asks for (sends,
+/// closes) takes effect after it returns.
+///
+/// Per-connection application state lives in [`ConnData`](Self::ConnData),
+/// created with `Default` when the connection is accepted, reachable with
+/// [`Conn::data_mut`], and handed back by value to
+/// [`on_closed`](Self::on_closed).
+pub trait Handler: Sized + 'static {
+    /// Per-connection application state.
+    type ConnData: Default + 'static;
+
+    /// A valid upgrade request arrived (after the origin check). Return
+    /// `Err(status)` to refuse it with that HTTP status (e.g. 401, 404; a
+    /// status outside 400–599 is answered 500); `data` may be filled from
+    /// the request (say, the room in the path).
+    fn on_upgrade(&mut self, request: &Request<'_>, data: &mut Self::ConnData) -> Result<(), u16> {
+        let _ = (request, data);
+        Ok(())
+    }
+
+    /// The handshake completed: the connection is open.
+    fn on_open(&mut self, conn: &mut Conn<'_, Self>) {
+        let _ = conn;
+    }
+
+    /// A complete message arrived.
+    fn on_message(&mut self, conn: &mut Conn<'_, Self>, message: Message<'_>);
+
+    /// The peer's Close arrived: `code` is `None` when it carried none. If
+    /// we had not sent a Close yet (the half-closed state, [`State::CloseReceived`]),
+    /// the callback may still send messages and may reply with its own
+    /// [`Conn::close`]; when it returns without doing so, ringws replies
+    /// echoing the peer's code (1000 for a codeless Close). TCP closes after.
+    fn on_close_received(
+        &mut self,
+        conn: &mut Conn<'_, Self>,
+        code: Option<CloseCode>,
+        reason: &str,
+    ) {
+        let _ = (conn, code, reason);
+    }
+
+    /// The connection is gone. Fires exactly once for every connection that
+    /// got [`on_open`](Self::on_open); `id` is stale from now on.
+    fn on_closed(&mut self, id: ConnId, data: Self::ConnData, info: &ClosedInfo) {
+        let _ = (id, data, info);
+    }
+
+    /// A Ping arrived (the Pong is already queued).
+    fn on_ping(&mut self, conn: &mut Conn<'_, Self>, payload: &[u8]) {
+        let _ = (conn, payload);
+    }
+
+    /// A Pong arrived (keepalive Pongs included).
+    fn on_pong(&mut self, conn: &mut Conn<'_, Self>, payload: &[u8]) {
+        let _ = (conn, payload);
+    }
+
+    /// The connection's send queue, after reaching
+    /// [`max_queued_bytes`](crate::ServerBuilder::max_queued_bytes), fell to
+    /// half of it: a good moment to resume sending.
+    fn on_drain(&mut self, conn: &mut Conn<'_, Self>) {
+        let _ = conn;
+    }
+}

@@ -1,0 +1,295 @@
+//! Running servers: [`ServerHandle`] (owns the workers), [`ServerControl`]
+//! (cloneable, usable from any thread and from callbacks) and graceful
+//! shutdown.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
+
+use ringws_reactor::{Reactor, ReactorHandle};
+
+use crate::config::Settings;
+use crate::engine::{Engine, ServerShared};
+use crate::error::{ServerError, StartError};
+use crate::handle::{Command, ConnHandle, PreparedMessage, WorkerLink};
+use crate::handler::Handler;
+use crate::stats::Stats;
+use crate::{ConnId, WorkerId};
+
+/// How long, after terminating what the deadline left, shutdown waits for
+/// the workers to report every connection gone.
+const TERMINATE_GRACE: Duration = Duration::from_secs(2);
+/// Polling period while shutdown waits.
+const SHUTDOWN_POLL: Duration = Duration::from_millis(1);
+
+/// What [`ServerControl::shutdown`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShutdownReport {
+    /// WebSocket connections open (or closing) when shutdown began.
+    pub total: u64,
+    /// Of those, closed with a completed closing handshake before the
+    /// deadline.
+    pub clean: u64,
+    /// Of those, terminated at the deadline.
+    pub forced: u64,
+    /// Of those, ended otherwise before the deadline (peer dropped TCP).
+    pub abnormal: u64,
+    /// Time from the start of shutdown until the workers stopped.
+    pub elapsed: Duration,
+}
+
+/// Controls a running server from any thread: stats, broadcast, handles,
+/// shutdown. `Clone + Send + Sync`; reachable inside callbacks through
+/// [`Conn::server`](crate::Conn::server).
+#[derive(Clone)]
+pub struct ServerControl {
+    pub(crate) shared: Arc<ServerShared>,
+}
+
+impl fmt::Debug for ServerControl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerControl")
+            .field("local_addr", &self.local_addr())
+            .field("workers", &self.worker_count())
+            .finish()
+    }
+}
+
+impl ServerControl {
+    /// The bound address (port resolved when 0 was asked for).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.shared.local_addr.get().copied()
+    }
+
+    /// Number of workers.
+    pub fn worker_count(&self) -> usize {
+        self.shared.links.len()
+    }
+
+    /// Counters of every worker and their sum, read from atomics.
+    pub fn stats(&self) -> Stats {
+        Stats::collect(self.shared.links.iter().map(|link| &link.counters))
+    }
+
+    /// A handle to connection `id` (`None` for an id of another server).
+    pub fn handle(&self, id: ConnId) -> Option<ConnHandle> {
+        let link = self.shared.links.get(id.worker().index())?;
+        Some(ConnHandle::new(id, link.clone()))
+    }
+
+    /// Sends `message` to every open connection on every worker (encoded
+    /// once, shared by all). Returns the number of workers it was queued to.
+    pub fn broadcast(&self, message: &PreparedMessage) -> usize {
+        self.shared
+            .links
+            .iter()
+            .filter(|link| {
+                link.send(Command::Broadcast {
+                    message: message.clone(),
+                    targets: None,
+                })
+            })
+            .count()
+    }
+
+    /// Sends `message` to the listed connections (ids that are gone are
+    /// skipped), one command per worker involved. For handles, pass
+    /// `handles.iter().map(ConnHandle::id)`.
+    pub fn broadcast_to(
+        &self,
+        message: &PreparedMessage,
+        targets: impl IntoIterator<Item = ConnId>,
+    ) {
+        let mut per_worker: Vec<Vec<ConnId>> = vec![Vec::new(); self.shared.links.len()];
+        for id in targets {
+            if let Some(list) = per_worker.get_mut(id.worker().index()) {
+                list.push(id);
+            }
+        }
+        for (link, ids) in self.shared.links.iter().zip(per_worker) {
+            if !ids.is_empty() {
+                link.send(Command::Broadcast {
+                    message: message.clone(),
+                    targets: Some(ids),
+                });
+            }
+        }
+    }
+
+    /// Graceful shutdown: stop accepting, send Close 1001 with the
+    /// configured reason to every connection on every worker, wait for the
+    /// closing handshakes until `deadline` has passed, terminate the rest,
+    /// then stop the workers. Blocks until the workers have been told to
+    /// stop (join them with [`ServerHandle::join`]). A second call returns
+    /// the first call's report.
+    pub fn shutdown(&self, deadline: Duration) -> ShutdownReport {
+        let mut done = self
+            .shared
+            .shutdown
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(report) = *done {
+            return report;
+        }
+        let started = Instant::now();
+        let end = started + deadline;
+        let links = &self.shared.links;
+        let reached: Vec<bool> = links
+            .iter()
+            .map(|link| link.send(Command::Shutdown))
+            .collect();
+        let connections = || -> u64 {
+            links
+                .iter()
+                .map(|link| link.counters.snapshot().connections())
+                .sum()
+        };
+        let acked = |phase: u64| {
+            links
+                .iter()
+                .zip(&reached)
+                .all(|(link, &reached)| !reached || link.counters.shutdown_phase.get() >= phase)
+        };
+        wait_until(end, || acked(1) && connections() == 0);
+        if connections() > 0 || !acked(1) {
+            for link in links.iter() {
+                link.send(Command::TerminateAll);
+            }
+            wait_until(Instant::now() + TERMINATE_GRACE, || {
+                acked(2) && connections() == 0
+            });
+        }
+        for link in links.iter() {
+            link.send(Command::Stop);
+        }
+        let sum = |get: fn(&WorkerLink) -> u64| links.iter().map(|link| get(link)).sum::<u64>();
+        let report = ShutdownReport {
+            total: sum(|link| link.counters.shutdown_total.get()),
+            clean: sum(|link| link.counters.shutdown_clean.get()),
+            forced: sum(|link| link.counters.shutdown_forced.get()),
+            abnormal: sum(|link| link.counters.shutdown_other.get()),
+            elapsed: started.elapsed(),
+        };
+        *done = Some(report);
+        report
+    }
+}
+
+/// Polls `ready` until it holds or `end` passes.
+fn wait_until(end: Instant, mut ready: impl FnMut() -> bool) {
+    while !ready() {
+        let now = Instant::now();
+        if now >= end {
+            return;
+        }
+        std::thread::sleep(SHUTDOWN_POLL.min(end - now));
+    }
+}
+
+/// A running server. Dropping it leaves the server running (detached);
+/// stop it with [`shutdown`](Self::shutdown).
+pub struct ServerHandle {
+    control: ServerControl,
+    reactor: ReactorHandle<Command>,
+    local_addr: SocketAddr,
+}
+
+impl fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerHandle")
+            .field("local_addr", &self.local_addr)
+            .field("workers", &self.control.worker_count())
+            .finish()
+    }
+}
+
+impl ServerHandle {
+    pub(crate) fn start<H, F>(
+        settings: Settings,
+        config: ringws_reactor::Config,
+        factory: F,
+    ) -> Result<ServerHandle, StartError>
+    where
+        H: Handler,
+        F: Fn(WorkerId) -> H + Send + Sync + 'static,
+    {
+        let workers = config.worker_count();
+        let links = (0..workers)
+            .map(|index| Arc::new(WorkerLink::new(index, settings.max_connections)))
+            .collect();
+        let shared = Arc::new(ServerShared {
+            settings,
+            links,
+            local_addr: OnceLock::new(),
+            shutdown: Mutex::new(None),
+        });
+        let engine_shared = shared.clone();
+        let reactor = Reactor::start(config, move |id| {
+            Engine::new(engine_shared.clone(), id, factory(id))
+        })?;
+        for (link, sender) in shared.links.iter().zip(reactor.senders()) {
+            let _ = link.sender.set(sender.clone());
+        }
+        let Some(local_addr) = reactor.local_addr() else {
+            reactor.stop();
+            let _ = reactor.join();
+            return Err(StartError::Engine("the listener has no address".into()));
+        };
+        let _ = shared.local_addr.set(local_addr);
+        Ok(ServerHandle {
+            control: ServerControl { shared },
+            reactor,
+            local_addr,
+        })
+    }
+
+    /// The bound address (port resolved when 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// A cloneable controller for other threads.
+    pub fn control(&self) -> ServerControl {
+        self.control.clone()
+    }
+
+    /// Counters of every worker and their sum.
+    pub fn stats(&self) -> Stats {
+        self.control.stats()
+    }
+
+    /// A handle to connection `id`.
+    pub fn handle(&self, id: ConnId) -> Option<ConnHandle> {
+        self.control.handle(id)
+    }
+
+    /// See [`ServerControl::broadcast`].
+    pub fn broadcast(&self, message: &PreparedMessage) -> usize {
+        self.control.broadcast(message)
+    }
+
+    /// See [`ServerControl::broadcast_to`].
+    pub fn broadcast_to(
+        &self,
+        message: &PreparedMessage,
+        targets: impl IntoIterator<Item = ConnId>,
+    ) {
+        self.control.broadcast_to(message, targets)
+    }
+
+    /// Graceful shutdown (see [`ServerControl::shutdown`]), then waits for
+    /// the worker threads to end.
+    pub fn shutdown(self, deadline: Duration) -> ShutdownReport {
+        let report = self.control.shutdown(deadline);
+        let _ = self.reactor.join();
+        report
+    }
+
+    /// Waits until the workers end: after a shutdown through a
+    /// [`ServerControl`], or when a worker fails.
+    pub fn join(self) -> Result<(), ServerError> {
+        self.reactor.join().map_err(ServerError)
+    }
+}

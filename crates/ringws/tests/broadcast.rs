@@ -1,0 +1,135 @@
+//! Broadcast reaches every connection on every worker, encoded once.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::mpsc;
+
+use common::*;
+use ringws::{Conn, ConnId, Handler, Message, PreparedMessage, Server, WorkerId};
+
+/// Opens raw clients until both workers own at least `per_worker`
+/// connections (bounded attempts).
+fn connect_on_both_workers(
+    server: &ringws::ServerHandle,
+    events: &Events,
+    per_worker: usize,
+) -> Vec<(ConnId, WorkerId, RawClient)> {
+    let mut clients = Vec::new();
+    let mut counts: HashMap<WorkerId, usize> = HashMap::new();
+    for _ in 0..64 {
+        let client = RawClient::connect(server.local_addr());
+        let (id, worker, _) = events.opened_blocking();
+        *counts.entry(worker).or_default() += 1;
+        clients.push((id, worker, client));
+        if counts.len() == 2 && counts.values().all(|&n| n >= per_worker) {
+            return clients;
+        }
+    }
+    panic!("connections did not spread over both workers: {counts:?}");
+}
+
+#[test]
+fn broadcast_reaches_every_connection_on_both_workers() {
+    let (server, events) = start(builder().workers(2));
+    let mut clients = connect_on_both_workers(&server, &events, 2);
+    let message = PreparedMessage::text("hello everyone");
+    assert_eq!(server.broadcast(&message), 2, "queued to both workers");
+    for (_, _, client) in clients.iter_mut() {
+        let (_, opcode, payload) = client.read_frame().unwrap();
+        assert_eq!((opcode, payload.as_slice()), (0x1, &b"hello everyone"[..]));
+    }
+    let stats = server.stats();
+    assert_eq!(stats.total.messages_out, clients.len() as u64);
+    assert!(stats.workers.iter().all(|worker| worker.messages_out >= 2));
+    drop(clients);
+    server.shutdown(WAIT);
+}
+
+#[test]
+fn broadcast_to_reaches_only_the_listed_connections() {
+    let (server, events) = start(builder().workers(2));
+    let mut clients = connect_on_both_workers(&server, &events, 2);
+    // One listed connection per worker, plus a stale id that is skipped.
+    let mut listed = Vec::new();
+    for worker_index in 0..2 {
+        let (id, _, _) = clients
+            .iter()
+            .find(|(_, worker, _)| worker.index() == worker_index)
+            .unwrap();
+        listed.push(*id);
+    }
+    let stale = {
+        let mut extra = RawClient::connect(server.local_addr());
+        let (id, _, _) = events.opened_blocking();
+        extra.write_frame(true, 0x1, b"terminate");
+        events.closed_blocking(id);
+        id
+    };
+    listed.push(stale);
+    server.broadcast_to(
+        &PreparedMessage::binary(b"only some"),
+        listed.iter().copied(),
+    );
+    server.broadcast(&PreparedMessage::text("marker"));
+    for (id, _, client) in clients.iter_mut() {
+        let (_, opcode, payload) = client.read_frame().unwrap();
+        if listed.contains(id) {
+            assert_eq!((opcode, payload.as_slice()), (0x2, &b"only some"[..]));
+            let (_, _, payload) = client.read_frame().unwrap();
+            assert_eq!(payload, b"marker");
+        } else {
+            assert_eq!((opcode, payload.as_slice()), (0x1, &b"marker"[..]));
+        }
+    }
+    let stats = wait_stats(&server, |stats| stats.total.commands_for_gone >= 1);
+    assert_eq!(stats.total.commands_for_gone, 1);
+    drop(clients);
+    server.shutdown(WAIT);
+}
+
+/// Re-broadcasts every text message to everyone (a chat room).
+struct Chat {
+    opened: mpsc::Sender<WorkerId>,
+}
+
+impl Handler for Chat {
+    type ConnData = ();
+
+    fn on_open(&mut self, conn: &mut Conn<'_, Self>) {
+        let _ = self.opened.send(conn.worker());
+    }
+
+    fn on_message(&mut self, conn: &mut Conn<'_, Self>, message: Message<'_>) {
+        if let Message::Text(text) = message {
+            conn.broadcast(&PreparedMessage::text(text));
+        }
+    }
+}
+
+#[test]
+fn a_handler_broadcasts_from_its_callback_across_workers() {
+    let (tx, opened) = mpsc::channel();
+    let server = Server::bind("127.0.0.1:0".parse().unwrap())
+        .workers(2)
+        .pinning(ringws::Pinning::Off)
+        .start(move |_| Chat { opened: tx.clone() })
+        .unwrap();
+    let mut clients = Vec::new();
+    let mut workers = std::collections::HashSet::new();
+    for _ in 0..64 {
+        clients.push(RawClient::connect(server.local_addr()));
+        workers.insert(opened.recv_timeout(WAIT).unwrap());
+        if workers.len() == 2 && clients.len() >= 3 {
+            break;
+        }
+    }
+    assert_eq!(workers.len(), 2, "connections on both workers");
+    clients[0].write_frame(true, 0x1, b"hi all");
+    for client in clients.iter_mut() {
+        let (_, opcode, payload) = client.read_frame().unwrap();
+        assert_eq!((opcode, payload.as_slice()), (0x1, &b"hi all"[..]));
+    }
+    drop(clients);
+    server.shutdown(WAIT);
+}

@@ -1,0 +1,204 @@
+//! The HTTP side: refused upgrades get the right status over raw TCP,
+//! plain HTTP on the same port, origin check, `on_upgrade`, subprotocols.
+
+mod common;
+
+use common::*;
+use ringws::HttpResponse;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+
+fn status_of(head: &str) -> u16 {
+    head.split(' ')
+        .nth(1)
+        .and_then(|status| status.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {head:?}"))
+}
+
+/// Sends `request`, returns the status, the head and the body; checks the
+/// server closes the connection after answering.
+fn exchange(addr: std::net::SocketAddr, request: &str) -> (u16, String, Vec<u8>) {
+    let (mut stream, head, rest) = raw_request(addr, request.as_bytes());
+    let body = read_to_end(&mut stream, rest);
+    (status_of(&head), head, body)
+}
+
+#[test]
+fn malformed_upgrades_are_refused_with_their_status() {
+    let (server, events) = start(builder().max_header_bytes(1024));
+    let addr = server.local_addr();
+    let base = "GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n";
+    let cases: Vec<(String, u16)> = vec![
+        // No key.
+        (format!("{base}Sec-WebSocket-Version: 13\r\n\r\n"), 400),
+        // Wrong version.
+        (
+            format!("{base}Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 12\r\n\r\n"),
+            426,
+        ),
+        // Not GET.
+        (upgrade_request("/", "").replacen("GET", "POST", 1), 405),
+        // Garbage.
+        ("\x01\x02 not http\r\n\r\n".to_owned(), 400),
+        // A head over max_header_bytes.
+        (
+            upgrade_request("/", &format!("X-Padding: {}\r\n", "p".repeat(2000))),
+            431,
+        ),
+    ];
+    for (request, expected) in &cases {
+        let (status, head, _) = exchange(addr, request);
+        assert_eq!(status, *expected, "{request:?} got {head}");
+        if *expected == 426 {
+            assert!(head.contains("Sec-WebSocket-Version: 13"), "{head}");
+        }
+    }
+    let stats = wait_stats(&server, |stats| stats.total.handshakes_failed.total() == 5);
+    assert_eq!(stats.total.handshakes_failed.get(400), 2);
+    assert_eq!(stats.total.handshakes_failed.get(426), 1);
+    assert_eq!(stats.total.handshakes_failed.get(405), 1);
+    assert_eq!(stats.total.handshakes_failed.get(431), 1);
+    assert_eq!(stats.total.upgraded, 0);
+    assert!(
+        events.rx.try_recv().is_err(),
+        "no callback for refused upgrades"
+    );
+    server.shutdown(WAIT);
+}
+
+#[test]
+fn plain_http_without_a_hook_gets_426_naming_websocket() {
+    let (server, _events) = start(builder());
+    let (status, head, body) = exchange(
+        server.local_addr(),
+        "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    );
+    assert_eq!(status, 426);
+    assert!(head.contains("Upgrade: websocket"), "{head}");
+    assert!(!body.is_empty());
+    server.shutdown(WAIT);
+}
+
+#[test]
+fn plain_http_is_answered_by_the_hook_on_the_same_port() {
+    let (server, _events) = start(builder().plain_http(|request| {
+        (request.path() == "/healthz").then(|| HttpResponse::new(200, "text/plain", "ok\n"))
+    }));
+    let addr = server.local_addr();
+    let (status, head, body) = exchange(addr, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(status, 200, "{head}");
+    assert!(head.contains("Content-Type: text/plain"), "{head}");
+    assert_eq!(body, b"ok\n");
+    let (status, _, _) = exchange(addr, "GET /other HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(status, 404);
+    let stats = wait_stats(&server, |stats| stats.total.plain_http_responses == 2);
+    assert_eq!(stats.total.handshakes_failed.total(), 0);
+    server.shutdown(WAIT);
+}
+
+#[tokio::test]
+async fn the_origin_check_refuses_with_403() {
+    let (server, events) =
+        start(builder().origin_check(|origin| origin == Some("https://good.example")));
+    let addr = server.local_addr();
+    let (status, _, _) = exchange(
+        addr,
+        &upgrade_request("/", "Origin: https://evil.example\r\n"),
+    );
+    assert_eq!(status, 403);
+    let (status, _, _) = exchange(addr, &upgrade_request("/", ""));
+    assert_eq!(status, 403, "a missing Origin is the check's call too");
+    let client = RawClient::connect_with(
+        addr,
+        &upgrade_request("/room", "Origin: https://good.example\r\n"),
+    );
+    let path = events
+        .find(|event| match event {
+            Event::Open { path, .. } => Some(path),
+            _ => None,
+        })
+        .await;
+    assert_eq!(path, "/room");
+    assert_eq!(server.stats().total.handshakes_failed.get(403), 2);
+    drop(client);
+    tokio::task::spawn_blocking(move || server.shutdown(WAIT))
+        .await
+        .unwrap();
+}
+
+#[test]
+fn on_upgrade_may_refuse_with_a_status() {
+    let (server, _events) = start(builder());
+    let (status, _, _) = exchange(server.local_addr(), &upgrade_request("/forbidden", ""));
+    assert_eq!(status, 401);
+    let stats = wait_stats(&server, |stats| stats.total.handshakes_failed.total() == 1);
+    assert_eq!(stats.total.handshakes_failed.other(), 1);
+    server.shutdown(WAIT);
+}
+
+#[tokio::test]
+async fn the_selected_subprotocol_is_announced_and_visible() {
+    let (server, events) = start(builder().subprotocols(&["chat.v2", "chat.v1"]));
+    let addr = server.local_addr();
+    let mut request = format!("ws://{addr}/").into_client_request().unwrap();
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        HeaderValue::from_static("chat.v1,chat.v2"),
+    );
+    let (client, response) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
+        .await
+        .unwrap()
+        .unwrap();
+    // The server's preference wins among what the client offered.
+    assert_eq!(
+        response.headers().get("Sec-WebSocket-Protocol").unwrap(),
+        "chat.v2"
+    );
+    let selected = events
+        .find(|event| match event {
+            Event::Open { subprotocol, .. } => Some(subprotocol),
+            _ => None,
+        })
+        .await;
+    assert_eq!(selected.as_deref(), Some("chat.v2"));
+    drop(client);
+
+    // Nothing in common: no subprotocol header at all.
+    let (_, head, _) = raw_request(
+        addr,
+        upgrade_request("/", "Sec-WebSocket-Protocol: other\r\n").as_bytes(),
+    );
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(!head.contains("Sec-WebSocket-Protocol"), "{head}");
+    tokio::task::spawn_blocking(move || server.shutdown(WAIT))
+        .await
+        .unwrap();
+}
+
+#[test]
+fn a_request_split_into_single_bytes_still_upgrades() {
+    let (server, events) = start(builder());
+    let mut stream = std::net::TcpStream::connect(server.local_addr()).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    stream.set_nodelay(true).unwrap();
+    for byte in upgrade_request("/", "").bytes() {
+        std::io::Write::write_all(&mut stream, &[byte]).unwrap();
+    }
+    let mut client = RawClient {
+        stream,
+        pending: Vec::new(),
+    };
+    events.opened_blocking();
+    // The 101 head arrives first; skip it, then the echo.
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8];
+        std::io::Read::read_exact(&mut client.stream, &mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"));
+    client.write_frame(true, 0x1, b"hi");
+    assert_eq!(client.read_frame().unwrap().2, b"hi");
+    drop(client);
+    server.shutdown(WAIT);
+}

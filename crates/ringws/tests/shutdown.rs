@@ -1,0 +1,83 @@
+//! Graceful shutdown: Close 1001 with the configured reason to every
+//! connection on every worker, a deadline, forced termination of the rest,
+//! and a report.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+#[tokio::test]
+async fn shutdown_closes_cooperative_peers_and_forces_the_rest() {
+    let (server, events) = start(builder().workers(2).shutdown_reason("maintenance"));
+    let addr = server.local_addr();
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        clients.push(connect(addr).await);
+        events.opened().await;
+    }
+    // A peer that never reads: its Close handshake cannot complete.
+    let stubborn = RawClient::connect(addr);
+    events.opened().await;
+
+    let deadline = Duration::from_millis(500);
+    let shutdown = tokio::task::spawn_blocking(move || server.shutdown(deadline));
+    for client in clients.iter_mut() {
+        let close = recv(client).await;
+        let WsMessage::Close(Some(frame)) = close else {
+            panic!("expected a Close, got {close:?}");
+        };
+        assert_eq!(u16::from(frame.code), 1001);
+        assert_eq!(frame.reason, "maintenance");
+    }
+    for client in clients.iter_mut() {
+        run_to_end(client).await;
+    }
+    drop(clients);
+    let report = tokio::time::timeout(WAIT, shutdown)
+        .await
+        .expect("shutdown ends")
+        .unwrap();
+    assert_eq!(report.total, 4, "{report:?}");
+    assert_eq!(report.clean, 3, "{report:?}");
+    assert_eq!(report.forced, 1, "{report:?}");
+    assert_eq!(report.abnormal, 0, "{report:?}");
+    assert!(report.elapsed >= deadline, "{report:?}");
+
+    let mut closes = 0;
+    while let Ok(event) = events.rx.try_recv() {
+        if let Event::Closed { info, .. } = event {
+            closes += 1;
+            assert_eq!(info.sent.map(|c| c.0), Some(1001));
+        }
+    }
+    assert_eq!(closes, 4, "on_closed for every connection");
+    // The listeners are gone.
+    assert!(std::net::TcpStream::connect(addr).is_err());
+    drop(stubborn);
+}
+
+#[test]
+fn shutdown_without_connections_is_quick_and_empty() {
+    let (server, _events) = start(builder());
+    let report = server.shutdown(WAIT);
+    assert_eq!((report.total, report.clean, report.forced), (0, 0, 0));
+    assert!(report.elapsed < WAIT);
+}
+
+#[test]
+fn a_control_shuts_down_while_another_thread_joins() {
+    let (server, _events) = start(builder());
+    let control = server.control();
+    let client = RawClient::connect(server.local_addr());
+    let joiner = std::thread::spawn(move || server.join());
+    // The raw client never answers: forced at the deadline.
+    let report = control.shutdown(Duration::from_millis(100));
+    assert_eq!((report.total, report.forced), (1, 1));
+    joiner.join().unwrap().unwrap();
+    // A second call returns the same report.
+    assert_eq!(control.shutdown(WAIT), report);
+    drop(client);
+}
