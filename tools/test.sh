@@ -43,3 +43,6 @@ fi
 step "loom model of the cross-core inbox wakeup (exhaustive)"
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="$ROOT/target/loom" \
     cargo test -p ringws-reactor --release --locked --lib loom
+
+step "short run of every fuzz target (cargo-fuzz; 20 s each)"
+bash tools/fuzz.sh "${RINGWS_FUZZ_SECONDS:-20}" 2
