@@ -94,6 +94,10 @@ pub enum ConfigError {
     MaxConnections(u32),
     /// A shutdown reason longer than 123 bytes.
     ShutdownReasonTooLong(usize),
+    /// A client's subprotocol or extra header cannot go in an upgrade
+    /// request (not a token, a control character, a header the handshake
+    /// writes itself).
+    ClientRequest(ringws_proto::handshake::BuildError),
 }
 
 impl fmt::Display for ConfigError {
@@ -124,6 +128,7 @@ impl fmt::Display for ConfigError {
                 f,
                 "shutdown reason of {len} bytes exceeds the maximum of {MAX_CLOSE_REASON_LEN}"
             ),
+            ConfigError::ClientRequest(error) => write!(f, "invalid client request: {error}"),
         }
     }
 }

@@ -40,6 +40,8 @@ pub(crate) mod flag {
     pub const IN_SHUTDOWN: u8 = 1 << 4;
     /// Terminated at the shutdown deadline.
     pub const SHUTDOWN_FORCED: u8 = 1 << 5;
+    /// Opened by this side (client role, see `crate::client`).
+    pub const CLIENT: u8 = 1 << 6;
 }
 
 /// Where a connection is.
@@ -48,6 +50,8 @@ pub(crate) enum Stage {
     Handshake(ServerHandshake),
     /// Refused, answered, or timed out: TCP is closing.
     Refused,
+    /// Client role: connecting, or waiting for the server's `101`.
+    Connecting(Box<crate::client::Connecting>),
     /// A WebSocket connection (open or closing).
     Open(Connection),
 }
@@ -110,14 +114,14 @@ impl<D> Session<D> {
     pub(crate) fn proto(&self) -> Option<&Connection> {
         match &self.stage {
             Stage::Open(proto) => Some(proto),
-            Stage::Handshake(_) | Stage::Refused => None,
+            Stage::Handshake(_) | Stage::Refused | Stage::Connecting(_) => None,
         }
     }
 
     pub(crate) fn proto_mut(&mut self) -> Option<&mut Connection> {
         match &mut self.stage {
             Stage::Open(proto) => Some(proto),
-            Stage::Handshake(_) | Stage::Refused => None,
+            Stage::Handshake(_) | Stage::Refused | Stage::Connecting(_) => None,
         }
     }
 
@@ -378,15 +382,17 @@ impl<'a, H: Handler> Conn<'a, H> {
         self.writable()?;
         self.admit()?;
         let proto = self.session.proto_mut().ok_or(SendError::Closing)?;
-        let head = proto
+        let frame_head = proto
             .data_frame_head(opcode, payload.len(), true)
             .map_err(|_| SendError::Closing)?;
-        let head = head.as_bytes();
+        let head = frame_head.as_bytes();
         let total = head.len() + payload.len();
+        // `mask_payload` masks the copy in the client role only.
         let chunk = if total <= ringws_reactor::INLINE_CAPACITY {
             let mut bytes = [0u8; ringws_reactor::INLINE_CAPACITY];
             bytes[..head.len()].copy_from_slice(head);
             bytes[head.len()..total].copy_from_slice(payload);
+            frame_head.mask_payload(&mut bytes[head.len()..total], 0);
             Chunk::inline(&bytes[..total])
         } else {
             None
@@ -395,6 +401,7 @@ impl<'a, H: Handler> Conn<'a, H> {
             let mut bytes = Vec::with_capacity(total);
             bytes.extend_from_slice(head);
             bytes.extend_from_slice(payload);
+            frame_head.mask_payload(&mut bytes[head.len()..], 0);
             Chunk::Owned(bytes)
         });
         self.io
@@ -415,6 +422,7 @@ impl<'a, H: Handler> Conn<'a, H> {
     pub(crate) fn send_frame(&mut self, frame: OutFrame) -> Result<(), SendError> {
         self.writable()?;
         self.admit()?;
+        let frame = crate::client::mask_out_frame(self.session, frame)?;
         let payload_len = frame.payload_len();
         let sent = match frame {
             OutFrame::Whole { bytes, .. } => self.io.send(self.id, bytes),
@@ -537,8 +545,11 @@ impl<'a, H: Handler> Conn<'a, H> {
             let echo = code.map_or(CloseCode::NORMAL.0, |code| code.0);
             self.start_close(echo, "");
         }
-        // The server closes TCP first.
-        self.close_tcp(Initiator::Remote);
+        // The server closes TCP first; a client waits for it (peer_eof),
+        // bounded by the close timeout.
+        if !self.session.has(flag::CLIENT) {
+            self.close_tcp(Initiator::Remote);
+        }
     }
 
     fn protocol_error(&mut self, error: ProtocolError) {
@@ -696,9 +707,19 @@ impl<'a, H: Handler> Conn<'a, H> {
         self.start_close(CloseCode::GOING_AWAY.0, reason);
     }
 
-    /// Terminates `self` at the shutdown deadline.
+    /// Terminates `self` at the shutdown deadline. A connection whose
+    /// closing handshake is complete was only waiting for the peer's FIN:
+    /// cutting that wait does not make it forced (its `on_closed` reports
+    /// it clean, and so does the shutdown report).
     pub(crate) fn shutdown_deadline(&mut self) {
-        if self.session.has(flag::IN_SHUTDOWN) && !self.session.has(flag::SHUTDOWN_FORCED) {
+        let handshake_complete = self
+            .session
+            .proto()
+            .is_some_and(|proto| proto.close_sent() && proto.close_received());
+        if self.session.has(flag::IN_SHUTDOWN)
+            && !self.session.has(flag::SHUTDOWN_FORCED)
+            && !handshake_complete
+        {
             self.session.set(flag::SHUTDOWN_FORCED);
             self.worker.link().counters.shutdown_forced.inc();
         }

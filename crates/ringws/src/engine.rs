@@ -37,6 +37,8 @@ pub(crate) enum TimerKind {
     Keepalive,
     /// The handshake or close deadline.
     Deadline,
+    /// The handshake timeout of a client attempt (`crate::client`).
+    Connect,
 }
 
 /// What the worker's timer wheel holds for a connection.
@@ -392,6 +394,7 @@ impl<H: Handler> ringws_reactor::Handler for Engine<H> {
         match conn.session.stage {
             Stage::Handshake(_) => conn.handshake(&mut self.handler, data),
             Stage::Open(_) => conn.read_frames(&mut self.handler, data),
+            Stage::Connecting(_) => conn.client_handshake(&mut self.handler, data),
             Stage::Refused => data.len(),
         }
     }
@@ -435,6 +438,9 @@ impl<H: Handler> ringws_reactor::Handler for Engine<H> {
         let link = self.worker.link();
         link.counters.gauge(session.gauge).dec();
         if !session.is_websocket() {
+            if session.has(flag::CLIENT) {
+                crate::client::connect_failed(&mut self.handler, &mut ctx.io, id, session, cause);
+            }
             return;
         }
         link.live.mark_gone(id);
@@ -480,6 +486,7 @@ impl<H: Handler> ringws_reactor::Handler for Engine<H> {
                 conn.session.deadline = None;
                 conn.deadline_due();
             }
+            TimerKind::Connect => conn.connect_timer_due(key),
             TimerKind::Keepalive | TimerKind::Deadline => {}
         }
     }
@@ -555,6 +562,9 @@ impl<H: Handler> ringws_reactor::Handler for Engine<H> {
                     }
                 }
                 worker.link().counters.shutdown_phase.inc();
+            }
+            Command::Connect(request) => {
+                crate::client::start_connect(&mut self.handler, worker, ctx, request)
             }
             Command::Stop => {
                 ctx.io.stop();

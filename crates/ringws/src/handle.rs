@@ -188,6 +188,9 @@ pub(crate) enum Command {
     Shutdown,
     /// Shutdown phase 2: terminate whatever is left.
     TerminateAll,
+    /// Client role: open a connection (a boxed
+    /// `client::ConnectRequest<H::ConnData>`).
+    Connect(Box<dyn std::any::Any + Send>),
     /// Stop the worker.
     Stop,
 }

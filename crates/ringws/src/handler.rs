@@ -7,6 +7,7 @@ use std::time::Duration;
 use ringws_proto::close::CloseCode;
 use ringws_proto::handshake::{PlainRequest, UpgradeRequest};
 
+use crate::client::ConnectError;
 use crate::conn::Conn;
 use crate::ConnId;
 
@@ -251,6 +252,25 @@ pub trait Handler: Sized + 'static {
     /// got [`on_open`](Self::on_open); `id` is stale from now on.
     fn on_closed(&mut self, id: ConnId, data: Self::ConnData, info: &ClosedInfo) {
         let _ = (id, data, info);
+    }
+
+    /// A client connection ([`ClientControl::connect`](crate::ClientControl::connect))
+    /// did not open: the TCP connect or the opening handshake failed
+    /// ([`ConnectError::Refused`], [`ConnectError::Timeout`],
+    /// [`ConnectError::Status`] with the server's HTTP status,
+    /// [`ConnectError::Handshake`] for a bad accept key, ...). Fires exactly
+    /// once for every attempt that got an id and never reached
+    /// [`on_open`](Self::on_open), and for attempts queued with
+    /// [`connect_queued`](crate::ClientControl::connect_queued) that failed
+    /// before getting one (`id` is then `None`). `data` is the value given
+    /// to `connect`.
+    fn on_connect_failed(
+        &mut self,
+        id: Option<ConnId>,
+        data: Self::ConnData,
+        error: &ConnectError,
+    ) {
+        let _ = (id, data, error);
     }
 
     /// A Ping arrived (the Pong is already queued).

@@ -128,6 +128,42 @@
 //!   for the closing handshakes until the deadline, terminate the rest, stop
 //!   the workers, and return a [`ShutdownReport`].
 //!
+//! ## Client
+//!
+//! The client role runs on the same workers with the same [`Handler`],
+//! [`Conn`], [`ConnHandle`], close rules, keepalive, backpressure, stats and
+//! shutdown: [`Client::builder`] → [`ClientBuilder::start`] → a
+//! [`ClientHandle`] whose [`connect`](ClientControl::connect) (any thread
+//! but the client's own workers; [`connect_queued`](ClientControl::connect_queued)
+//! anywhere) returns the new connection's [`ConnId`]. `on_open` follows a
+//! validated `101`; an attempt that never opens ends in
+//! [`Handler::on_connect_failed`] with a [`ConnectError`] (refused, timeout,
+//! HTTP status, bad accept key). Client frames are masked with keys seeded
+//! from OS entropy, and after the closing handshake the client waits for the
+//! server to close TCP, up to the close timeout.
+//!
+//! ```no_run
+//! use ringws::{Client, Conn, Handler, Message};
+//!
+//! struct Print;
+//!
+//! impl Handler for Print {
+//!     type ConnData = ();
+//!
+//!     fn on_open(&mut self, conn: &mut Conn<'_, Self>) {
+//!         let _ = conn.send_text("hello");
+//!     }
+//!
+//!     fn on_message(&mut self, conn: &mut Conn<'_, Self>, message: Message<'_>) {
+//!         println!("{message:?}");
+//!         let _ = conn.close(1000, "done");
+//!     }
+//! }
+//!
+//! let client = Client::builder().start(|_worker| Print).expect("client starts");
+//! client.connect("ws://127.0.0.1:9001/", ()).expect("connect");
+//! ```
+//!
 //! ## Memory
 //!
 //! An idle open connection owns no receive or send buffer. Its user-space
@@ -141,6 +177,7 @@
 //! when a connection starts closing; once a Pong or Close has been sent, the
 //! protocol layer keeps a small control-frame buffer (at most 256 bytes).
 
+mod client;
 mod config;
 mod conn;
 mod engine;
@@ -150,6 +187,10 @@ mod handler;
 mod server;
 mod stats;
 
+pub use crate::client::{
+    Client, ClientBuilder, ClientControl, ClientHandle, ConnectError,
+    DEFAULT_CLIENT_SHUTDOWN_REASON,
+};
 pub use crate::config::{
     Backpressure, ConfigError, Pinning, Server, ServerBuilder, DEFAULT_CLOSE_TIMEOUT,
     DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_MESSAGE_SIZE,
@@ -167,6 +208,7 @@ pub use crate::stats::{
     COUNTED_STATUSES,
 };
 pub use ringws_proto::close::CloseCode;
+pub use ringws_proto::handshake::{BuildError, ResponseError, UrlError};
 pub use ringws_reactor::{ConnId, WorkerId};
 
 /// Sizes of the per-connection state, for memory accounting (see the

@@ -30,9 +30,11 @@ pub struct ShutdownReport {
     /// WebSocket connections open (or closing) when shutdown began.
     pub total: u64,
     /// Of those, closed with a completed closing handshake before the
-    /// deadline.
+    /// deadline (including those that had exchanged both Closes and were
+    /// only waiting for the peer's FIN when the deadline cut the wait).
     pub clean: u64,
-    /// Of those, terminated at the deadline.
+    /// Of those, terminated at the deadline before their closing handshake
+    /// completed.
     pub forced: u64,
     /// Of those, ended otherwise before the deadline (peer dropped TCP).
     pub abnormal: u64,

@@ -1,0 +1,864 @@
+//! The client role: [`Client::builder`] → [`ClientBuilder::start`] → a
+//! [`ClientHandle`] whose [`connect`](ClientControl::connect) opens
+//! `ws://` connections on the same per-core workers, handlers, [`Conn`](crate::Conn)s and
+//! [`ConnHandle`](crate::ConnHandle)s as the server.
+//!
+//! ## Where the work happens
+//!
+//! `connect` runs on the caller's thread up to the point where a worker is
+//! needed: it parses the URL, resolves the host, draws the 16-byte nonce and
+//! the masking-key seed from OS entropy, and builds the upgrade request.
+//! The request then travels through a worker's inbox (workers are picked
+//! round-robin); the worker creates the socket, queues the request (it
+//! leaves as soon as TCP is up), arms the handshake timeout and answers with
+//! the connection's id. Everything after that happens on that worker:
+//! checking the `101` (accept key, subprotocol, extensions), opening the
+//! protocol state in the client role, and every callback.
+//!
+//! ## Rules specific to the client role
+//!
+//! * Every frame is masked with a fresh key from the connection's
+//!   generator, seeded from OS entropy. Masking needs the payload in a
+//!   buffer of ours: `send_text`/`send_binary` copy once (as on the server),
+//!   `send_*_owned` masks the caller's buffer in place (no copy), and
+//!   handle sends and [`PreparedMessage`](crate::PreparedMessage)s are
+//!   re-encoded masked on the worker (one more copy than on a server).
+//! * After the closing handshake the client waits for the server to close
+//!   TCP (RFC 6455 §7.1.1), up to the close timeout, then resets the
+//!   connection itself; [`ClosedInfo::kind`](crate::ClosedInfo::kind) is
+//!   still [`CloseKind::Clean`](crate::CloseKind::Clean) since both Closes
+//!   were exchanged.
+//! * A connection that never opens ends in exactly one of: an `Err` from
+//!   [`ClientControl::connect`], or
+//!   [`Handler::on_connect_failed`](crate::Handler::on_connect_failed) with
+//!   a [`ConnectError`] (refused, timeout, HTTP status N, bad accept key,
+//!   ...). [`Handler::on_closed`](crate::Handler::on_closed) is only for
+//!   connections that got `on_open`.
+
+mod entropy;
+mod session;
+
+use std::any::Any;
+use std::fmt;
+use std::io;
+use std::marker::PhantomData;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use ringws_proto::handshake::{
+    BuildError, ClientHandshake, HeadLimits, ResponseError, UrlError, WsUrl,
+};
+use ringws_reactor::{Reactor, ReactorHandle};
+
+use crate::config::{ConfigError, Pinning, Server, ServerBuilder};
+use crate::engine::{Engine, ServerShared};
+use crate::error::{ServerError, StartError};
+use crate::handle::{Command, ConnHandle, WorkerLink};
+use crate::handler::Handler;
+use crate::server::{ServerControl, ShutdownReport};
+use crate::stats::Stats;
+use crate::{Backpressure, ConnId, WorkerId};
+
+pub(crate) use session::{connect_failed, mask_out_frame, start_connect, Connecting};
+
+/// Default reason of the Close 1001 a client sends to every connection on
+/// shutdown.
+pub const DEFAULT_CLIENT_SHUTDOWN_REASON: &str = "client shutting down";
+
+/// Why a connection did not open. Returned by
+/// [`ClientControl::connect`] for what fails before or while the worker
+/// creates the socket, and passed to
+/// [`Handler::on_connect_failed`](crate::Handler::on_connect_failed) for
+/// what fails after.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The string is not a `ws://` URL ringws can connect to (`wss://` is
+    /// not supported: terminate TLS in front of ringws).
+    InvalidUrl(UrlError),
+    /// The host name did not resolve.
+    Resolve {
+        /// The host as written in the URL.
+        host: String,
+        /// The resolver's message.
+        reason: String,
+    },
+    /// The upgrade request could not be built from the URL (host or path).
+    InvalidRequest(BuildError),
+    /// The server refused the TCP connection (`ECONNREFUSED`): nothing
+    /// listens there.
+    Refused,
+    /// The TCP connection and the opening handshake did not complete within
+    /// the [handshake timeout](ClientBuilder::handshake_timeout).
+    Timeout,
+    /// The server answered the upgrade with this HTTP status instead of
+    /// `101`, e.g. 403 from an origin check or 503 from a server shutting
+    /// down.
+    Status(u16),
+    /// The server's `101` is not a valid WebSocket answer: a
+    /// `Sec-WebSocket-Accept` that does not match our key
+    /// ([`ResponseError::AcceptMismatch`]), a subprotocol or extension we
+    /// did not offer, a malformed or oversized head.
+    Handshake(ResponseError),
+    /// The server closed the connection before answering the upgrade.
+    ClosedDuringHandshake,
+    /// A socket error (`errno`) while connecting or during the handshake.
+    Io {
+        /// The OS error number.
+        errno: i32,
+    },
+    /// The client is shutting down (or its worker has stopped).
+    Shutdown,
+    /// [`ClientControl::connect`] was called on one of this client's
+    /// worker threads (inside a callback), where waiting for the worker's
+    /// answer would deadlock. Use [`ClientControl::connect_queued`] there.
+    OnWorkerThread,
+    /// The OS could not provide entropy for the handshake nonce.
+    Entropy {
+        /// The OS error number.
+        errno: i32,
+    },
+}
+
+impl ConnectError {
+    /// The HTTP status of a refused upgrade.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ConnectError::Status(status) => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// The OS error number behind a socket or entropy error.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            ConnectError::Io { errno } | ConnectError::Entropy { errno } => Some(*errno),
+            ConnectError::Refused => Some(libc::ECONNREFUSED),
+            _ => None,
+        }
+    }
+
+    /// The error for a failed socket operation.
+    pub(crate) fn from_errno(errno: i32) -> ConnectError {
+        match errno {
+            libc::ECONNREFUSED => ConnectError::Refused,
+            libc::ETIMEDOUT => ConnectError::Timeout,
+            errno => ConnectError::Io { errno },
+        }
+    }
+
+    /// The error for a failed `Io::connect` (socket creation or binding, a
+    /// full or stopping worker).
+    pub(crate) fn from_io(error: &io::Error) -> ConnectError {
+        match error.raw_os_error() {
+            Some(errno) => ConnectError::from_errno(errno),
+            None => ConnectError::Shutdown,
+        }
+    }
+
+    /// The error for a server answer that does not open the connection.
+    pub(crate) fn from_response(error: ResponseError) -> ConnectError {
+        match error.refused_status() {
+            Some(status) => ConnectError::Status(status),
+            None => ConnectError::Handshake(error),
+        }
+    }
+}
+
+impl fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConnectError::InvalidUrl(error) => write!(f, "invalid WebSocket URL: {error}"),
+            ConnectError::Resolve { host, reason } => {
+                write!(f, "cannot resolve host {host:?}: {reason}")
+            }
+            ConnectError::InvalidRequest(error) => {
+                write!(f, "cannot build the upgrade request: {error}")
+            }
+            ConnectError::Refused => f.write_str("connection refused"),
+            ConnectError::Timeout => {
+                f.write_str("the opening handshake did not complete within the handshake timeout")
+            }
+            ConnectError::Status(status) => {
+                write!(
+                    f,
+                    "the server refused the upgrade with HTTP status {status}"
+                )
+            }
+            ConnectError::Handshake(error) => write!(f, "invalid upgrade response: {error}"),
+            ConnectError::ClosedDuringHandshake => {
+                f.write_str("the server closed the connection before answering the upgrade")
+            }
+            ConnectError::Io { errno } => {
+                write!(f, "socket error: {}", io::Error::from_raw_os_error(*errno))
+            }
+            ConnectError::Shutdown => f.write_str("the client is shutting down"),
+            ConnectError::OnWorkerThread => f.write_str(
+                "connect() waits for a worker and cannot run on one of the client's worker \
+                 threads; use connect_queued() in callbacks",
+            ),
+            ConnectError::Entropy { errno } => write!(
+                f,
+                "no OS entropy for the handshake nonce: {}",
+                io::Error::from_raw_os_error(*errno)
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ConnectError {}
+
+/// Entry point: `Client::builder()` returns a [`ClientBuilder`].
+#[derive(Debug)]
+pub struct Client;
+
+impl Client {
+    /// A builder with every default (see each setter).
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::new()
+    }
+}
+
+/// Client settings; every setter documents its default. The settings the
+/// server also has mean the same thing here and have the same defaults,
+/// except the shutdown reason. Nothing is checked until
+/// [`start`](Self::start), which refuses invalid values with a typed
+/// [`ConfigError`].
+pub struct ClientBuilder {
+    /// Carries and validates the settings shared with the server role; its
+    /// address is never bound.
+    shared: ServerBuilder,
+    workers: usize,
+    pinning: Pinning,
+    recv_buffers: (u16, u32),
+    subprotocols: Vec<String>,
+    headers: Vec<(String, String)>,
+    source: Option<SocketAddr>,
+}
+
+impl fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("workers", &self.workers)
+            .field("pinning", &self.pinning)
+            .field("recv_buffers", &self.recv_buffers)
+            .field("subprotocols", &self.subprotocols)
+            .field("headers", &self.headers)
+            .field("source", &self.source)
+            .field("settings", &self.shared)
+            .finish()
+    }
+}
+
+impl ClientBuilder {
+    fn new() -> ClientBuilder {
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let unbound = SocketAddr::from(([127, 0, 0, 1], 0));
+        ClientBuilder {
+            shared: Server::bind(unbound)
+                .shutdown_reason(DEFAULT_CLIENT_SHUTDOWN_REASON)
+                .workers(workers),
+            workers,
+            pinning: Pinning::Auto,
+            recv_buffers: (1024, 16 * 1024),
+            subprotocols: Vec::new(),
+            headers: Vec::new(),
+            source: None,
+        }
+    }
+
+    /// Worker threads, each with its own io_uring. Default: the number of
+    /// available cores.
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.workers = workers;
+        self.shared = self.shared.workers(workers);
+        self
+    }
+
+    /// Core pinning. Default: [`Pinning::Auto`].
+    pub fn pinning(mut self, pinning: Pinning) -> Self {
+        self.pinning = pinning.clone();
+        self.shared = self.shared.pinning(pinning);
+        self
+    }
+
+    /// Largest frame payload accepted from a server; larger fails the
+    /// connection with 1009. Default: the max message size.
+    pub fn max_frame_size(mut self, bytes: usize) -> Self {
+        self.shared = self.shared.max_frame_size(bytes);
+        self
+    }
+
+    /// Largest message (all fragments) accepted from a server; larger fails
+    /// the connection with 1009. Default: 1 MiB.
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.shared = self.shared.max_message_size(bytes);
+        self
+    }
+
+    /// Time from `connect` to a validated `101`, TCP connect included; on
+    /// expiry the attempt is aborted with [`ConnectError::Timeout`] and
+    /// counted in [`WorkerStats::handshake_timeouts`](crate::WorkerStats).
+    /// Default: 10 s.
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.shared = self.shared.handshake_timeout(timeout);
+        self
+    }
+
+    /// Time a closing connection gets, from the first Close sent or
+    /// received until TCP is gone (the client waits for the server to close
+    /// TCP first); on expiry the connection is reset. Default: 5 s.
+    pub fn close_timeout(mut self, timeout: Duration) -> Self {
+        self.shared = self.shared.close_timeout(timeout);
+        self
+    }
+
+    /// Keepalive: every `interval` each open connection sends a Ping with a
+    /// unique 8-byte payload; `None` disables keepalive. Default: 30 s.
+    pub fn ping_interval(mut self, interval: Option<Duration>) -> Self {
+        self.shared = self.shared.ping_interval(interval);
+        self
+    }
+
+    /// Time the matching Pong may take before the connection is closed with
+    /// 1011 "keepalive ping timeout" (then reset after the close timeout).
+    /// Default: 10 s.
+    pub fn pong_timeout(mut self, timeout: Duration) -> Self {
+        self.shared = self.shared.pong_timeout(timeout);
+        self
+    }
+
+    /// Unsent bytes a connection may have before sends are refused (the
+    /// policy decides what happens then). Default: 4 MiB.
+    pub fn max_queued_bytes(mut self, bytes: usize) -> Self {
+        self.shared = self.shared.max_queued_bytes(bytes);
+        self
+    }
+
+    /// What happens to a send over the queue limit. Default:
+    /// [`Backpressure::DropMessage`].
+    pub fn backpressure(mut self, policy: Backpressure) -> Self {
+        self.shared = self.shared.backpressure(policy);
+        self
+    }
+
+    /// Largest HTTP response head accepted from a server; larger fails the
+    /// attempt with [`ResponseError::HeadTooLarge`]. Default: 8 KiB.
+    pub fn max_header_bytes(mut self, bytes: usize) -> Self {
+        self.shared = self.shared.max_header_bytes(bytes);
+        self
+    }
+
+    /// The reason sent with Close 1001 on shutdown (at most 123 bytes).
+    /// Default: "client shutting down".
+    pub fn shutdown_reason(mut self, reason: impl Into<String>) -> Self {
+        self.shared = self.shared.shutdown_reason(reason);
+        self
+    }
+
+    /// Most simultaneous connections per worker; a connect beyond it fails
+    /// with [`ConnectError::Io`] (`EMFILE`). Default: 1,000,000.
+    pub fn max_connections_per_worker(mut self, max: u32) -> Self {
+        self.shared = self.shared.max_connections_per_worker(max);
+        self
+    }
+
+    /// Provided receive buffers per worker: `count` (a power of two, at most
+    /// 32768) of `size` bytes. Default: 1024 of 16 KiB.
+    pub fn recv_buffers(mut self, count: u16, size: u32) -> Self {
+        self.recv_buffers = (count, size);
+        self
+    }
+
+    /// Subprotocols offered in `Sec-WebSocket-Protocol`, in order of
+    /// preference; the one the server selects is [`Conn::subprotocol`](crate::Conn::subprotocol). A
+    /// server selecting one not offered fails the attempt. Default: none.
+    pub fn subprotocols(mut self, offered: &[&str]) -> Self {
+        self.subprotocols = offered.iter().map(|s| (*s).to_owned()).collect();
+        self
+    }
+
+    /// A header added to every upgrade request (`Origin`,
+    /// `Authorization`, ...). Headers the handshake writes itself (`Host`,
+    /// `Upgrade`, `Sec-WebSocket-Key`, ...) are refused at start.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Binds every connection to this local address before connecting
+    /// (port 0: any port), e.g. `127.0.0.2:0` to spread many connections
+    /// over several loopback addresses. Default: chosen by the OS.
+    pub fn source_addr(mut self, source: SocketAddr) -> Self {
+        self.source = Some(source);
+        self
+    }
+
+    /// Validates the settings and starts the workers. `factory` runs once on
+    /// each worker thread to create that worker's handler; every callback
+    /// of a connection runs on its worker.
+    pub fn start<H, F>(self, factory: F) -> Result<ClientHandle<H::ConnData>, StartError>
+    where
+        H: Handler,
+        H::ConnData: Send,
+        F: Fn(WorkerId) -> H + Send + Sync + 'static,
+    {
+        let (settings, request, config) = self.validate()?;
+        ClientHandle::start(settings, request, config, factory)
+    }
+
+    /// Checks every setting; produces the engine's settings, the request
+    /// template and the reactor configuration (without a listener).
+    fn validate(
+        self,
+    ) -> Result<
+        (
+            crate::config::Settings,
+            RequestTemplate,
+            ringws_reactor::Config,
+        ),
+        ConfigError,
+    > {
+        let (settings, _listening) = self.shared.validate()?;
+        let offered: Vec<&str> = self.subprotocols.iter().map(String::as_str).collect();
+        let headers: Vec<(&str, &str)> = self
+            .headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .collect();
+        ClientHandshake::new("localhost", 80, "/", [0; 16], &offered, &headers)
+            .map_err(ConfigError::ClientRequest)?;
+        let pinning = match self.pinning {
+            Pinning::Auto => ringws_reactor::CorePinning::Auto,
+            Pinning::Off => ringws_reactor::CorePinning::Off,
+            Pinning::Cores(cores) => ringws_reactor::CorePinning::Cores(cores),
+        };
+        // Same hysteresis as the server: `on_drain` at half the limit.
+        let high_water = settings.max_queued_bytes - 1;
+        let low_water = (settings.max_queued_bytes / 2).min(high_water);
+        let config = ringws_reactor::Config::new()
+            .workers(self.workers)
+            .pinning(pinning)
+            .recv_buffers(self.recv_buffers.0, self.recv_buffers.1)
+            .send_water_marks(high_water, low_water)
+            .close_linger(settings.close_timeout)
+            .max_connections(settings.max_connections)
+            .thread_name("ringws-client");
+        let request = RequestTemplate {
+            subprotocols: self.subprotocols,
+            headers: self.headers,
+            source: self.source,
+            limits: HeadLimits {
+                max_head_bytes: settings.max_header_bytes,
+                ..HeadLimits::DEFAULT
+            },
+            handshake_timeout: settings.handshake_timeout,
+        };
+        Ok((settings, request, config))
+    }
+}
+
+/// What every upgrade request of a client carries.
+#[derive(Debug)]
+struct RequestTemplate {
+    subprotocols: Vec<String>,
+    headers: Vec<(String, String)>,
+    source: Option<SocketAddr>,
+    limits: HeadLimits,
+    handshake_timeout: Duration,
+}
+
+/// State shared by every [`ClientControl`] of one client.
+struct ClientShared {
+    control: ServerControl,
+    request: RequestTemplate,
+    next_worker: AtomicUsize,
+}
+
+thread_local! {
+    /// On a client's worker thread: the address of that client's engine
+    /// state (0 elsewhere), so a blocking `connect` there can refuse
+    /// instead of deadlocking.
+    static WORKER_OF: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// What a worker needs to open one connection; travels through its inbox.
+pub(crate) struct ConnectRequest<D> {
+    addr: SocketAddr,
+    source: Option<SocketAddr>,
+    handshake: ClientHandshake,
+    mask_seed: u64,
+    data: D,
+    /// The blocked caller of `connect`; `None` for `connect_queued`.
+    reply: Option<SyncSender<Result<ConnId, ConnectError>>>,
+}
+
+/// Opens connections and reaches the running client from any thread:
+/// `Clone + Send + Sync`. `D` is the handler's
+/// [`ConnData`](Handler::ConnData), handed to each connection at connect.
+pub struct ClientControl<D> {
+    shared: Arc<ClientShared>,
+    _data: PhantomData<fn(D)>,
+}
+
+impl<D> Clone for ClientControl<D> {
+    fn clone(&self) -> Self {
+        ClientControl {
+            shared: self.shared.clone(),
+            _data: PhantomData,
+        }
+    }
+}
+
+impl<D> fmt::Debug for ClientControl<D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientControl")
+            .field("workers", &self.worker_count())
+            .finish()
+    }
+}
+
+impl<D: Send + 'static> ClientControl<D> {
+    /// Opens a connection to `url` (`ws://host[:port][/path][?query]`) with
+    /// `data` as its [`ConnData`](Handler::ConnData), on the next worker
+    /// (round-robin). Blocks only until that worker has created the socket
+    /// (microseconds), then returns the connection's id; the handshake goes
+    /// on without the caller, ending in
+    /// [`Handler::on_open`](crate::Handler::on_open) or
+    /// [`Handler::on_connect_failed`](crate::Handler::on_connect_failed).
+    ///
+    /// Host names are resolved here, on the caller's thread, and the first
+    /// address the resolver returns is used (one of the source address's
+    /// family when [`ClientBuilder::source_addr`] is set).
+    ///
+    /// On `Err` nothing was started and `data` is dropped. If the worker
+    /// does not answer within the handshake timeout, this returns
+    /// [`ConnectError::Timeout`]; an attempt the worker starts after that is
+    /// aborted and reported to `on_connect_failed`. Inside callbacks use
+    /// [`connect_queued`](Self::connect_queued).
+    pub fn connect(&self, url: &str, data: D) -> Result<ConnId, ConnectError> {
+        let engine = Arc::as_ptr(&self.shared.control.shared) as usize;
+        if WORKER_OF.with(|worker_of| worker_of.get()) == engine {
+            return Err(ConnectError::OnWorkerThread);
+        }
+        let (reply, answer) = mpsc::sync_channel(1);
+        self.submit(url, data, Some(reply))?;
+        match answer.recv_timeout(self.shared.request.handshake_timeout) {
+            Ok(result) => result,
+            Err(RecvTimeoutError::Timeout) => Err(ConnectError::Timeout),
+            Err(RecvTimeoutError::Disconnected) => Err(ConnectError::Shutdown),
+        }
+    }
+
+    /// [`connect`](Self::connect) without waiting for the id: usable
+    /// anywhere, callbacks included. `Err` covers what fails on the
+    /// caller's thread (URL, resolution, a stopped client); everything
+    /// later ends in `on_open` or `on_connect_failed` (with `id: None` if
+    /// the worker could not even create the socket).
+    pub fn connect_queued(&self, url: &str, data: D) -> Result<(), ConnectError> {
+        self.submit(url, data, None)
+    }
+
+    fn submit(
+        &self,
+        url: &str,
+        data: D,
+        reply: Option<SyncSender<Result<ConnId, ConnectError>>>,
+    ) -> Result<(), ConnectError> {
+        let template = &self.shared.request;
+        let url = WsUrl::parse(url).map_err(ConnectError::InvalidUrl)?;
+        let addr = resolve(url.host(), url.port(), template.source)?;
+        let mut random = [0u8; 24];
+        entropy::fill(&mut random).map_err(|error| ConnectError::Entropy {
+            errno: error.raw_os_error().unwrap_or(libc::EIO),
+        })?;
+        let mut nonce = [0u8; 16];
+        nonce.copy_from_slice(&random[..16]);
+        let mut seed = [0u8; 8];
+        seed.copy_from_slice(&random[16..]);
+        let offered: Vec<&str> = template.subprotocols.iter().map(String::as_str).collect();
+        let headers: Vec<(&str, &str)> = template
+            .headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .collect();
+        let handshake = ClientHandshake::for_url(&url, nonce, &offered, &headers)
+            .map_err(ConnectError::InvalidRequest)?
+            .with_limits(template.limits);
+        let request: Box<dyn Any + Send> = Box::new(ConnectRequest {
+            addr,
+            source: template.source,
+            handshake,
+            mask_seed: u64::from_le_bytes(seed),
+            data,
+            reply,
+        });
+        let links = &self.shared.control.shared.links;
+        let index = self.shared.next_worker.fetch_add(1, Ordering::Relaxed) % links.len();
+        if links[index].send(Command::Connect(request)) {
+            Ok(())
+        } else {
+            Err(ConnectError::Shutdown)
+        }
+    }
+}
+
+impl<D> ClientControl<D> {
+    /// Number of workers.
+    pub fn worker_count(&self) -> usize {
+        self.shared.control.worker_count()
+    }
+
+    /// Counters of every worker and their sum. Connections being set up
+    /// count as `handshaking`; opened ones as `upgraded`; refusals by
+    /// status in `handshakes_failed`.
+    pub fn stats(&self) -> Stats {
+        self.shared.control.stats()
+    }
+
+    /// A handle to connection `id` (valid once it has opened).
+    pub fn handle(&self, id: ConnId) -> Option<ConnHandle> {
+        self.shared.control.handle(id)
+    }
+
+    /// The engine-level control (broadcast, handles, stats, shutdown) that
+    /// callbacks reach as [`Conn::server`](crate::Conn::server).
+    pub fn engine(&self) -> &ServerControl {
+        &self.shared.control
+    }
+
+    /// Graceful shutdown: stop taking connects, abort attempts still in
+    /// their handshake (reported to `on_connect_failed` with
+    /// [`ConnectError::Shutdown`]), send Close 1001 with the configured
+    /// reason on every open connection, wait for the closing handshakes
+    /// until `deadline`, reset the rest, then stop the workers (see
+    /// [`ServerControl::shutdown`]). Join with [`ClientHandle::join`].
+    pub fn shutdown(&self, deadline: Duration) -> ShutdownReport {
+        self.shared.control.shutdown(deadline)
+    }
+}
+
+/// Resolves `host` (an IP literal is taken as is).
+fn resolve(host: &str, port: u16, source: Option<SocketAddr>) -> Result<SocketAddr, ConnectError> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    let failure = |reason: String| ConnectError::Resolve {
+        host: host.to_owned(),
+        reason,
+    };
+    let addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|error| failure(error.to_string()))?
+        .collect();
+    let same_family = |addr: &&SocketAddr| source.is_none_or(|s| s.is_ipv4() == addr.is_ipv4());
+    addrs
+        .iter()
+        .find(same_family)
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| failure("no addresses".to_owned()))
+}
+
+/// A running client. Dropping it leaves the workers running (detached);
+/// stop it with [`shutdown`](Self::shutdown).
+pub struct ClientHandle<D> {
+    control: ClientControl<D>,
+    reactor: ReactorHandle<Command>,
+}
+
+impl<D> fmt::Debug for ClientHandle<D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientHandle")
+            .field("workers", &self.control.worker_count())
+            .finish()
+    }
+}
+
+impl<D: Send + 'static> ClientHandle<D> {
+    fn start<H, F>(
+        settings: crate::config::Settings,
+        request: RequestTemplate,
+        config: ringws_reactor::Config,
+        factory: F,
+    ) -> Result<ClientHandle<D>, StartError>
+    where
+        H: Handler<ConnData = D>,
+        F: Fn(WorkerId) -> H + Send + Sync + 'static,
+    {
+        let links = (0..config.worker_count())
+            .map(|index| Arc::new(WorkerLink::new(index, settings.max_connections)))
+            .collect();
+        let engine = Arc::new(ServerShared {
+            settings,
+            links,
+            local_addr: OnceLock::new(),
+            shutdown: Mutex::new(None),
+        });
+        let marker = Arc::as_ptr(&engine) as usize;
+        let for_workers = engine.clone();
+        let reactor = Reactor::start(config, move |id| {
+            WORKER_OF.with(|worker_of| worker_of.set(marker));
+            Engine::new(for_workers.clone(), id, factory(id))
+        })?;
+        for (link, sender) in engine.links.iter().zip(reactor.senders()) {
+            let _ = link.sender.set(sender.clone());
+        }
+        let shared = Arc::new(ClientShared {
+            control: ServerControl { shared: engine },
+            request,
+            next_worker: AtomicUsize::new(0),
+        });
+        Ok(ClientHandle {
+            control: ClientControl {
+                shared,
+                _data: PhantomData,
+            },
+            reactor,
+        })
+    }
+
+    /// See [`ClientControl::connect`].
+    pub fn connect(&self, url: &str, data: D) -> Result<ConnId, ConnectError> {
+        self.control.connect(url, data)
+    }
+
+    /// See [`ClientControl::connect_queued`].
+    pub fn connect_queued(&self, url: &str, data: D) -> Result<(), ConnectError> {
+        self.control.connect_queued(url, data)
+    }
+}
+
+impl<D> ClientHandle<D> {
+    /// A cloneable controller for other threads and for handlers.
+    pub fn control(&self) -> ClientControl<D> {
+        self.control.clone()
+    }
+
+    /// Counters of every worker and their sum.
+    pub fn stats(&self) -> Stats {
+        self.control.stats()
+    }
+
+    /// A handle to connection `id` (valid once it has opened).
+    pub fn handle(&self, id: ConnId) -> Option<ConnHandle> {
+        self.control.handle(id)
+    }
+
+    /// Graceful shutdown (see [`ClientControl::shutdown`]), then waits for
+    /// the worker threads to end.
+    pub fn shutdown(self, deadline: Duration) -> ShutdownReport {
+        let report = self.control.shutdown(deadline);
+        let _ = self.reactor.join();
+        report
+    }
+
+    /// Waits until the workers end: after a shutdown through a
+    /// [`ClientControl`], or when a worker fails.
+    pub fn join(self) -> Result<(), ServerError> {
+        self.reactor.join().map_err(ServerError)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn controls_are_shareable() {
+        fn assert_send_sync_clone<T: Send + Sync + Clone>() {}
+        assert_send_sync_clone::<ClientControl<std::rc::Rc<u8>>>();
+    }
+
+    #[test]
+    fn socket_errors_map_to_clear_kinds() {
+        assert_eq!(
+            ConnectError::from_errno(libc::ECONNREFUSED),
+            ConnectError::Refused
+        );
+        assert_eq!(
+            ConnectError::from_errno(libc::ETIMEDOUT),
+            ConnectError::Timeout
+        );
+        assert_eq!(
+            ConnectError::from_errno(libc::ENETUNREACH).errno(),
+            Some(libc::ENETUNREACH)
+        );
+        let stopping = io::Error::other("worker is stopping");
+        assert_eq!(ConnectError::from_io(&stopping), ConnectError::Shutdown);
+    }
+
+    #[test]
+    fn refusals_carry_their_status() {
+        let refused = ConnectError::from_response(ResponseError::Refused { status: 403 });
+        assert_eq!(refused, ConnectError::Status(403));
+        assert_eq!(refused.status(), Some(403));
+        assert!(refused.to_string().contains("403"));
+        let mismatch = ConnectError::from_response(ResponseError::AcceptMismatch);
+        assert_eq!(
+            mismatch,
+            ConnectError::Handshake(ResponseError::AcceptMismatch)
+        );
+        assert_eq!(mismatch.status(), None);
+    }
+
+    #[test]
+    fn ip_literals_skip_the_resolver() {
+        assert_eq!(
+            resolve("127.0.0.1", 9001, None).unwrap(),
+            "127.0.0.1:9001".parse().unwrap()
+        );
+        assert_eq!(
+            resolve("::1", 80, None).unwrap(),
+            "[::1]:80".parse().unwrap()
+        );
+    }
+
+    #[test]
+    fn invalid_client_settings_are_refused_at_start() {
+        let cases = [
+            (
+                Client::builder().header("Host", "example.com"),
+                "reserved header",
+            ),
+            (
+                Client::builder().header("X-Bad", "a\r\nb"),
+                "CRLF in a value",
+            ),
+            (
+                Client::builder().subprotocols(&["chat", "has space"]),
+                "non-token subprotocol",
+            ),
+        ];
+        for (builder, what) in cases {
+            match builder.validate() {
+                Err(ConfigError::ClientRequest(_)) => {}
+                other => panic!("{what}: expected ClientRequest, got {:?}", other.err()),
+            }
+        }
+        assert_eq!(
+            Client::builder().workers(0).validate().err(),
+            Some(ConfigError::Workers(0))
+        );
+        assert_eq!(
+            Client::builder()
+                .close_timeout(Duration::ZERO)
+                .validate()
+                .err(),
+            Some(ConfigError::ZeroCloseTimeout)
+        );
+    }
+
+    #[test]
+    fn defaults_match_the_server_except_the_shutdown_reason() {
+        let (settings, request, config) = Client::builder().validate().unwrap();
+        assert_eq!(settings.shutdown_reason, DEFAULT_CLIENT_SHUTDOWN_REASON);
+        assert_eq!(settings.close_timeout, crate::DEFAULT_CLOSE_TIMEOUT);
+        assert_eq!(settings.ping_interval, Some(crate::DEFAULT_PING_INTERVAL));
+        assert_eq!(request.handshake_timeout, crate::DEFAULT_HANDSHAKE_TIMEOUT);
+        assert!(config.listen_config().is_none(), "a client never listens");
+    }
+}
