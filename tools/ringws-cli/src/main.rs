@@ -1,12 +1,14 @@
-//! `ringws`: load-test WebSocket servers.
+//! `ringws`: serve, load-test and benchmark WebSocket servers.
 //!
-//! Subcommands: `load` (the load generator). `serve` and `bench` are not
-//! part of this binary yet.
+//! Subcommands: `serve` (a ringws echo or broadcast server), `load` (the
+//! load generator) and `bench` (the one-command benchmark).
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use ringws_cli::bench::cli::BenchArgs;
 use ringws_cli::load::cli::LoadArgs;
+use ringws_cli::serve::ServeArgs;
 
 /// ringws: an io_uring WebSocket engine and load generator.
 #[derive(Debug, Parser)]
@@ -18,12 +20,16 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    // The help text comes from `LoadArgs`.
+    // The help texts come from the argument structs.
+    Serve(ServeArgs),
     Load(LoadArgs),
+    Bench(BenchArgs),
 }
 
 fn main() -> ExitCode {
     match Cli::parse().command {
+        Command::Serve(args) => ringws_cli::serve::main(args),
         Command::Load(args) => ringws_cli::load::cli::main(args),
+        Command::Bench(args) => ringws_cli::bench::cli::main(args),
     }
 }

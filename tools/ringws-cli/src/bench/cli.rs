@@ -1,0 +1,135 @@
+//! `ringws bench`: the command line of the benchmark.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::bench::{run, BenchConfig};
+use crate::load::config::parse_duration;
+
+/// Benchmark ringws on this machine and print one table.
+///
+/// A ringws echo server (one worker) and the load generator (one worker)
+/// run in this process, on two cores, over loopback. The table: echo
+/// throughput at 20 B, 512 B and 16 KiB (100 connections), pipelined echo
+/// (512 B, 16 in flight), p50/p99/p99.9 latency at half the 512 B echo
+/// rate, churn cycles/s, bytes per idle connection, and the CPU per message
+/// of the server and of the generator. About 20 s (`--quick`: about 4 s).
+#[derive(Debug, Clone, Args)]
+#[command(verbatim_doc_comment)]
+pub struct BenchArgs {
+    /// Short run (0.5 s per workload, 500 idle connections), for tests.
+    #[arg(long)]
+    pub quick: bool,
+
+    /// Write the figures as JSON to this file ("-": stdout; the table then
+    /// goes to stderr).
+    #[arg(long, value_name = "FILE|-")]
+    pub json: Option<String>,
+
+    /// Sending window of each workload (default 3s; --quick: 500ms).
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub duration: Option<Duration>,
+
+    /// Idle connections for the memory figure (default 10000; --quick: 500).
+    #[arg(long, value_name = "N")]
+    pub idle_connections: Option<usize>,
+
+    /// Core of the server's worker (default 0 on a machine with 2 cores or more).
+    #[arg(long, value_name = "CORE")]
+    pub server_core: Option<usize>,
+
+    /// Core of the generator's worker (default 1 on a machine with 2 cores or more).
+    #[arg(long, value_name = "CORE")]
+    pub client_core: Option<usize>,
+
+    /// Do not print progress lines on stderr.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+fn duration(text: &str) -> Result<Duration, String> {
+    parse_duration(text).map_err(|error| error.to_string())
+}
+
+impl BenchArgs {
+    /// The run these arguments describe.
+    pub fn to_config(&self) -> Result<BenchConfig, String> {
+        let mut config = if self.quick {
+            BenchConfig::quick()
+        } else {
+            BenchConfig::standard()
+        };
+        if let Some(duration) = self.duration {
+            if duration.is_zero() {
+                return Err("--duration must be positive".into());
+            }
+            config.duration = duration;
+        }
+        if let Some(count) = self.idle_connections {
+            if count == 0 {
+                return Err("--idle-connections must be at least 1".into());
+            }
+            config.idle_connections = count;
+        }
+        if self.server_core.is_some() {
+            config.server_core = self.server_core;
+        }
+        if self.client_core.is_some() {
+            config.client_core = self.client_core;
+        }
+        Ok(config)
+    }
+}
+
+/// Runs `ringws bench` and returns the process exit code.
+pub fn main(args: BenchArgs) -> ExitCode {
+    let config = match args.to_config() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("ringws bench: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let quiet = args.quiet;
+    let report = run(&config, |line| {
+        if !quiet {
+            eprintln!("ringws bench: {line}");
+        }
+    });
+    let report = match report {
+        Ok(report) => report,
+        Err(error) => {
+            eprintln!("ringws bench: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let json_to_stdout = args.json.as_deref() == Some("-");
+    if json_to_stdout {
+        eprint!("{report}");
+    } else {
+        let mut stdout = std::io::stdout().lock();
+        let _ = write!(stdout, "{report}");
+        let _ = stdout.flush();
+    }
+    if let Some(target) = &args.json {
+        let written = serde_json::to_string_pretty(&report)
+            .map_err(|error| error.to_string())
+            .and_then(|json| {
+                if json_to_stdout {
+                    let mut stdout = std::io::stdout().lock();
+                    writeln!(stdout, "{json}").map_err(|error| error.to_string())
+                } else {
+                    std::fs::write(target, json + "\n")
+                        .map_err(|error| format!("{target}: {error}"))
+                }
+            });
+        if let Err(error) = written {
+            eprintln!("ringws bench: cannot write the JSON report: {error}");
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,176 @@
+//! `GET /metrics` on `ringws serve`: Prometheus text whose counters reflect
+//! the traffic just sent; other paths are 404.
+
+mod serve_support;
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serve_support::{http_get, Metrics, ServeProcess, WAIT};
+use tokio::time::timeout;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+
+fn scrape(server: &ServeProcess) -> Metrics {
+    let (status, head, body) = http_get(server.addr, "/metrics");
+    assert_eq!(status, 200, "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/plain; version=0.0.4"),
+        "{head}"
+    );
+    Metrics::parse(&body)
+}
+
+/// Scrapes until `ready` holds (bounded): the server counts a close when
+/// the connection is gone, a moment after the client saw it.
+fn scrape_until(server: &ServeProcess, ready: impl Fn(&Metrics) -> bool) -> Metrics {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let metrics = scrape(server);
+        if ready(&metrics) {
+            return metrics;
+        }
+        assert!(Instant::now() < deadline, "the metrics never got there");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+const TOTAL: (&str, &str) = ("worker", "total");
+
+#[tokio::test]
+async fn counters_reflect_the_traffic_just_sent() {
+    let server = ServeProcess::start(&["--workers", "2", "--ping-interval", "none"]);
+    let before = scrape(&server);
+    assert_eq!(before.get("ringws_workers", &[]), 2.0);
+    assert_eq!(before.get("ringws_messages_in_total", &[TOTAL]), 0.0);
+
+    // An upgrade request without a key is refused with 400.
+    let mut bad = std::net::TcpStream::connect(server.addr).unwrap();
+    bad.set_read_timeout(Some(WAIT)).unwrap();
+    write!(
+        bad,
+        "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    let _ = bad.read_to_string(&mut response);
+    assert!(response.starts_with("HTTP/1.1 400"), "{response}");
+
+    // Two connections: one closes with 1000, the other with 4001.
+    let sizes = [5usize, 126, 1000, 70_000, 0];
+    let mut sent_bytes = 0;
+    for code in [1000u16, 4001] {
+        let (mut client, _) = timeout(WAIT, tokio_tungstenite::connect_async(server.url()))
+            .await
+            .unwrap()
+            .unwrap();
+        for (index, &size) in sizes.iter().enumerate() {
+            let message = if index % 2 == 0 {
+                Message::Text("t".repeat(size))
+            } else {
+                Message::Binary(vec![9; size])
+            };
+            client.send(message.clone()).await.unwrap();
+            let echoed = timeout(WAIT, client.next())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            assert_eq!(echoed, message);
+            sent_bytes += size;
+        }
+        client
+            .send(Message::Close(Some(CloseFrame {
+                code: CloseCode::from(code),
+                reason: "done".into(),
+            })))
+            .await
+            .unwrap();
+        while let Ok(Some(Ok(_))) = timeout(WAIT, client.next()).await {}
+    }
+
+    let metrics = scrape_until(&server, |m| {
+        m.get("ringws_clean_closes_total", &[TOTAL]) == 2.0
+    });
+    let messages = 2.0 * sizes.len() as f64;
+    let bytes = sent_bytes as f64;
+    for (name, expected) in [
+        ("ringws_messages_in_total", messages),
+        ("ringws_messages_out_total", messages),
+        ("ringws_message_bytes_in_total", bytes),
+        ("ringws_message_bytes_out_total", bytes),
+        ("ringws_upgraded_total", 2.0),
+        ("ringws_forced_terminations_total", 0.0),
+        ("ringws_abnormal_closes_total", 0.0),
+        ("ringws_protocol_errors_total", 0.0),
+        ("ringws_dropped_messages_total", 0.0),
+        ("ringws_keepalive_timeouts_total", 0.0),
+        ("ringws_close_duration_seconds_count", 2.0),
+    ] {
+        assert_eq!(metrics.get(name, &[TOTAL]), expected, "{name}");
+        // The per-worker series add up to the total.
+        assert_eq!(
+            metrics.sum_workers(name, &[]),
+            expected,
+            "{name} per worker"
+        );
+    }
+    // The bad request, the two WebSocket connections and the scrapes so
+    // far were all accepted.
+    assert!(metrics.get("ringws_accepted_total", &[TOTAL]) >= 4.0);
+    assert!(metrics.get("ringws_plain_http_responses_total", &[TOTAL]) >= 1.0);
+    assert_eq!(
+        metrics.get(
+            "ringws_handshakes_failed_total",
+            &[TOTAL, ("status", "400")]
+        ),
+        1.0
+    );
+    let closes = |code: &str, initiator: &str| {
+        metrics.get(
+            "ringws_closes_total",
+            &[TOTAL, ("code", code), ("initiator", initiator)],
+        )
+    };
+    assert_eq!(closes("1000", "remote"), 1.0);
+    assert_eq!(closes("4000-4999", "remote"), 1.0);
+    assert_eq!(closes("1000", "local"), 0.0);
+    assert_eq!(closes("1001", "remote"), 0.0);
+    assert_eq!(
+        metrics.get(
+            "ringws_close_duration_seconds_bucket",
+            &[TOTAL, ("le", "+Inf")]
+        ),
+        2.0
+    );
+    for state in ["open", "closing_local", "closing_remote"] {
+        assert_eq!(
+            metrics.get("ringws_connections", &[TOTAL, ("state", state)]),
+            0.0,
+            "{state}"
+        );
+    }
+}
+
+#[test]
+fn only_get_metrics_is_served() {
+    let server = ServeProcess::start(&["--workers", "1"]);
+    let (status, _, _) = http_get(server.addr, "/");
+    assert_eq!(status, 404);
+    let (status, _, _) = http_get(server.addr, "/metrics/extra");
+    assert_eq!(status, 404);
+    let (status, _, body) = http_get(server.addr, "/metrics?format=text");
+    assert_eq!(status, 200);
+    assert!(body.contains("# TYPE ringws_messages_in_total counter\n"));
+    // Every sample parses and every family has a known type.
+    let metrics = Metrics::parse(&body);
+    assert_eq!(metrics.get("ringws_workers", &[]), 1.0);
+    for line in body.lines().filter(|line| line.starts_with("# TYPE ")) {
+        let kind = line.rsplit(' ').next().unwrap();
+        assert!(matches!(kind, "counter" | "gauge" | "histogram"), "{line}");
+    }
+}
