@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # The ringws test command: installs what the tests need (Python `websockets`,
-# Node `ws`), then runs formatting, lints and every test. Safe to run on a
-# fresh machine, without a terminal.
+# Node `ws` and `playwright-core`, Chromium), then runs formatting, lints and
+# every test. Safe to run on a fresh machine, without a terminal.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "installing interop peers (pip: websockets, npm: ws)"
+step "installing interop peers (pip: websockets, npm: ws, playwright-core)"
 if [ ! -x "$ROOT/.venv/bin/python" ]; then
     python3 -m venv "$ROOT/.venv"
 fi
@@ -16,6 +16,15 @@ fi
 (cd tools/interop && npm ci --no-audit --no-fund --loglevel=error)
 export RINGWS_PYTHON="$ROOT/.venv/bin/python"
 export RINGWS_NODE_PATH="$ROOT/tools/interop/node_modules"
+
+step "installing Chromium for the browser interop test (apt: chromium)"
+if [ ! -x /usr/bin/chromium ]; then
+    SUDO=""
+    if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+    $SUDO apt-get update
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
+fi
+export RINGWS_CHROMIUM=/usr/bin/chromium
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
