@@ -188,7 +188,7 @@ fn a_jump_fires_everything_due_and_nothing_else() {
         let mut expected: Vec<Tick> = deadlines
             .iter()
             .copied()
-            .filter(|&d| previous.map_or(true, |p| d > p) && d <= now)
+            .filter(|&d| previous.is_none_or(|p| d > p) && d <= now)
             .collect();
         expected.sort_unstable();
         assert_eq!(drain(&mut wheel, now), expected, "jump to {now}");
