@@ -236,7 +236,7 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
         }
         let to = earliest.max(wheel.now());
         while check_fired(&mut model, to, wheel.poll(to))? {}
-        prop_assert!(model.earliest_deadline().map_or(true, |next| next > to));
+        prop_assert!(model.earliest_deadline().is_none_or(|next| next > to));
     }
     prop_assert!(wheel.is_empty());
     Ok(())
