@@ -40,18 +40,35 @@ for leaf in ringws-proto ringws-timer; do
     fi
 done
 
+LOGS="$ROOT/target/test-logs"
+mkdir -p "$LOGS"
+# Each step's output is kept so the final line can count every test run.
+logged() { local name="$1"; shift; "$@" 2>&1 | tee "$LOGS/$name.log"; }
+
 step "tests"
 if cargo nextest --version >/dev/null 2>&1; then
-    cargo nextest run --workspace --locked --no-fail-fast
+    logged nextest cargo nextest run --workspace --locked --no-fail-fast
     # nextest does not run doctests.
-    cargo test --workspace --locked --doc
+    logged doctests cargo test --workspace --locked --doc
 else
-    cargo test --workspace --locked --no-fail-fast
+    logged cargo-test cargo test --workspace --locked --no-fail-fast
 fi
 
 step "loom model of the cross-core inbox wakeup (exhaustive)"
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="$ROOT/target/loom" \
-    cargo test -p ringws-reactor --release --locked --lib loom
+    logged loom cargo test -p ringws-reactor --release --locked --lib loom
 
 step "short run of every fuzz target (cargo-fuzz; 20 s each)"
-bash tools/fuzz.sh "${RINGWS_FUZZ_SECONDS:-20}" 2
+logged fuzz bash tools/fuzz.sh "${RINGWS_FUZZ_SECONDS:-20}" 2
+
+step "independent conformance run: Autobahn|Testsuite against ringws serve"
+logged autobahn bash tools/autobahn/run.sh
+
+# One closing line for the whole run (every step above stops the script on
+# a failure, so reaching here means nothing failed).
+passed=$(cat "$LOGS"/*.log | sed -nE \
+    -e 's/.* tests run: ([0-9]+) passed.*/\1/p' \
+    -e 's/^test result: ok\. ([0-9]+) passed.*/\1/p' \
+    -e 's/^[a-z0-9_]+ +ok +execs=.*/1/p' \
+    -e 's/^agent ringws: ([0-9]+) cases$/\1/p' | awk '{ sum += $1 } END { print sum + 0 }')
+printf '\nringws: %s passed, 0 failed\n' "${passed:-0}"
