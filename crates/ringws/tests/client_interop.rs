@@ -1,5 +1,5 @@
 //! The ringws client against foreign servers: Python `websockets` and Node
-//! `ws` echo servers (tools/interop). A missing peer fails the test with
+//! `ws` echo servers (tools/interop) and a tokio-tungstenite echo server. A missing peer fails the test with
 //! instructions; it is never skipped.
 
 mod client_common;
@@ -55,6 +55,52 @@ fn echo_and_close_against_python_websockets() {
 fn echo_and_close_against_node_ws() {
     let peer = node_echo_server();
     echo_and_close(&peer.url("/"), "Node ws");
+}
+
+/// A tokio-tungstenite echo server on a current-thread runtime in its own
+/// thread; returns its URL. The thread ends with the test process.
+fn tungstenite_echo_server() -> String {
+    use futures_util::{SinkExt, StreamExt};
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            addr_tx.send(listener.local_addr().unwrap()).unwrap();
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                tokio::spawn(async move {
+                    let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                        return;
+                    };
+                    while let Some(Ok(message)) = ws.next().await {
+                        if message.is_text() || message.is_binary() {
+                            if ws.send(message).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    // Close handshake done (tungstenite replied); dropping
+                    // the stream closes TCP, server first.
+                });
+            }
+        });
+    });
+    let addr = addr_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("tungstenite server address");
+    format!("ws://{addr}/")
+}
+
+#[test]
+fn echo_and_close_against_tokio_tungstenite() {
+    let url = tungstenite_echo_server();
+    echo_and_close(&url, "tokio-tungstenite");
 }
 
 #[test]
