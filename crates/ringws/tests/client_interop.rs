@@ -79,10 +79,9 @@ fn tungstenite_echo_server() -> String {
                         return;
                     };
                     while let Some(Ok(message)) = ws.next().await {
-                        if message.is_text() || message.is_binary() {
-                            if ws.send(message).await.is_err() {
-                                return;
-                            }
+                        let echo = message.is_text() || message.is_binary();
+                        if echo && ws.send(message).await.is_err() {
+                            return;
                         }
                     }
                     // Close handshake done (tungstenite replied); dropping
