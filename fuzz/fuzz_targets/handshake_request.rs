@@ -10,35 +10,13 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+
+#[path = "common/pieces.rs"]
+mod pieces;
+use pieces::{answer_in_pieces, limits};
 use ringws_proto::handshake::{
     parse_request, HandshakeError, HeadLimits, ParsedRequest, RequestKind, ServerHandshake,
 };
-
-fn limits(flags: u8) -> HeadLimits {
-    match flags & 3 {
-        0 => HeadLimits::DEFAULT,
-        1 => HeadLimits {
-            max_head_bytes: 256,
-            max_headers: 8,
-        },
-        2 => HeadLimits {
-            max_head_bytes: 64,
-            max_headers: 2,
-        },
-        _ => HeadLimits {
-            max_head_bytes: 8 * 1024,
-            max_headers: 0,
-        },
-    }
-}
-
-/// Read sizes from 0 (ask again with nothing new) to 16, from a xorshift seed.
-fn next_read_size(state: &mut u8) -> usize {
-    *state ^= *state << 3;
-    *state ^= *state >> 5;
-    *state ^= *state << 1;
-    usize::from(*state % 17)
-}
 
 fn describe(result: &Result<Option<ParsedRequest<'_>>, HandshakeError>) -> String {
     format!("{result:?}")
@@ -84,27 +62,9 @@ fuzz_target!(|data: &[u8]| {
     }
 
     let mut parser = ServerHandshake::new(limits);
-    let mut state = seed | 1;
-    let mut received = 0;
-    let in_pieces = loop {
-        let size = if *seed == 0 {
-            bytes.len()
-        } else {
-            next_read_size(&mut state)
-        };
-        if size == 0 {
-            // Asking again about the same bytes must not change the answer.
-            let again = parser.parse(&bytes[..received]);
-            if !matches!(again, Ok(None)) {
-                break describe(&again);
-            }
-        }
-        // At least one byte per step, so the loop always ends.
-        received = (received + size.max(1)).min(bytes.len());
-        let result = parser.parse(&bytes[..received]);
-        if !matches!(result, Ok(None)) || received == bytes.len() {
-            break describe(&result);
-        }
-    };
+    let in_pieces = answer_in_pieces(bytes, *seed, |prefix| {
+        let result = parser.parse(prefix);
+        (!matches!(result, Ok(None))).then(|| describe(&result))
+    });
     assert_eq!(in_pieces, describe(&whole));
 });

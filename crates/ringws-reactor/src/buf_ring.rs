@@ -165,11 +165,9 @@ impl BufRing {
             .ptr
             .as_ptr()
             .wrapping_add(index * std::mem::size_of::<RawBuf>());
-        // SAFETY: `destination` is entry `index` < entries of the ring
-        // allocation. The kernel does not read this entry: it lies between
-        // the published tail and the head (the buffer it named was consumed).
-        // Only the first 14 bytes are written so entry 0's overlaid tail is
-        // untouched.
+        // Entry 0 overlays the ring's tail: only its first 14 bytes are ours.
+        // SAFETY: entry `index` lies in the ring allocation, between the
+        // published tail and the head, so the kernel is not reading it.
         unsafe {
             std::ptr::copy_nonoverlapping(
                 (&entry as *const RawBuf).cast::<u8>(),

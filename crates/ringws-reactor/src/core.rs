@@ -514,10 +514,10 @@ impl<H: Handler> Core<H> {
                 .flags(libc::MSG_NOSIGNAL as u32)
                 .build()
                 .user_data(encode(OpKind::Send, index, generation));
-            // SAFETY: `msg` and the iovecs it points to live in the slot's
-            // boxed send queue, and the iovecs point into chunks held in its
-            // `inflight` list. Neither is touched until the send completes
-            // (SEND_ARMED), and a slot is never released while SEND_ARMED.
+            // `msg` and its iovecs live in the slot's boxed send queue and point
+            // into chunks held in its `inflight` list.
+            // SAFETY: neither moves until the send completes (SEND_ARMED), and
+            // a slot is never released while SEND_ARMED.
             match unsafe { self.push(&entry) } {
                 Ok(()) => {
                     self.slots[index as usize].set(flag::SEND_ARMED);

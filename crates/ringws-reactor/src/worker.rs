@@ -567,10 +567,9 @@ impl<H: Handler> Worker<H> {
                 }
             }
             None => {
-                // SAFETY: the kernel lent buffer `bid` (named by this
-                // completion); it holds `len` initialized bytes, nothing else
-                // references it (Io never touches buffer memory), and it is
-                // handed back only after this borrow ends, below.
+                // Buffer `bid` goes back to the ring only after this borrow ends.
+                // SAFETY: the kernel lent `bid` with `len` initialized bytes,
+                // and nothing else references it (Io never touches buffers).
                 let data = unsafe { std::slice::from_raw_parts_mut(buffer, len) };
                 let consumed = self.on_data(index, data);
                 if consumed < len && self.core.slots[index as usize].phase == Phase::Open {
