@@ -362,6 +362,17 @@ impl Connection {
         self.assembler.buffered_len()
     }
 
+    /// Offers an empty buffer for the next message that must be assembled
+    /// (see [`MessageAssembler::lend_buffer`]); `Some` hands it back unused.
+    pub fn lend_buffer(&mut self, buffer: Vec<u8>) -> Option<Vec<u8>> {
+        self.assembler.lend_buffer(buffer)
+    }
+
+    /// Takes back a lent buffer that no message started filling.
+    pub fn reclaim_buffer(&mut self) -> Option<Vec<u8>> {
+        self.assembler.reclaim_buffer()
+    }
+
     fn discards_input(&self) -> bool {
         self.failure.is_some() || matches!(self.state, State::CloseReceived | State::Closed)
     }

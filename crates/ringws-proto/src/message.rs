@@ -139,9 +139,31 @@ impl MessageAssembler {
         self.buffer.len()
     }
 
-    /// Capacity of the assembly buffer (0 between buffered messages).
+    /// Capacity of the assembly buffer (0 between buffered messages unless a
+    /// buffer was lent).
     pub fn buffer_capacity(&self) -> usize {
         self.buffer.capacity()
+    }
+
+    /// Offers an empty buffer for the next buffered message, so a caller
+    /// that recycles buffers spares an allocation per such message. Hands
+    /// `buffer` back when the assembler has one already or is mid-message.
+    pub fn lend_buffer(&mut self, mut buffer: Vec<u8>) -> Option<Vec<u8>> {
+        if self.buffering.is_some() || self.buffer.capacity() != 0 {
+            return Some(buffer);
+        }
+        buffer.clear();
+        self.buffer = buffer;
+        None
+    }
+
+    /// Takes back a buffer no message has started filling (a lent one, or
+    /// the rest of a reset), so an idle connection owns none.
+    pub fn reclaim_buffer(&mut self) -> Option<Vec<u8>> {
+        if self.buffering.is_some() || self.buffer.capacity() == 0 {
+            return None;
+        }
+        Some(std::mem::take(&mut self.buffer))
     }
 
     /// Accepts the header of a data frame (not a control frame), checking
@@ -282,6 +304,36 @@ mod tests {
             }
         );
         assert!(!asm.is_fragmented());
+    }
+
+    #[test]
+    fn a_lent_buffer_is_filled_and_moved_out_or_reclaimed_unused() {
+        let mut asm = MessageAssembler::new(Limits::default());
+        let lent = Vec::with_capacity(4096);
+        let address = lent.as_ptr();
+        assert!(asm.lend_buffer(lent).is_none());
+        // A second offer is refused: the assembler has one.
+        assert!(asm.lend_buffer(Vec::with_capacity(8)).is_some());
+        let frame = asm.begin_frame(&header(true, Opcode::Binary, 3)).unwrap();
+        asm.append(frame.kind, &[7, 8, 9], 3).unwrap();
+        // Mid-message nothing can be lent or reclaimed.
+        assert!(asm.reclaim_buffer().is_none());
+        assert!(asm.lend_buffer(Vec::with_capacity(8)).is_some());
+        let AssembledMessage::Binary(bytes) = asm.finish(frame.kind).unwrap() else {
+            panic!("binary expected");
+        };
+        assert_eq!(bytes, [7, 8, 9]);
+        assert_eq!(
+            bytes.as_ptr(),
+            address,
+            "the lent buffer carried the message"
+        );
+        // Lent and not used: taken back whole, leaving none behind.
+        assert!(asm.lend_buffer(vec![1, 2, 3]).is_none());
+        let back = asm.reclaim_buffer().unwrap();
+        assert!(back.is_empty() && back.capacity() >= 3);
+        assert_eq!(asm.buffer_capacity(), 0);
+        assert!(asm.reclaim_buffer().is_none());
     }
 
     #[test]

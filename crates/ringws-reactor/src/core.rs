@@ -28,11 +28,12 @@ use ringws_timer::{Tick, TimerKey, Wheel};
 use socket2::{SockAddr, Socket};
 
 use crate::buf_ring::BufRing;
+use crate::byte_pool::BytePool;
 use crate::clock::Clock;
 use crate::handler::{CloseCause, ConnId, Handler, IoOp, WorkerId};
 use crate::inbox::{InboxSender, InboxShared};
 use crate::ring::RingMode;
-use crate::send_queue::{Chunk, SendQueue};
+use crate::send_queue::{Chunk, SendQueue, SendSpec};
 use crate::slot::{flag, Intent, Phase, Slot};
 use crate::user_data::{encode, OpKind};
 
@@ -147,6 +148,8 @@ pub(crate) struct Core<H: Handler> {
     /// when the queue moves between the pool and a slot.
     #[allow(clippy::vec_box)]
     pub send_pool: Vec<Box<SendQueue>>,
+    /// Recycled buffers for receive tails and owned sends.
+    pub byte_pool: BytePool,
     pub listener: Option<Listener>,
     pub inbox: Arc<InboxShared<H::Command>>,
     pub peers: Arc<[InboxSender<H::Command>]>,
@@ -253,9 +256,11 @@ impl<H: Handler> Core<H> {
             slot.fd = -1;
         }
         let cause = slot.cause;
-        slot.tail = None;
+        if let Some(tail) = slot.tail.take() {
+            self.byte_pool.give(*tail);
+        }
         if let Some(mut queue) = slot.send.take() {
-            queue.clear();
+            queue.clear(&mut self.byte_pool);
             if self.send_pool.len() < SEND_POOL_MAX {
                 self.send_pool.push(queue);
             }
@@ -509,13 +514,20 @@ impl<H: Handler> Core<H> {
             let Some(queue) = slot.send.as_mut() else {
                 continue;
             };
-            let Some(msg) = queue.prepare() else { continue };
-            let entry = opcode::SendMsg::new(Fd(fd), msg)
-                .flags(libc::MSG_NOSIGNAL as u32)
-                .build()
-                .user_data(encode(OpKind::Send, index, generation));
-            // `msg` and its iovecs live in the slot's boxed send queue and point
-            // into chunks held in its `inflight` list.
+            let Some(spec) = queue.prepare() else {
+                continue;
+            };
+            let entry = match spec {
+                SendSpec::Single { ptr, len } => opcode::Send::new(Fd(fd), ptr, len)
+                    .flags(libc::MSG_NOSIGNAL)
+                    .build(),
+                SendSpec::Vectored(msg) => opcode::SendMsg::new(Fd(fd), msg)
+                    .flags(libc::MSG_NOSIGNAL as u32)
+                    .build(),
+            }
+            .user_data(encode(OpKind::Send, index, generation));
+            // The range, or `msg` and its iovecs, live in the slot's boxed
+            // send queue and point into chunks held in its `inflight` list.
             // SAFETY: neither moves until the send completes (SEND_ARMED), and
             // a slot is never released while SEND_ARMED.
             match unsafe { self.push(&entry) } {
@@ -525,7 +537,7 @@ impl<H: Handler> Core<H> {
                 }
                 Err(error) => {
                     if let Some(queue) = self.slots[index as usize].send.as_mut() {
-                        queue.complete(0);
+                        queue.complete(0, &mut self.byte_pool);
                     }
                     self.fail(index, IoOp::Submit, &error);
                 }
@@ -578,7 +590,7 @@ impl<H: Handler> Core<H> {
             }
         }
         if let Some(mut queue) = slot.send.take() {
-            queue.clear();
+            queue.clear(&mut self.byte_pool);
             if self.send_pool.len() < SEND_POOL_MAX {
                 self.send_pool.push(queue);
             }

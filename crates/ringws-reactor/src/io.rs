@@ -119,6 +119,26 @@ impl<H: Handler> Io<'_, H> {
         self.core.queue_send(conn, chunk.into())
     }
 
+    /// An empty buffer with room for `capacity` bytes, from the worker's
+    /// pool when one is free. A buffer sent as [`Chunk::Owned`] returns to
+    /// the pool once written, so building each outgoing frame in one of
+    /// these costs no allocation in steady state.
+    pub fn take_buffer(&mut self, capacity: usize) -> Vec<u8> {
+        self.core.byte_pool.take(capacity)
+    }
+
+    /// Returns a buffer to the worker's pool (kept when the pool has room,
+    /// freed otherwise).
+    pub fn give_buffer(&mut self, buffer: Vec<u8>) {
+        self.core.byte_pool.give(buffer);
+    }
+
+    /// Capacity of the free buffers this worker's pool keeps for reuse
+    /// (bounded at 8 MiB).
+    pub fn pooled_buffer_bytes(&self) -> usize {
+        self.core.byte_pool.pooled_bytes()
+    }
+
     /// Unsent bytes of `conn` (queued and in flight); `None` when unknown.
     pub fn queued_bytes(&self, conn: ConnId) -> Option<usize> {
         let index = self.core.lookup(conn)?;

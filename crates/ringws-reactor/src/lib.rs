@@ -70,6 +70,7 @@
 //!   ringws-reactor --release loom` checks it exhaustively).
 
 mod buf_ring;
+mod byte_pool;
 mod clock;
 mod config;
 mod core;

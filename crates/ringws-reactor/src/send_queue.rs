@@ -17,6 +17,8 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
 
+use crate::byte_pool::BytePool;
+
 /// Most iovecs in one `sendmsg`.
 pub(crate) const MAX_IOVECS: usize = 64;
 
@@ -135,6 +137,15 @@ impl<const N: usize> From<&'static [u8; N]> for Chunk {
     }
 }
 
+/// What [`SendQueue::prepare`] put in flight.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum SendSpec {
+    /// One contiguous range (`IORING_OP_SEND`).
+    Single { ptr: *const u8, len: u32 },
+    /// Several ranges (`IORING_OP_SENDMSG`).
+    Vectored(*const libc::msghdr),
+}
+
 /// The send side of one connection.
 pub(crate) struct SendQueue {
     /// Chunks not yet handed to the kernel.
@@ -195,11 +206,11 @@ impl SendQueue {
             + self.inflight.capacity() * std::mem::size_of::<Chunk>()
     }
 
-    /// Moves up to [`MAX_IOVECS`] chunks into flight and returns the
-    /// `msghdr` describing them, or `None` when nothing is pending. The
-    /// pointer stays valid, and the memory it describes unchanged, until
+    /// Moves up to [`MAX_IOVECS`] chunks into flight and describes them, or
+    /// returns `None` when nothing is pending. The pointers stay valid, and
+    /// the memory they describe unchanged, until
     /// [`complete`](Self::complete) or [`clear`](Self::clear).
-    pub(crate) fn prepare(&mut self) -> Option<*const libc::msghdr> {
+    pub(crate) fn prepare(&mut self) -> Option<SendSpec> {
         debug_assert!(self.inflight.is_empty(), "one send in flight at a time");
         if self.pending.is_empty() {
             return None;
@@ -216,13 +227,23 @@ impl SendQueue {
                 iov_len: rest.len(),
             };
         }
+        if count == 1 {
+            // One buffer: a plain send spares the kernel the msghdr copy.
+            let iov = self.iovecs[0];
+            if let Ok(len) = u32::try_from(iov.iov_len) {
+                return Some(SendSpec::Single {
+                    ptr: iov.iov_base as *const u8,
+                    len,
+                });
+            }
+        }
         self.msg.msg_iov = self.iovecs.as_mut_ptr();
         self.msg.msg_iovlen = count;
-        Some(&self.msg)
+        Some(SendSpec::Vectored(&self.msg))
     }
 
     /// Bytes described by the send in flight.
-    pub(crate) fn inflight_bytes(&self) -> usize {
+    fn inflight_bytes(&self) -> usize {
         self.iovecs[..self.inflight.len()]
             .iter()
             .map(|iov| iov.iov_len)
@@ -230,9 +251,9 @@ impl SendQueue {
     }
 
     /// Accounts for a completed send of `written` bytes: drops fully written
-    /// chunks and puts the rest back at the front of `pending`. Returns
-    /// whether the write was partial.
-    pub(crate) fn complete(&mut self, written: usize) -> bool {
+    /// chunks (their owned buffers go back to `pool`) and puts the rest back
+    /// at the front of `pending`. Returns whether the write was partial.
+    pub(crate) fn complete(&mut self, written: usize, pool: &mut BytePool) -> bool {
         let requested = self.inflight_bytes();
         let written = written.min(requested);
         self.queued -= written;
@@ -253,17 +274,24 @@ impl SendQueue {
             self.pending.push_front(chunk);
         }
         drop(rest);
-        self.inflight.clear();
+        for chunk in self.inflight.drain(..) {
+            if let Chunk::Owned(buffer) = chunk {
+                pool.give(buffer);
+            }
+        }
         self.pending_offset = if self.pending.is_empty() { 0 } else { left };
         self.inflight_offset = 0;
         written < requested
     }
 
-    /// Drops every chunk (no send may be in flight) and keeps the
-    /// allocations for reuse, shrinking oversized ones.
-    pub(crate) fn clear(&mut self) {
-        self.pending.clear();
-        self.inflight.clear();
+    /// Drops every chunk (no send may be in flight; owned buffers go back to
+    /// `pool`) and keeps the allocations for reuse, shrinking oversized ones.
+    pub(crate) fn clear(&mut self, pool: &mut BytePool) {
+        for chunk in self.pending.drain(..).chain(self.inflight.drain(..)) {
+            if let Chunk::Owned(buffer) = chunk {
+                pool.give(buffer);
+            }
+        }
         self.pending_offset = 0;
         self.inflight_offset = 0;
         self.queued = 0;
@@ -279,14 +307,23 @@ impl SendQueue {
 mod tests {
     use super::*;
 
-    fn iov_bytes(queue: &SendQueue, msg: *const libc::msghdr) -> Vec<u8> {
-        assert!(std::ptr::eq(msg, &queue.msg));
+    /// The bytes `spec` describes.
+    fn iov_bytes(queue: &SendQueue, spec: SendSpec) -> Vec<u8> {
+        let ranges: Vec<(*const u8, usize)> = match spec {
+            SendSpec::Single { ptr, len } => vec![(ptr, len as usize)],
+            SendSpec::Vectored(msg) => {
+                assert!(std::ptr::eq(msg, &queue.msg));
+                queue.iovecs[..queue.msg.msg_iovlen]
+                    .iter()
+                    .map(|iov| (iov.iov_base as *const u8, iov.iov_len))
+                    .collect()
+            }
+        };
         let mut out = Vec::new();
-        for iov in &queue.iovecs[..queue.msg.msg_iovlen] {
-            // SAFETY: the iovec points into a chunk in `inflight`, alive and
+        for (ptr, len) in ranges {
+            // SAFETY: the range points into a chunk in `inflight`, alive and
             // unchanged while `queue` is borrowed.
-            let bytes =
-                unsafe { std::slice::from_raw_parts(iov.iov_base as *const u8, iov.iov_len) };
+            let bytes = unsafe { std::slice::from_raw_parts(ptr, len) };
             out.extend_from_slice(bytes);
         }
         out
@@ -306,6 +343,7 @@ mod tests {
     #[test]
     fn header_and_payload_leave_in_one_vectored_send() {
         let mut queue = SendQueue::new();
+        let mut pool = BytePool::default();
         let payload: Arc<[u8]> = Arc::from(vec![7u8; 100]);
         queue.push(Chunk::inline(&[0x82, 100]).unwrap());
         queue.push(Chunk::Shared(payload));
@@ -316,7 +354,7 @@ mod tests {
         let mut expected = vec![0x82, 100];
         expected.extend_from_slice(&[7; 100]);
         assert_eq!(iov_bytes(&queue, msg), expected);
-        assert!(!queue.complete(102));
+        assert!(!queue.complete(102, &mut pool));
         assert!(queue.is_empty());
         assert!(queue.prepare().is_none());
     }
@@ -324,6 +362,7 @@ mod tests {
     #[test]
     fn partial_writes_resume_where_they_stopped() {
         let mut queue = SendQueue::new();
+        let mut pool = BytePool::default();
         queue.push(Chunk::from(b"hello ".to_vec()));
         queue.push(Chunk::from(b"world".to_vec()));
         queue.push(Chunk::from(b"!".to_vec()));
@@ -331,23 +370,24 @@ mod tests {
         assert_eq!(iov_bytes(&queue, msg), b"hello world!");
         // A chunk pushed while in flight goes behind the unsent rest.
         queue.push(Chunk::from(b"?".to_vec()));
-        assert!(queue.complete(8));
+        assert!(queue.complete(8, &mut pool));
         assert_eq!(queue.queued(), 5);
         let msg = queue.prepare().unwrap();
         assert_eq!(iov_bytes(&queue, msg), b"rld!?");
-        assert!(queue.complete(1));
+        assert!(queue.complete(1, &mut pool));
         let msg = queue.prepare().unwrap();
         assert_eq!(iov_bytes(&queue, msg), b"ld!?");
-        assert!(!queue.complete(4));
+        assert!(!queue.complete(4, &mut pool));
         assert!(queue.is_empty());
     }
 
     #[test]
     fn zero_byte_completion_changes_nothing() {
         let mut queue = SendQueue::new();
+        let mut pool = BytePool::default();
         queue.push(Chunk::from(b"abc".to_vec()));
         queue.prepare().unwrap();
-        assert!(queue.complete(0));
+        assert!(queue.complete(0, &mut pool));
         let msg = queue.prepare().unwrap();
         assert_eq!(iov_bytes(&queue, msg), b"abc");
     }
@@ -355,40 +395,87 @@ mod tests {
     #[test]
     fn long_queues_are_sent_in_batches_of_max_iovecs() {
         let mut queue = SendQueue::new();
+        let mut pool = BytePool::default();
         for i in 0..(MAX_IOVECS + 10) {
             queue.push(Chunk::from(vec![i as u8; 3]));
         }
         let msg = queue.prepare().unwrap();
         assert_eq!(queue.msg.msg_iovlen, MAX_IOVECS);
         assert_eq!(iov_bytes(&queue, msg).len(), 3 * MAX_IOVECS);
-        assert!(!queue.complete(3 * MAX_IOVECS));
+        assert!(!queue.complete(3 * MAX_IOVECS, &mut pool));
         let msg = queue.prepare().unwrap();
         let rest = iov_bytes(&queue, msg);
         assert_eq!(rest.len(), 30);
         assert_eq!(rest[0], MAX_IOVECS as u8);
         // "Partial" refers to the send in flight, not the whole queue.
-        assert!(!queue.complete(30));
+        assert!(!queue.complete(30, &mut pool));
         assert!(queue.is_empty());
     }
 
     #[test]
     fn completion_larger_than_requested_is_clamped() {
         let mut queue = SendQueue::new();
+        let mut pool = BytePool::default();
         queue.push(Chunk::from(b"ab".to_vec()));
         queue.prepare().unwrap();
-        assert!(!queue.complete(10));
+        assert!(!queue.complete(10, &mut pool));
         assert_eq!(queue.queued(), 0);
     }
 
     #[test]
     fn clear_empties_and_keeps_the_box_reusable() {
         let mut queue = SendQueue::new();
+        let mut pool = BytePool::default();
         queue.push(Chunk::from(b"abc".to_vec()));
-        queue.clear();
+        queue.clear(&mut pool);
         assert!(queue.is_empty());
         assert!(queue.prepare().is_none());
         queue.push(Chunk::from(b"d".to_vec()));
         let msg = queue.prepare().unwrap();
         assert_eq!(iov_bytes(&queue, msg), b"d");
+    }
+}
+
+#[cfg(test)]
+mod pool_tests {
+    use super::*;
+
+    #[test]
+    fn written_owned_buffers_return_to_the_pool() {
+        let mut queue = SendQueue::new();
+        let mut pool = BytePool::default();
+        queue.push(Chunk::from(vec![1u8; 300]));
+        queue.push(Chunk::inline(b"ab").unwrap());
+        queue.push(Chunk::from(vec![2u8; 500]));
+        queue.prepare().unwrap();
+        // The first owned buffer and the inline chunk were written.
+        assert!(queue.complete(302, &mut pool));
+        assert!(pool.pooled_bytes() >= 300);
+        let before = pool.pooled_bytes();
+        queue.clear(&mut pool);
+        assert!(pool.pooled_bytes() >= before + 500);
+    }
+
+    #[test]
+    fn a_single_chunk_is_a_plain_send() {
+        let mut queue = SendQueue::new();
+        let mut pool = BytePool::default();
+        queue.push(Chunk::from(b"hello".to_vec()));
+        match queue.prepare().unwrap() {
+            SendSpec::Single { len, .. } => assert_eq!(len, 5),
+            SendSpec::Vectored(_) => panic!("one chunk should be a plain send"),
+        }
+        assert!(queue.complete(2, &mut pool));
+        // The unsent rest of the chunk is again one range.
+        match queue.prepare().unwrap() {
+            SendSpec::Single { ptr, len } => {
+                // SAFETY: the range points into the chunk in flight.
+                let rest = unsafe { std::slice::from_raw_parts(ptr, len as usize) };
+                assert_eq!(rest, b"llo");
+            }
+            SendSpec::Vectored(_) => panic!("one chunk should be a plain send"),
+        }
+        assert!(!queue.complete(3, &mut pool));
+        assert!(queue.is_empty());
     }
 }

@@ -30,6 +30,7 @@ use ringws_timer::Wheel;
 use socket2::Socket;
 
 use crate::buf_ring::BufRing;
+use crate::byte_pool::BytePool;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::core::BUFFER_GROUP;
@@ -193,6 +194,7 @@ fn build_core<H: Handler>(
         connect_addrs: Default::default(),
         lingers: Default::default(),
         send_pool: Vec::new(),
+        byte_pool: BytePool::default(),
         listener,
         inbox: setup.inbox,
         peers: setup.peers,
@@ -544,9 +546,11 @@ impl<H: Handler> Worker<H> {
             // completion); it holds `len` initialized bytes and is handed
             // back right after this copy.
             let fresh = unsafe { std::slice::from_raw_parts(buffer, len) };
-            let slot = &mut self.core.slots[index as usize];
+            let core = &mut *self.core;
+            let pool = &mut core.byte_pool;
+            let slot = &mut core.slots[index as usize];
             slot.tail
-                .get_or_insert_with(Default::default)
+                .get_or_insert_with(|| Box::new(pool.take(len)))
                 .extend_from_slice(fresh);
             self.core.bufs.recycle(bid);
             return;
@@ -564,6 +568,8 @@ impl<H: Handler> Worker<H> {
                 if consumed < tail.len() && self.core.slots[index as usize].phase == Phase::Open {
                     tail.drain(..consumed);
                     self.core.slots[index as usize].tail = Some(tail);
+                } else {
+                    self.core.byte_pool.give(*tail);
                 }
             }
             None => {
@@ -573,8 +579,19 @@ impl<H: Handler> Worker<H> {
                 let data = unsafe { std::slice::from_raw_parts_mut(buffer, len) };
                 let consumed = self.on_data(index, data);
                 if consumed < len && self.core.slots[index as usize].phase == Phase::Open {
-                    self.core.slots[index as usize].tail =
-                        Some(Box::new(data[consumed..].to_vec()));
+                    let rest = &data[consumed..];
+                    // A pooled buffer with room for the next receive buffer
+                    // completes a straddling frame without reallocating; a
+                    // fresh one is exactly `rest`, so a stalled peer cannot
+                    // make a connection hold more than it sent beyond the
+                    // pool's bound.
+                    let next = self.core.bufs.buffer_size() as usize;
+                    let mut tail = self
+                        .core
+                        .byte_pool
+                        .take_preferring(rest.len(), rest.len() + next);
+                    tail.extend_from_slice(rest);
+                    self.core.slots[index as usize].tail = Some(Box::new(tail));
                 }
                 self.core.bufs.recycle(bid);
             }
@@ -597,8 +614,9 @@ impl<H: Handler> Worker<H> {
         self.core.slots[index as usize].clear(flag::SEND_ARMED | flag::SEND_CANCELLING);
         if result >= 0 {
             self.core.stats.bytes_sent += result as u64;
-            if let Some(queue) = self.core.slots[index as usize].send.as_mut() {
-                if queue.complete(result as usize) {
+            let core = &mut *self.core;
+            if let Some(queue) = core.slots[index as usize].send.as_mut() {
+                if queue.complete(result as usize, &mut core.byte_pool) {
                     self.core.stats.partial_sends += 1;
                 }
             }
@@ -756,6 +774,8 @@ impl<H: Handler> Worker<H> {
             if consumed < tail.len() && self.core.slots[index as usize].phase == Phase::Open {
                 tail.drain(..consumed);
                 self.core.slots[index as usize].tail = Some(tail);
+            } else {
+                self.core.byte_pool.give(*tail);
             }
         }
     }

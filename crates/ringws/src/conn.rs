@@ -3,6 +3,7 @@
 //! written once as methods of [`Conn`] so that callbacks, timers and
 //! cross-thread commands all go through the same code.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -398,7 +399,7 @@ impl<'a, H: Handler> Conn<'a, H> {
             None
         };
         let chunk = chunk.unwrap_or_else(|| {
-            let mut bytes = Vec::with_capacity(total);
+            let mut bytes = self.io.take_buffer(total);
             bytes.extend_from_slice(head);
             bytes.extend_from_slice(payload);
             frame_head.mask_payload(&mut bytes[head.len()..], 0);
@@ -656,6 +657,26 @@ impl<'a, H: Handler> Conn<'a, H> {
     /// Returns the bytes consumed; the rest (an incomplete frame) is kept by
     /// the reactor and presented again with the next bytes.
     pub(crate) fn read_frames(&mut self, handler: &mut H, data: &mut [u8]) -> usize {
+        // A frame that straddles receive buffers is assembled into a buffer
+        // from the worker's pool, and the message's buffer goes back there
+        // after `on_message`: no allocation per such message, and an idle
+        // connection still owns none.
+        if let Some(proto) = self.session.proto_mut() {
+            let spare = self.io.take_buffer(0);
+            if spare.capacity() > 0 {
+                if let Some(unused) = proto.lend_buffer(spare) {
+                    self.io.give_buffer(unused);
+                }
+            }
+        }
+        let consumed = self.read_frames_lent(handler, data);
+        if let Some(spare) = self.session.proto_mut().and_then(|p| p.reclaim_buffer()) {
+            self.io.give_buffer(spare);
+        }
+        consumed
+    }
+
+    fn read_frames_lent(&mut self, handler: &mut H, data: &mut [u8]) -> usize {
         let mut pos = 0;
         loop {
             if self.session.has(flag::TCP_CLOSING) {
@@ -674,10 +695,16 @@ impl<'a, H: Handler> Conn<'a, H> {
                 Event::Text(text) => {
                     self.count_in(text.len());
                     handler.on_message(self, Message::Text(&text));
+                    if let Cow::Owned(text) = text {
+                        self.io.give_buffer(text.into_bytes());
+                    }
                 }
                 Event::Binary(bytes) => {
                     self.count_in(bytes.len());
                     handler.on_message(self, Message::Binary(&bytes));
+                    if let Cow::Owned(bytes) = bytes {
+                        self.io.give_buffer(bytes);
+                    }
                 }
                 Event::Ping(payload) => handler.on_ping(self, payload),
                 Event::Pong(payload) => {
