@@ -206,6 +206,19 @@ impl FrameHead {
             mask::unmask(payload, key, offset);
         }
     }
+
+    /// Writes `payload` into `out` as it goes on the wire: masked (client
+    /// role) in the same pass as the copy, or copied as is (server).
+    ///
+    /// # Panics
+    ///
+    /// If `out` and `payload` differ in length.
+    pub fn write_payload(&self, out: &mut [u8], payload: &[u8]) {
+        match self.mask {
+            Some(key) => mask::mask_into(out, payload, key, 0),
+            None => out.copy_from_slice(payload),
+        }
+    }
 }
 
 /// xorshift64* (Vigna): a few cycles per key and no OS call.

@@ -157,6 +157,34 @@ pub fn unmask_bytewise(buf: &mut [u8], mask: [u8; 4], offset: usize) {
     }
 }
 
+/// Writes `src` masked with `mask` (from payload position `offset`) into
+/// `dst`: a masked copy in one pass, for a sender that builds each frame from
+/// a shared payload (a copy followed by an in-place XOR reads and writes
+/// the bytes twice).
+///
+/// # Panics
+///
+/// If `dst` and `src` differ in length.
+pub fn mask_into(dst: &mut [u8], src: &[u8], mask: [u8; 4], offset: usize) {
+    assert_eq!(dst.len(), src.len(), "mask_into: lengths differ");
+    let key = rotated_mask(mask, offset);
+    let word = u64::from_ne_bytes([
+        key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3],
+    ]);
+    let mut dst_words = dst.chunks_exact_mut(8);
+    let mut src_words = src.chunks_exact(8);
+    for (out, input) in (&mut dst_words).zip(&mut src_words) {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(input);
+        out.copy_from_slice(&(u64::from_ne_bytes(bytes) ^ word).to_ne_bytes());
+    }
+    // Whole words keep the key's phase (8 is a multiple of 4).
+    let dst_rest = dst_words.into_remainder();
+    for (i, (out, input)) in dst_rest.iter_mut().zip(src_words.remainder()).enumerate() {
+        *out = input ^ key[i & 3];
+    }
+}
+
 /// The four mask bytes in the order they apply from payload position `offset`.
 #[inline]
 fn rotated_mask(mask: [u8; 4], offset: usize) -> [u8; 4] {
@@ -423,6 +451,35 @@ mod arm {
         }
         // Vectors are multiples of 4 bytes, so the remainder keeps the offset.
         unmask_short(lanes.into_remainder(), mask, offset);
+    }
+}
+
+#[cfg(test)]
+mod mask_into_tests {
+    use super::*;
+
+    #[test]
+    fn a_masked_copy_equals_copy_then_unmask() {
+        let src: Vec<u8> = (0..300u32).map(|i| (i * 7 + 3) as u8).collect();
+        let mask = [0x12, 0x34, 0x56, 0x78];
+        for len in 0..=70 {
+            for offset in 0..6 {
+                for start in 0..3 {
+                    let src = &src[start..start + len];
+                    let mut expected = src.to_vec();
+                    unmask_bytewise(&mut expected, mask, offset);
+                    let mut out = vec![0xAA; len];
+                    mask_into(&mut out, src, mask, offset);
+                    assert_eq!(out, expected, "len {len} offset {offset} start {start}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "lengths differ")]
+    fn lengths_must_match() {
+        mask_into(&mut [0; 3], &[0; 4], [1, 2, 3, 4], 0);
     }
 }
 

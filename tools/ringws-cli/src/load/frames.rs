@@ -5,8 +5,8 @@
 //! [`FramePool`] keeps frame buffers as `Arc<[u8]>`: the reactor holds a
 //! clone only until the kernel has taken the bytes, after which the pool's
 //! copy is unique again and is rewritten in place for the next frame. In
-//! steady state a message costs a header copy, a payload copy and an in-place
-//! XOR with the key, and no allocation.
+//! steady state a message costs a header copy and one masked copy of the
+//! payload, and no allocation.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -77,8 +77,7 @@ fn write_frame(out: &mut [u8], head: &FrameHead, payload: &[u8]) {
     let head_bytes = head.as_bytes();
     let (header, body) = out.split_at_mut(head_bytes.len());
     header.copy_from_slice(head_bytes);
-    body.copy_from_slice(payload);
-    head.mask_payload(body, 0);
+    head.write_payload(body, payload);
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@
 //! reused buffer (see `frames`). One clock read per `on_data` call covers
 //! every message in it.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -960,6 +961,75 @@ impl LoadWorker {
             _ => {}
         }
     }
+
+    /// Reads frames from `data[pos..]` into events until it runs out.
+    fn read_events(
+        &mut self,
+        io: &mut Io<'_, Self>,
+        conn: ConnId,
+        peer: &mut Peer,
+        data: &mut [u8],
+        mut pos: usize,
+        now: u64,
+    ) -> usize {
+        while pos < data.len() {
+            let read = peer.ws.read(&mut data[pos..]);
+            pos += read.consumed;
+            let Some(event) = read.event else {
+                break;
+            };
+            match event {
+                Event::Binary(bytes) => {
+                    self.on_message(io, conn, peer, Opcode::Binary, &bytes, now);
+                    if let Cow::Owned(bytes) = bytes {
+                        io.give_buffer(bytes);
+                    }
+                }
+                Event::Text(text) => {
+                    self.on_message(io, conn, peer, Opcode::Text, text.as_bytes(), now);
+                    if let Cow::Owned(text) = text {
+                        io.give_buffer(text.into_bytes());
+                    }
+                }
+                // The Pong is queued by the state machine and flushed below.
+                Event::Ping(_) => {}
+                Event::Pong(payload) => self.on_pong(io, conn, peer, payload, now),
+                Event::CloseReceived { code, .. } => {
+                    let code = code.map_or(1005, |code| code.as_u16());
+                    peer.server_close = Some(code);
+                    if peer.phase == Phase::Open {
+                        if !peer.errored {
+                            self.tally.error(ErrorKind::UnexpectedClose { code }, 1);
+                            peer.errored = true;
+                        }
+                        self.leave_open(io, peer, Phase::ServerClosing);
+                        if let Some(key) = peer.deadline.take() {
+                            io.cancel_timer(key);
+                        }
+                        peer.deadline =
+                            Some(io.arm_timer(self.plan.timeout, Timer::Deadline(conn)));
+                    }
+                }
+                Event::ProtocolError(error) => {
+                    if !peer.errored {
+                        self.tally.error(
+                            ErrorKind::Protocol {
+                                close_code: error.close_code(),
+                            },
+                            1,
+                        );
+                        peer.errored = true;
+                    }
+                    self.leave_open(io, peer, Phase::Failed);
+                    flush_control(io, conn, &mut peer.ws);
+                    io.close_now(conn);
+                    return data.len();
+                }
+            }
+        }
+        flush_control(io, conn, &mut peer.ws);
+        pos
+    }
 }
 
 /// Sends the control frames the protocol state machine queued (Pong, Close
@@ -1040,57 +1110,19 @@ impl Handler for LoadWorker {
         ) {
             return data.len();
         }
-        while pos < data.len() {
-            let read = peer.ws.read(&mut data[pos..]);
-            pos += read.consumed;
-            let Some(event) = read.event else {
-                break;
-            };
-            match event {
-                Event::Binary(bytes) => {
-                    self.on_message(io, conn, peer, Opcode::Binary, &bytes, now)
-                }
-                Event::Text(text) => {
-                    self.on_message(io, conn, peer, Opcode::Text, text.as_bytes(), now)
-                }
-                // The Pong is queued by the state machine and flushed below.
-                Event::Ping(_) => {}
-                Event::Pong(payload) => self.on_pong(io, conn, peer, payload, now),
-                Event::CloseReceived { code, .. } => {
-                    let code = code.map_or(1005, |code| code.as_u16());
-                    peer.server_close = Some(code);
-                    if peer.phase == Phase::Open {
-                        if !peer.errored {
-                            self.tally.error(ErrorKind::UnexpectedClose { code }, 1);
-                            peer.errored = true;
-                        }
-                        self.leave_open(io, peer, Phase::ServerClosing);
-                        if let Some(key) = peer.deadline.take() {
-                            io.cancel_timer(key);
-                        }
-                        peer.deadline =
-                            Some(io.arm_timer(self.plan.timeout, Timer::Deadline(conn)));
-                    }
-                }
-                Event::ProtocolError(error) => {
-                    if !peer.errored {
-                        self.tally.error(
-                            ErrorKind::Protocol {
-                                close_code: error.close_code(),
-                            },
-                            1,
-                        );
-                        peer.errored = true;
-                    }
-                    self.leave_open(io, peer, Phase::Failed);
-                    flush_control(io, conn, &mut peer.ws);
-                    io.close_now(conn);
-                    return data.len();
-                }
+        // Echoes that straddle receive buffers are assembled in a pooled
+        // buffer, which goes back to the pool after the check.
+        let spare = io.take_buffer(0);
+        if spare.capacity() > 0 {
+            if let Some(unused) = peer.ws.lend_buffer(spare) {
+                io.give_buffer(unused);
             }
         }
-        flush_control(io, conn, &mut peer.ws);
-        pos
+        let consumed = self.read_events(io, conn, peer, data, pos, now);
+        if let Some(spare) = peer.ws.reclaim_buffer() {
+            io.give_buffer(spare);
+        }
+        consumed
     }
 
     fn on_peer_eof(&mut self, ctx: &mut Ctx<'_, Self>, conn: ConnId, peer: &mut Peer) {
