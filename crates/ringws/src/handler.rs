@@ -263,7 +263,9 @@ pub trait Handler: Sized + 'static {
     /// [`on_open`](Self::on_open), and for attempts queued with
     /// [`connect_queued`](crate::ClientControl::connect_queued) that failed
     /// before getting one (`id` is then `None`). `data` is the value given
-    /// to `connect`.
+    /// to `connect`. For a host with several addresses, `id` is that of the
+    /// last socket tried (not always the id `connect` returned) and `error`
+    /// is [`ConnectError::AllAddressesFailed`] when more than one was tried.
     fn on_connect_failed(
         &mut self,
         id: Option<ConnId>,

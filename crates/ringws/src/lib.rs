@@ -188,7 +188,7 @@ mod server;
 mod stats;
 
 pub use crate::client::{
-    Client, ClientBuilder, ClientControl, ClientHandle, ConnectError,
+    Client, ClientBuilder, ClientControl, ClientHandle, ConnectError, FailedAddress,
     DEFAULT_CLIENT_SHUTDOWN_REASON,
 };
 pub use crate::config::{

@@ -40,6 +40,11 @@ fn status_bucket(status: u16) -> usize {
         .unwrap_or(COUNTED_STATUSES.len())
 }
 
+/// `duration` in whole microseconds (truncated), saturating at `u64::MAX`.
+fn whole_micros(duration: Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
+}
+
 fn duration_bucket(duration: Duration) -> usize {
     CLOSE_DURATION_BOUNDS_MS
         .iter()
@@ -114,6 +119,8 @@ pub(crate) struct WorkerCounters {
     pub backpressure_closes: Counter,
     pub commands_for_gone: Counter,
     pub close_durations: [Counter; CLOSE_DURATION_BOUNDS_MS.len() + 1],
+    /// Sum of the close durations, in whole microseconds.
+    pub close_duration_sum_us: Counter,
     pub shutdown_total: Counter,
     pub shutdown_clean: Counter,
     pub shutdown_forced: Counter,
@@ -156,6 +163,7 @@ impl WorkerCounters {
             CloseKind::Abnormal => self.abnormal_closes.inc(),
         }
         self.close_durations[duration_bucket(took)].inc();
+        self.close_duration_sum_us.add(whole_micros(took));
     }
 
     pub(crate) fn snapshot(&self) -> WorkerStats {
@@ -190,6 +198,7 @@ impl WorkerCounters {
             commands_for_gone: self.commands_for_gone.get(),
             close_durations: DurationHistogram {
                 counts: self.close_durations.each_ref().map(Counter::get),
+                sum_micros: self.close_duration_sum_us.get(),
             },
         }
     }
@@ -264,10 +273,17 @@ impl CloseCounts {
 }
 
 /// Close-handshake durations (from the first Close, or the decision to
-/// close, until the connection is gone) in fixed buckets.
+/// close, until the connection is gone) in fixed buckets, with their exact
+/// sum (each duration counted in whole microseconds).
+///
+/// Like every counter of a snapshot, the sum and the buckets are read one
+/// after the other: while closes are being recorded, they may momentarily
+/// disagree by the last close.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DurationHistogram {
     counts: [u64; CLOSE_DURATION_BOUNDS_MS.len() + 1],
+    /// Sum of the recorded durations, in whole microseconds.
+    sum_micros: u64,
 }
 
 impl DurationHistogram {
@@ -286,10 +302,28 @@ impl DurationHistogram {
         self.counts.iter().sum()
     }
 
+    /// Sum of the recorded durations: exact to the microsecond (each
+    /// duration is truncated to whole microseconds before it is added), so
+    /// `sum() / count()` is the mean close duration. Prometheus exposes it
+    /// as the histogram's `_sum` series, in seconds.
+    pub fn sum(&self) -> Duration {
+        Duration::from_micros(self.sum_micros)
+    }
+
+    /// Records one duration in its bucket and in the sum, as the engine
+    /// does for each close; for building histograms of the same shape
+    /// elsewhere (tools, tests).
+    pub fn record(&mut self, duration: Duration) {
+        self.counts[duration_bucket(duration)] += 1;
+        self.sum_micros = self.sum_micros.wrapping_add(whole_micros(duration));
+    }
+
     fn add(&mut self, other: &DurationHistogram) {
         for (mine, theirs) in self.counts.iter_mut().zip(other.counts) {
             *mine += theirs;
         }
+        // Wraps like the counter it comes from.
+        self.sum_micros = self.sum_micros.wrapping_add(other.sum_micros);
     }
 }
 
@@ -467,5 +501,40 @@ mod tests {
         assert_eq!(buckets[0], (Some(1), 1));
         assert_eq!(buckets[2], (Some(5), 1));
         assert_eq!(buckets.last(), Some(&(None, 0)));
+        assert_eq!(
+            stats.workers[0].close_durations.sum(),
+            Duration::from_millis(3)
+        );
+        assert_eq!(stats.workers[1].close_durations.sum(), Duration::ZERO);
+        assert_eq!(stats.total.close_durations.sum(), Duration::from_millis(3));
+    }
+
+    #[test]
+    fn the_duration_sum_is_exact_to_the_microsecond() {
+        let counters = WorkerCounters::default();
+        let durations = [
+            Duration::from_nanos(999),
+            Duration::from_micros(1500),
+            Duration::new(2, 123_456_789),
+            Duration::from_secs(30),
+        ];
+        let mut recorded = DurationHistogram::default();
+        for &took in &durations {
+            counters.closed(1000, Initiator::Remote, CloseKind::Clean, took);
+            recorded.record(took);
+        }
+        let snapshot = counters.snapshot().close_durations;
+        // 0 + 1_500 + 2_123_456 + 30_000_000 microseconds: sub-microsecond
+        // parts are dropped per close, never rounded up.
+        assert_eq!(snapshot.sum(), Duration::from_micros(32_124_956));
+        assert_eq!(snapshot.count(), 4);
+        assert_eq!(
+            recorded, snapshot,
+            "record() matches the engine's bookkeeping"
+        );
+        let mut merged = snapshot;
+        merged.add(&recorded);
+        assert_eq!(merged.sum(), Duration::from_micros(2 * 32_124_956));
+        assert_eq!(merged.count(), 8);
     }
 }

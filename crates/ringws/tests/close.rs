@@ -313,14 +313,16 @@ fn a_dead_peer_with_a_full_send_buffer_is_gone_within_the_keepalive_bound() {
     let mut client = RawClient::connect(server.local_addr());
     let (id, _, _) = events.opened_blocking();
     // 32 MiB queued at once, far more than the socket buffers hold; the
-    // client then reads nothing, like a peer that vanished.
+    // client then reads nothing, like a peer that vanished. The keepalive
+    // interval counts from this request, the last frame the server reads
+    // (queueing the flood can take a while on a busy machine).
+    let flooded_at = Instant::now();
     client.write_frame(true, 0x1, b"flood 32 1048576");
     let result = events.find_blocking(|event| match event {
         Event::SendResult { result, .. } => Some(result),
         _ => None,
     });
     assert_eq!(result, Ok(()));
-    let flooded_at = Instant::now();
     let info = events.closed_blocking(id);
     let gone_after = flooded_at.elapsed();
     let bound = interval + pong_timeout + close_timeout;

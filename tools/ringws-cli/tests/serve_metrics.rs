@@ -147,6 +147,7 @@ async fn counters_reflect_the_traffic_just_sent() {
         ),
         2.0
     );
+    close_duration_sum_fits_its_buckets(&metrics, 2.0);
     for state in ["open", "closing_local", "closing_remote"] {
         assert_eq!(
             metrics.get("ringws_connections", &[TOTAL, ("state", state)]),
@@ -154,6 +155,68 @@ async fn counters_reflect_the_traffic_just_sent() {
             "{state}"
         );
     }
+}
+
+/// The close-duration histogram's `_sum` (seconds) exists for every worker
+/// and the total, the workers' sums add up to the total, and each sum lies
+/// between the lower and upper bounds of the buckets its `count` closes
+/// fell in.
+fn close_duration_sum_fits_its_buckets(metrics: &Metrics, count: f64) {
+    const NAME: &str = "ringws_close_duration_seconds";
+    let workers = metrics.get("ringws_workers", &[]) as usize;
+    let series: Vec<String> = (0..workers)
+        .map(|worker| worker.to_string())
+        .chain(std::iter::once("total".to_owned()))
+        .collect();
+    let sum_name = format!("{NAME}_sum");
+    let count_name = format!("{NAME}_count");
+    let bucket_name = format!("{NAME}_bucket");
+    for worker in &series {
+        let labels = [("worker", worker.as_str())];
+        let sum = metrics.get(&sum_name, &labels);
+        let closes = metrics.get(&count_name, &labels);
+        assert!(sum >= 0.0, "worker {worker}: sum {sum}");
+        let mut lower = 0.0;
+        let mut upper = 0.0;
+        let mut previous_le = 0.0;
+        let mut previous = 0.0;
+        for bound_ms in ringws::CLOSE_DURATION_BOUNDS_MS
+            .iter()
+            .map(|&ms| Some(ms))
+            .chain(std::iter::once(None))
+        {
+            let (le, bound) = match bound_ms {
+                Some(ms) => {
+                    let seconds = ms as f64 / 1000.0;
+                    (seconds.to_string(), seconds)
+                }
+                None => ("+Inf".to_owned(), f64::INFINITY),
+            };
+            let cumulative = metrics.get(&bucket_name, &[labels[0], ("le", le.as_str())]);
+            let in_bucket = cumulative - previous;
+            lower += in_bucket * previous_le;
+            if in_bucket > 0.0 {
+                upper += in_bucket * bound;
+            }
+            previous_le = bound;
+            previous = cumulative;
+        }
+        assert_eq!(previous, closes, "worker {worker}: +Inf bucket = count");
+        assert!(
+            lower <= sum && sum <= upper,
+            "worker {worker}: {lower} <= sum {sum} <= {upper}"
+        );
+    }
+    let total = metrics.get(&sum_name, &[TOTAL]);
+    assert_eq!(metrics.get(&count_name, &[TOTAL]), count);
+    if count > 0.0 {
+        assert!(total > 0.0, "{count} closes took some time");
+    }
+    let per_worker = metrics.sum_workers(&sum_name, &[]);
+    assert!(
+        (per_worker - total).abs() < 1e-9,
+        "per-worker sums {per_worker} add up to the total {total}"
+    );
 }
 
 #[test]
@@ -169,6 +232,8 @@ fn only_get_metrics_is_served() {
     // Every sample parses and every family has a known type.
     let metrics = Metrics::parse(&body);
     assert_eq!(metrics.get("ringws_workers", &[]), 1.0);
+    // Before any close the histogram is empty but complete: _sum included.
+    close_duration_sum_fits_its_buckets(&metrics, 0.0);
     for line in body.lines().filter(|line| line.starts_with("# TYPE ")) {
         let kind = line.rsplit(' ').next().unwrap();
         assert!(matches!(kind, "counter" | "gauge" | "histogram"), "{line}");

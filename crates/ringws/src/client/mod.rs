@@ -12,8 +12,10 @@
 //! round-robin); the worker creates the socket, queues the request (it
 //! leaves as soon as TCP is up), arms the handshake timeout and answers with
 //! the connection's id. Everything after that happens on that worker:
-//! checking the `101` (accept key, subprotocol, extensions), opening the
-//! protocol state in the client role, and every callback.
+//! moving on to the host's next address when a TCP connect fails (see
+//! [`ClientControl::connect`]), checking the `101` (accept key,
+//! subprotocol, extensions), opening the protocol state in the client role,
+//! and every callback.
 //!
 //! ## Rules specific to the client role
 //!
@@ -112,6 +114,15 @@ pub enum ConnectError {
     },
     /// The client is shutting down (or its worker has stopped).
     Shutdown,
+    /// The host resolved to several addresses, more than one was tried, and
+    /// none opened: each address tried, in order, with its error. The last
+    /// entry's error ended the attempt ([`last_error`](Self::last_error));
+    /// [`status`](Self::status) and [`errno`](Self::errno) read it. When
+    /// only one address was tried, its error is reported by itself.
+    AllAddressesFailed {
+        /// The addresses tried, in the order they were tried.
+        attempts: Vec<FailedAddress>,
+    },
     /// [`ClientControl::connect`] was called on one of this client's
     /// worker threads (inside a callback), where waiting for the worker's
     /// answer would deadlock. Use [`ClientControl::connect_queued`] there.
@@ -123,21 +134,46 @@ pub enum ConnectError {
     },
 }
 
+/// One address of a host that was tried and did not open, in
+/// [`ConnectError::AllAddressesFailed`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FailedAddress {
+    /// The address connected to.
+    pub addr: SocketAddr,
+    /// Why it did not open (never [`ConnectError::AllAddressesFailed`]).
+    pub error: ConnectError,
+}
+
 impl ConnectError {
-    /// The HTTP status of a refused upgrade.
+    /// The HTTP status of a refused upgrade (of the last address tried, for
+    /// [`AllAddressesFailed`](Self::AllAddressesFailed)).
     pub fn status(&self) -> Option<u16> {
-        match self {
+        match self.last_error() {
             ConnectError::Status(status) => Some(*status),
             _ => None,
         }
     }
 
-    /// The OS error number behind a socket or entropy error.
+    /// The OS error number behind a socket or entropy error (of the last
+    /// address tried, for [`AllAddressesFailed`](Self::AllAddressesFailed)).
     pub fn errno(&self) -> Option<i32> {
-        match self {
+        match self.last_error() {
             ConnectError::Io { errno } | ConnectError::Entropy { errno } => Some(*errno),
             ConnectError::Refused => Some(libc::ECONNREFUSED),
             _ => None,
+        }
+    }
+
+    /// The error that ended the attempt: for
+    /// [`AllAddressesFailed`](Self::AllAddressesFailed) the last address's,
+    /// otherwise `self`.
+    pub fn last_error(&self) -> &ConnectError {
+        match self {
+            ConnectError::AllAddressesFailed { attempts } => attempts
+                .last()
+                .map_or(self, |attempt| attempt.error.last_error()),
+            _ => self,
         }
     }
 
@@ -196,6 +232,14 @@ impl fmt::Display for ConnectError {
                 write!(f, "socket error: {}", io::Error::from_raw_os_error(*errno))
             }
             ConnectError::Shutdown => f.write_str("the client is shutting down"),
+            ConnectError::AllAddressesFailed { attempts } => {
+                write!(f, "all {} addresses of the host failed", attempts.len())?;
+                for (index, attempt) in attempts.iter().enumerate() {
+                    let separator = if index == 0 { ": " } else { "; " };
+                    write!(f, "{separator}{}: {}", attempt.addr, attempt.error)?;
+                }
+                Ok(())
+            }
             ConnectError::OnWorkerThread => f.write_str(
                 "connect() waits for a worker and cannot run on one of the client's worker \
                  threads; use connect_queued() in callbacks",
@@ -237,6 +281,30 @@ pub struct ClientBuilder {
     subprotocols: Vec<String>,
     headers: Vec<(String, String)>,
     source: Option<SocketAddr>,
+    resolver: Resolver,
+}
+
+/// Turns a host name and port into the addresses to try, in order.
+type ResolveFn = dyn Fn(&str, u16) -> io::Result<Vec<SocketAddr>> + Send + Sync;
+
+/// The resolver of host names: the system's (`getaddrinfo`) unless one was
+/// set with [`ClientBuilder::resolver`].
+#[derive(Clone, Default)]
+struct Resolver(Option<Arc<ResolveFn>>);
+
+impl Resolver {
+    fn lookup(&self, host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
+        match &self.0 {
+            Some(resolve) => resolve(host, port),
+            None => (host, port).to_socket_addrs().map(Iterator::collect),
+        }
+    }
+}
+
+impl fmt::Debug for Resolver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() { "custom" } else { "system" })
+    }
 }
 
 impl fmt::Debug for ClientBuilder {
@@ -248,6 +316,7 @@ impl fmt::Debug for ClientBuilder {
             .field("subprotocols", &self.subprotocols)
             .field("headers", &self.headers)
             .field("source", &self.source)
+            .field("resolver", &self.resolver)
             .field("settings", &self.shared)
             .finish()
     }
@@ -267,6 +336,7 @@ impl ClientBuilder {
             subprotocols: Vec::new(),
             headers: Vec::new(),
             source: None,
+            resolver: Resolver::default(),
         }
     }
 
@@ -299,7 +369,8 @@ impl ClientBuilder {
         self
     }
 
-    /// Time from `connect` to a validated `101`, TCP connect included; on
+    /// Time from `connect` to a validated `101`, TCP connect included (the
+    /// connects to every address tried, for a host with several); on
     /// expiry the attempt is aborted with [`ConnectError::Timeout`] and
     /// counted in [`WorkerStats::handshake_timeouts`](crate::WorkerStats).
     /// Default: 10 s.
@@ -391,9 +462,25 @@ impl ClientBuilder {
 
     /// Binds every connection to this local address before connecting
     /// (port 0: any port), e.g. `127.0.0.2:0` to spread many connections
-    /// over several loopback addresses. Default: chosen by the OS.
+    /// over several loopback addresses. Only the host's addresses of the
+    /// same family (IPv4 or IPv6) are tried. Default: chosen by the OS.
     pub fn source_addr(mut self, source: SocketAddr) -> Self {
         self.source = Some(source);
+        self
+    }
+
+    /// Replaces the system resolver for host names (IP literals never reach
+    /// it): `resolve(host, port)` returns the addresses to try, in order,
+    /// and runs on the caller of `connect`. An `Err` or an empty list fails
+    /// the connect with [`ConnectError::Resolve`]. Default: the system
+    /// resolver (`getaddrinfo`). Hidden: for tests that need a name with
+    /// several addresses, which a machine's resolver may not have.
+    #[doc(hidden)]
+    pub fn resolver(
+        mut self,
+        resolve: impl Fn(&str, u16) -> io::Result<Vec<SocketAddr>> + Send + Sync + 'static,
+    ) -> Self {
+        self.resolver = Resolver(Some(Arc::new(resolve)));
         self
     }
 
@@ -451,6 +538,7 @@ impl ClientBuilder {
             subprotocols: self.subprotocols,
             headers: self.headers,
             source: self.source,
+            resolver: self.resolver,
             limits: HeadLimits {
                 max_head_bytes: settings.max_header_bytes,
                 ..HeadLimits::DEFAULT
@@ -467,6 +555,7 @@ struct RequestTemplate {
     subprotocols: Vec<String>,
     headers: Vec<(String, String)>,
     source: Option<SocketAddr>,
+    resolver: Resolver,
     limits: HeadLimits,
     handshake_timeout: Duration,
 }
@@ -487,7 +576,8 @@ thread_local! {
 
 /// What a worker needs to open one connection; travels through its inbox.
 pub(crate) struct ConnectRequest<D> {
-    addr: SocketAddr,
+    /// The addresses to try, in order.
+    addrs: Targets,
     source: Option<SocketAddr>,
     handshake: ClientHandshake,
     mask_seed: u64,
@@ -530,9 +620,23 @@ impl<D: Send + 'static> ClientControl<D> {
     /// [`Handler::on_open`](crate::Handler::on_open) or
     /// [`Handler::on_connect_failed`](crate::Handler::on_connect_failed).
     ///
-    /// Host names are resolved here, on the caller's thread, and the first
-    /// address the resolver returns is used (one of the source address's
-    /// family when [`ClientBuilder::source_addr`] is set).
+    /// Host names are resolved here, on the caller's thread. A host with
+    /// several addresses (`localhost` as `::1` and `127.0.0.1`; only those
+    /// of the source address's family when [`ClientBuilder::source_addr`]
+    /// is set) has them tried in the resolver's order, as
+    /// tokio-tungstenite and Python `websockets` do: when the TCP connect
+    /// to one fails (refused, unreachable, ...), the worker connects to the
+    /// next, without blocking anyone. Only TCP failures move on; once TCP
+    /// is up, the handshake's outcome is final. The handshake timeout
+    /// covers every address together. If none opens, the failure lists
+    /// each address tried with its error
+    /// ([`ConnectError::AllAddressesFailed`]).
+    ///
+    /// Each address gets its own socket and so its own id: the id returned
+    /// here is the first socket's, and after a move to another address
+    /// `on_open` (or `on_connect_failed`) reports the id of the socket in
+    /// use then. When the host may have several addresses, match those
+    /// callbacks by [`ConnData`](Handler::ConnData) rather than by id.
     ///
     /// On `Err` nothing was started and `data` is dropped. If the worker
     /// does not answer within the handshake timeout, this returns
@@ -570,7 +674,7 @@ impl<D: Send + 'static> ClientControl<D> {
     ) -> Result<(), ConnectError> {
         let template = &self.shared.request;
         let url = WsUrl::parse(url).map_err(ConnectError::InvalidUrl)?;
-        let addr = resolve(url.host(), url.port(), template.source)?;
+        let addrs = resolve(url.host(), url.port(), template.source, &template.resolver)?;
         let mut random = [0u8; 24];
         entropy::fill(&mut random).map_err(|error| ConnectError::Entropy {
             errno: error.raw_os_error().unwrap_or(libc::EIO),
@@ -589,7 +693,7 @@ impl<D: Send + 'static> ClientControl<D> {
             .map_err(ConnectError::InvalidRequest)?
             .with_limits(template.limits);
         let request: Box<dyn Any + Send> = Box::new(ConnectRequest {
-            addr,
+            addrs,
             source: template.source,
             handshake,
             mask_seed: u64::from_le_bytes(seed),
@@ -641,26 +745,53 @@ impl<D> ClientControl<D> {
     }
 }
 
-/// Resolves `host` (an IP literal is taken as is).
-fn resolve(host: &str, port: u16, source: Option<SocketAddr>) -> Result<SocketAddr, ConnectError> {
+/// The addresses an attempt tries, in order: never empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Targets {
+    pub first: SocketAddr,
+    /// Tried one after the other when the TCP connect to the previous fails.
+    pub rest: Vec<SocketAddr>,
+}
+
+/// Resolves `host` (an IP literal is taken as is) into the addresses to
+/// try: the resolver's, in its order, without repeats, and only those of
+/// `source`'s family when there is a source address. With none of that
+/// family, the first address is kept so the connect fails with the
+/// socket's own error, as it would with a single address.
+fn resolve(
+    host: &str,
+    port: u16,
+    source: Option<SocketAddr>,
+    resolver: &Resolver,
+) -> Result<Targets, ConnectError> {
     if let Ok(ip) = host.parse::<IpAddr>() {
-        return Ok(SocketAddr::new(ip, port));
+        return Ok(Targets {
+            first: SocketAddr::new(ip, port),
+            rest: Vec::new(),
+        });
     }
     let failure = |reason: String| ConnectError::Resolve {
         host: host.to_owned(),
         reason,
     };
-    let addrs: Vec<SocketAddr> = (host, port)
-        .to_socket_addrs()
-        .map_err(|error| failure(error.to_string()))?
-        .collect();
-    let same_family = |addr: &&SocketAddr| source.is_none_or(|s| s.is_ipv4() == addr.is_ipv4());
-    addrs
-        .iter()
-        .find(same_family)
-        .or(addrs.first())
-        .copied()
-        .ok_or_else(|| failure("no addresses".to_owned()))
+    let resolved = resolver
+        .lookup(host, port)
+        .map_err(|error| failure(error.to_string()))?;
+    let Some(&fallback) = resolved.first() else {
+        return Err(failure("no addresses".to_owned()));
+    };
+    let mut addrs: Vec<SocketAddr> = Vec::with_capacity(resolved.len());
+    for addr in resolved {
+        let same_family = source.is_none_or(|source| source.is_ipv4() == addr.is_ipv4());
+        if same_family && !addrs.contains(&addr) {
+            addrs.push(addr);
+        }
+    }
+    if addrs.is_empty() {
+        addrs.push(fallback);
+    }
+    let first = addrs.remove(0);
+    Ok(Targets { first, rest: addrs })
 }
 
 /// A running client. Dropping it leaves the workers running (detached);
@@ -805,16 +936,140 @@ mod tests {
         assert_eq!(mismatch.status(), None);
     }
 
+    fn addr(text: &str) -> SocketAddr {
+        text.parse().unwrap()
+    }
+
+    /// A resolver answering `addrs` (with `port`) for any name.
+    fn fixed(addrs: &'static [&'static str]) -> Resolver {
+        Resolver(Some(Arc::new(move |_host: &str, port: u16| {
+            Ok(addrs
+                .iter()
+                .map(|ip| SocketAddr::new(ip.parse().unwrap(), port))
+                .collect())
+        })))
+    }
+
     #[test]
     fn ip_literals_skip_the_resolver() {
+        let failing = Resolver(Some(Arc::new(|_: &str, _: u16| {
+            Err(io::Error::other("must not be asked"))
+        })));
         assert_eq!(
-            resolve("127.0.0.1", 9001, None).unwrap(),
-            "127.0.0.1:9001".parse().unwrap()
+            resolve("127.0.0.1", 9001, None, &failing).unwrap(),
+            Targets {
+                first: addr("127.0.0.1:9001"),
+                rest: Vec::new()
+            }
         );
         assert_eq!(
-            resolve("::1", 80, None).unwrap(),
-            "[::1]:80".parse().unwrap()
+            resolve("::1", 80, None, &failing).unwrap().first,
+            addr("[::1]:80")
         );
+    }
+
+    #[test]
+    fn every_resolved_address_is_kept_in_order_without_repeats() {
+        let resolver = fixed(&["::1", "127.0.0.1", "::1", "127.0.0.2"]);
+        assert_eq!(
+            resolve("dual.test", 8080, None, &resolver).unwrap(),
+            Targets {
+                first: addr("[::1]:8080"),
+                rest: vec![addr("127.0.0.1:8080"), addr("127.0.0.2:8080")],
+            }
+        );
+    }
+
+    #[test]
+    fn a_source_address_keeps_only_its_family() {
+        let resolver = fixed(&["::1", "127.0.0.1", "127.0.0.2"]);
+        let v4 = Some(addr("127.0.0.1:0"));
+        assert_eq!(
+            resolve("dual.test", 80, v4, &resolver).unwrap(),
+            Targets {
+                first: addr("127.0.0.1:80"),
+                rest: vec![addr("127.0.0.2:80")],
+            }
+        );
+        let v6 = Some(addr("[::1]:0"));
+        assert_eq!(
+            resolve("dual.test", 80, v6, &resolver).unwrap(),
+            Targets {
+                first: addr("[::1]:80"),
+                rest: Vec::new(),
+            }
+        );
+        // None of the family: the first address, whose connect then fails
+        // with the socket's error.
+        let v4_only = fixed(&["127.0.0.3", "127.0.0.4"]);
+        assert_eq!(
+            resolve("v4.test", 80, v6, &v4_only).unwrap(),
+            Targets {
+                first: addr("127.0.0.3:80"),
+                rest: Vec::new(),
+            }
+        );
+    }
+
+    #[test]
+    fn resolver_errors_and_empty_answers_are_resolve_errors() {
+        let failing = Resolver(Some(Arc::new(|_: &str, _: u16| {
+            Err(io::Error::other("no such name"))
+        })));
+        assert_eq!(
+            resolve("gone.test", 80, None, &failing),
+            Err(ConnectError::Resolve {
+                host: "gone.test".to_owned(),
+                reason: "no such name".to_owned()
+            })
+        );
+        assert_eq!(
+            resolve("empty.test", 80, None, &fixed(&[])),
+            Err(ConnectError::Resolve {
+                host: "empty.test".to_owned(),
+                reason: "no addresses".to_owned()
+            })
+        );
+    }
+
+    #[test]
+    fn failures_at_every_address_list_them_and_expose_the_last() {
+        let error = ConnectError::AllAddressesFailed {
+            attempts: vec![
+                FailedAddress {
+                    addr: addr("[::1]:8080"),
+                    error: ConnectError::Refused,
+                },
+                FailedAddress {
+                    addr: addr("127.0.0.1:8080"),
+                    error: ConnectError::Status(503),
+                },
+            ],
+        };
+        assert_eq!(error.last_error(), &ConnectError::Status(503));
+        assert_eq!(error.status(), Some(503));
+        assert_eq!(error.errno(), None);
+        assert_eq!(
+            error.to_string(),
+            "all 2 addresses of the host failed: [::1]:8080: connection refused; \
+             127.0.0.1:8080: the server refused the upgrade with HTTP status 503"
+        );
+        let refused = ConnectError::AllAddressesFailed {
+            attempts: vec![
+                FailedAddress {
+                    addr: addr("[::1]:1"),
+                    error: ConnectError::Io {
+                        errno: libc::ENETUNREACH,
+                    },
+                },
+                FailedAddress {
+                    addr: addr("127.0.0.1:1"),
+                    error: ConnectError::Refused,
+                },
+            ],
+        };
+        assert_eq!(refused.errno(), Some(libc::ECONNREFUSED));
+        assert_eq!(ConnectError::Refused.last_error(), &ConnectError::Refused);
     }
 
     #[test]

@@ -6,24 +6,32 @@
 //! [`Stage::Connecting`] until its `101` is validated; from then on it is an
 //! ordinary WebSocket session and shares every lifecycle rule with the
 //! server role (the few client differences check [`flag::CLIENT`]).
+//!
+//! When the TCP connect of an attempt at a host with several addresses
+//! fails, its `on_closed` ([`connect_failed`]) moves the session to a new
+//! socket for the next address instead of reporting the failure; the
+//! handshake timer moves along with the deadline it had.
 
 use std::any::Any;
 use std::cell::Cell;
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::mpsc::SyncSender;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use ringws_proto::frame::{Opcode, Role};
 use ringws_proto::handshake::ClientHandshake;
 use ringws_proto::Connection;
 use ringws_reactor::{Chunk, CloseCause, ConnectOptions, Ctx, Io, TimerKey};
 
-use super::{ConnectError, ConnectRequest};
+use super::{ConnectError, ConnectRequest, FailedAddress, Targets};
 use crate::conn::{flag, Conn, Session, Stage};
 use crate::engine::{Engine, TimerKind, TimerValue, Worker};
 use crate::error::SendError;
-use crate::handle::OutFrame;
+use crate::handle::{OutFrame, WorkerLink};
 use crate::handler::Handler;
-use crate::stats::Gauge;
+use crate::stats::{Gauge, WorkerCounters};
 use crate::ConnId;
 
 /// What the code that started an attempt shares with its session: the
@@ -45,6 +53,67 @@ pub(crate) struct Connecting {
     link: Rc<AttemptLink>,
     /// Why the attempt failed, once known; reported when the socket is gone.
     failure: Option<ConnectError>,
+    /// The address this socket connects to.
+    addr: SocketAddr,
+    source: Option<SocketAddr>,
+    /// For a host with several addresses: what is left to try and what
+    /// failed before.
+    fallback: Option<Box<Fallback>>,
+}
+
+/// The other addresses of an attempt at a host with several.
+struct Fallback {
+    /// Addresses not tried yet, in order.
+    rest: std::vec::IntoIter<SocketAddr>,
+    /// Addresses tried before this socket's, with their errors.
+    failed: Vec<FailedAddress>,
+    /// When the handshake timeout expires, for every address together.
+    deadline: Instant,
+    /// The worker's counters: a new socket counts as handshaking again.
+    worker: Arc<WorkerLink>,
+}
+
+impl Connecting {
+    /// Records `error` for this socket's address and makes the next
+    /// untried address current; returns what is left of the handshake
+    /// timeout and the worker whose counters the new socket joins. Hands
+    /// `error` back when no address is left.
+    fn advance(
+        &mut self,
+        error: ConnectError,
+    ) -> Result<(Duration, Arc<WorkerLink>), ConnectError> {
+        let Some(fallback) = self.fallback.as_deref_mut() else {
+            return Err(error);
+        };
+        let Some(next) = fallback.rest.next() else {
+            return Err(error);
+        };
+        fallback.failed.push(FailedAddress {
+            addr: self.addr,
+            error,
+        });
+        self.addr = next;
+        let left = fallback.deadline.saturating_duration_since(Instant::now());
+        Ok((left, fallback.worker.clone()))
+    }
+
+    /// The error the attempt ends with, given `error` for this socket's
+    /// address: alone when it is the only address tried, else after the
+    /// ones tried before. A shutdown is reported as such, whatever was
+    /// tried.
+    fn final_error(&mut self, error: ConnectError) -> ConnectError {
+        match self.fallback.take() {
+            Some(fallback) if !fallback.failed.is_empty() && error != ConnectError::Shutdown => {
+                let mut attempts = fallback.failed;
+                attempts.push(FailedAddress {
+                    addr: self.addr,
+                    error,
+                });
+                ConnectError::AllAddressesFailed { attempts }
+            }
+            _ => error,
+        }
+    }
 }
 
 /// Runs a [`ConnectRequest`] on its worker (from `Command::Connect`).
@@ -60,7 +129,7 @@ pub(crate) fn start_connect<H: Handler>(
         return;
     };
     let ConnectRequest {
-        addr,
+        addrs: Targets { first, rest },
         source,
         handshake,
         mask_seed,
@@ -71,7 +140,15 @@ pub(crate) fn start_connect<H: Handler>(
         report_unstarted(handler, reply, data, ConnectError::Shutdown);
         return;
     }
-    let request_bytes = Chunk::Owned(handshake.request().to_vec());
+    let timeout = worker.settings().handshake_timeout;
+    let fallback = (!rest.is_empty()).then(|| {
+        Box::new(Fallback {
+            rest: rest.into_iter(),
+            failed: Vec::new(),
+            deadline: Instant::now() + timeout,
+            worker: worker.link().clone(),
+        })
+    });
     let link = Rc::new(AttemptLink::default());
     let session = Session {
         stage: Stage::Connecting(Box::new(Connecting {
@@ -79,6 +156,9 @@ pub(crate) fn start_connect<H: Handler>(
             mask_seed,
             link: link.clone(),
             failure: None,
+            addr: first,
+            source,
+            fallback,
         })),
         data,
         keepalive: None,
@@ -89,31 +169,72 @@ pub(crate) fn start_connect<H: Handler>(
         gauge: Gauge::Handshaking,
         flags: flag::CLIENT,
     };
-    let options = match source {
-        Some(source) => ConnectOptions::new().source(source),
-        None => ConnectOptions::new(),
-    };
-    let id = match ctx.io.connect(addr, &options, session) {
+    let id = match launch(&mut ctx.io, &worker.link().counters, session, timeout) {
         Ok(id) => id,
-        Err(error) => {
-            let failure = ConnectError::from_io(&error.error);
-            report_unstarted(handler, reply, error.state.data, failure);
+        Err((data, failure)) => {
+            report_unstarted(handler, reply, data, failure);
             return;
         }
     };
-    worker.link().counters.handshaking.inc();
-    // Queued while connecting: it leaves as soon as TCP is up.
-    let _ = ctx.io.send(id, request_bytes);
-    let value = TimerValue {
-        conn: id,
-        kind: TimerKind::Connect,
-    };
-    let timeout = worker.settings().handshake_timeout;
-    link.timer.set(Some(ctx.io.arm_timer(timeout, value)));
     if let Some(reply) = reply {
         if reply.send(Ok(id)).is_err() {
             link.abandoned.set(true);
             ctx.io.terminate(id);
+        }
+    }
+}
+
+/// Opens a socket for `session` (in [`Stage::Connecting`]) to its current
+/// address, moving on to the next address while a socket cannot even be
+/// created (e.g. no IPv6); then queues the upgrade request and arms the
+/// handshake timer due `timeout` from now. On failure returns the
+/// connection's data and the attempt's final error.
+fn launch<H: Handler>(
+    io: &mut Io<'_, Engine<H>>,
+    counters: &WorkerCounters,
+    mut session: Session<H::ConnData>,
+    timeout: Duration,
+) -> Result<ConnId, (H::ConnData, ConnectError)> {
+    loop {
+        let Stage::Connecting(connecting) = &session.stage else {
+            return Err((session.data, ConnectError::Shutdown));
+        };
+        let addr = connecting.addr;
+        let options = match connecting.source {
+            Some(source) => ConnectOptions::new().source(source),
+            None => ConnectOptions::new(),
+        };
+        let request_bytes = Chunk::Owned(connecting.handshake.request().to_vec());
+        let link = connecting.link.clone();
+        match io.connect(addr, &options, session) {
+            Ok(id) => {
+                counters.handshaking.inc();
+                // Queued while connecting: it leaves as soon as TCP is up.
+                let _ = io.send(id, request_bytes);
+                let value = TimerValue {
+                    conn: id,
+                    kind: TimerKind::Connect,
+                };
+                link.timer.set(Some(io.arm_timer(timeout, value)));
+                return Ok(id);
+            }
+            Err(refused) => {
+                session = refused.state;
+                let error = ConnectError::from_io(&refused.error);
+                let Stage::Connecting(connecting) = &mut session.stage else {
+                    return Err((session.data, error));
+                };
+                // A stopping worker takes no socket for any address.
+                let next = match error {
+                    ConnectError::Shutdown => Err(error),
+                    error => connecting.advance(error),
+                };
+                // A socket refused here took no time: the next keeps `timeout`.
+                if let Err(error) = next {
+                    let error = connecting.final_error(error);
+                    return Err((session.data, error));
+                }
+            }
         }
     }
 }
@@ -134,23 +255,47 @@ fn report_unstarted<H: Handler>(
     }
 }
 
-/// `on_closed` of a client session that never opened: tells the handler why.
+/// `on_closed` of a client session that never opened: moves on to the
+/// host's next address when the TCP connect failed and one is left,
+/// otherwise tells the handler why the attempt failed.
 pub(crate) fn connect_failed<H: Handler>(
     handler: &mut H,
     io: &mut Io<'_, Engine<H>>,
     id: ConnId,
-    session: Session<H::ConnData>,
+    mut session: Session<H::ConnData>,
     cause: CloseCause,
 ) {
-    let error = match session.stage {
+    let error = match &mut session.stage {
         Stage::Connecting(connecting) => {
             if let Some(key) = connecting.link.timer.take() {
                 io.cancel_timer(key);
             }
-            match connecting.failure {
-                Some(failure) => failure,
-                None if connecting.link.abandoned.get() => ConnectError::Timeout,
-                None => failure_of(cause),
+            match connecting.failure.take() {
+                Some(failure) => connecting.final_error(failure),
+                None if connecting.link.abandoned.get() => {
+                    connecting.final_error(ConnectError::Timeout)
+                }
+                // Only a failed TCP connect moves on: once TCP was up, the
+                // server's answer (or silence) is the outcome.
+                None if matches!(cause, CloseCause::ConnectFailed { .. }) => {
+                    match connecting.advance(failure_of(cause)) {
+                        Ok((left, worker)) => {
+                            // Past the deadline the timer fires at once and
+                            // ends the attempt with a timeout on this
+                            // address, as a late connect would.
+                            let started = launch(io, &worker.counters, session, left);
+                            if let Err((data, error)) = started {
+                                // No socket could be created for the
+                                // remaining addresses: the last socket that
+                                // had an id reports the failure.
+                                handler.on_connect_failed(Some(id), data, &error);
+                            }
+                            return;
+                        }
+                        Err(error) => connecting.final_error(error),
+                    }
+                }
+                None => connecting.final_error(failure_of(cause)),
             }
         }
         // Only a shutdown moves an attempt out of `Connecting` without

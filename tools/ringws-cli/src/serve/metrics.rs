@@ -7,12 +7,13 @@
 //! per-worker series yourself). Every series a family can have is written,
 //! zeros included, so none appears out of nowhere after the first event.
 //!
-//! The close-duration histogram has `_bucket` and `_count` series but no
-//! `_sum`: the engine counts durations in buckets and does not keep their
-//! total.
+//! The close-duration histogram has the three series Prometheus expects:
+//! cumulative `_bucket`s (ending with `le="+Inf"`), `_sum` (the exact total
+//! in seconds, to the microsecond) and `_count`.
 
-use std::fmt::Write;
+use std::fmt::{self, Write};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use ringws::{
     HttpRequest, HttpResponse, Initiator, ServerControl, Stats, WorkerStats,
@@ -106,14 +107,30 @@ struct Family {
 struct Sample {
     suffix: &'static str,
     labels: Vec<(&'static str, String)>,
-    value: u64,
+    value: Value,
+}
+
+/// A sample's value: a count, or a duration written in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Value {
+    Count(u64),
+    Seconds(Duration),
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Value::Count(count) => write!(f, "{count}"),
+            Value::Seconds(duration) => f.write_str(&seconds_value(duration)),
+        }
+    }
 }
 
 fn plain(value: u64) -> Vec<Sample> {
     vec![Sample {
         suffix: "",
         labels: Vec::new(),
-        value,
+        value: Value::Count(value),
     }]
 }
 
@@ -123,7 +140,7 @@ fn labelled(label: &'static str, values: impl IntoIterator<Item = (String, u64)>
         .map(|(name, value)| Sample {
             suffix: "",
             labels: vec![(label, name)],
-            value,
+            value: Value::Count(value),
         })
         .collect()
 }
@@ -159,7 +176,7 @@ fn closes(stats: &WorkerStats) -> Vec<Sample> {
             samples.push(Sample {
                 suffix: "",
                 labels: vec![("code", label.to_owned()), ("initiator", name.to_owned())],
-                value: stats.closes.get(code, initiator),
+                value: Value::Count(stats.closes.get(code, initiator)),
             });
         }
     }
@@ -167,7 +184,7 @@ fn closes(stats: &WorkerStats) -> Vec<Sample> {
 }
 
 fn close_durations(stats: &WorkerStats) -> Vec<Sample> {
-    let mut samples = Vec::with_capacity(CLOSE_DURATION_BOUNDS_MS.len() + 2);
+    let mut samples = Vec::with_capacity(CLOSE_DURATION_BOUNDS_MS.len() + 3);
     let mut cumulative = 0;
     for (bound_ms, count) in stats.close_durations.buckets() {
         cumulative += count;
@@ -178,15 +195,34 @@ fn close_durations(stats: &WorkerStats) -> Vec<Sample> {
         samples.push(Sample {
             suffix: "_bucket",
             labels: vec![("le", le)],
-            value: cumulative,
+            value: Value::Count(cumulative),
         });
     }
     samples.push(Sample {
+        suffix: "_sum",
+        labels: Vec::new(),
+        value: Value::Seconds(stats.close_durations.sum()),
+    });
+    samples.push(Sample {
         suffix: "_count",
         labels: Vec::new(),
-        value: stats.close_durations.count(),
+        value: Value::Count(stats.close_durations.count()),
     });
     samples
+}
+
+/// A duration as an exact decimal number of seconds, to the microsecond
+/// (the resolution of the engine's sum): `0` → `0`, 1.5 ms → `0.0015`,
+/// 2 s → `2`.
+fn seconds_value(duration: Duration) -> String {
+    let micros = duration.subsec_micros();
+    if micros == 0 {
+        duration.as_secs().to_string()
+    } else {
+        format!("{}.{micros:06}", duration.as_secs())
+            .trim_end_matches('0')
+            .to_owned()
+    }
 }
 
 /// Milliseconds as a seconds label: `5` → `0.005`, `2000` → `2`.
@@ -393,7 +429,7 @@ mod tests {
     }
 
     /// Parses `name{labels} value` lines into (name, labels, value).
-    fn samples(text: &str) -> Vec<(String, String, u64)> {
+    fn samples(text: &str) -> Vec<(String, String, f64)> {
         text.lines()
             .filter(|line| !line.starts_with('#'))
             .map(|line| {
@@ -426,23 +462,23 @@ mod tests {
                 .find(|(n, l, _)| n == name && l == labels)
                 .map(|(_, _, value)| *value)
         };
-        assert_eq!(value("ringws_workers", ""), Some(2));
-        assert_eq!(value("ringws_messages_in_total", "worker=\"0\""), Some(7));
-        assert_eq!(value("ringws_messages_in_total", "worker=\"1\""), Some(0));
+        assert_eq!(value("ringws_workers", ""), Some(2.0));
+        assert_eq!(value("ringws_messages_in_total", "worker=\"0\""), Some(7.0));
+        assert_eq!(value("ringws_messages_in_total", "worker=\"1\""), Some(0.0));
         assert_eq!(
             value("ringws_messages_in_total", "worker=\"total\""),
-            Some(12)
+            Some(12.0)
         );
         assert_eq!(
             value("ringws_connections", "worker=\"0\",state=\"open\""),
-            Some(2)
+            Some(2.0)
         );
         assert_eq!(
             value(
                 "ringws_closes_total",
                 "worker=\"total\",code=\"1001\",initiator=\"local\""
             ),
-            Some(0)
+            Some(0.0)
         );
         for family in FAMILIES {
             assert_eq!(
@@ -464,16 +500,134 @@ mod tests {
                 );
             }
         }
-        // Histogram buckets end with +Inf and the count.
-        assert!(text.contains(
-            "ringws_close_duration_seconds_bucket{worker=\"total\",le=\"+Inf\"} 0\n\
-             ringws_close_duration_seconds_count{worker=\"total\"} 0\n"
-        ));
-        // Each sample line: a metric name, braces, a space, an integer.
+        // Histogram buckets end with +Inf, then the sum and the count, for
+        // every worker and the total.
+        for worker in ["0", "1", "total"] {
+            assert!(
+                text.contains(&format!(
+                    "ringws_close_duration_seconds_bucket{{worker=\"{worker}\",le=\"+Inf\"}} 0\n\
+                     ringws_close_duration_seconds_sum{{worker=\"{worker}\"}} 0\n\
+                     ringws_close_duration_seconds_count{{worker=\"{worker}\"}} 0\n"
+                )),
+                "worker {worker}"
+            );
+        }
+        // Each sample line: a metric name, braces, a space, an integer (a
+        // plain non-negative decimal for the sums).
         for line in text.lines().filter(|line| !line.starts_with('#')) {
             let (series, value) = line.rsplit_once(' ').unwrap();
-            assert!(value.parse::<u64>().is_ok(), "{line}");
+            if series.starts_with("ringws_close_duration_seconds_sum{") {
+                assert!(is_plain_decimal(value), "{line}");
+            } else {
+                assert!(value.parse::<u64>().is_ok(), "{line}");
+            }
             assert!(series.starts_with("ringws_"), "{line}");
+        }
+    }
+
+    /// Digits with at most one `.` between digits: no sign, no exponent.
+    fn is_plain_decimal(value: &str) -> bool {
+        let mut parts = value.split('.');
+        let whole = parts.next().unwrap_or_default();
+        let fraction = parts.next();
+        let digits = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
+        parts.next().is_none() && digits(whole) && fraction.is_none_or(digits)
+    }
+
+    #[test]
+    fn seconds_values_are_exact_decimals() {
+        let cases = [
+            (Duration::ZERO, "0"),
+            (Duration::from_nanos(999), "0"),
+            (Duration::from_micros(1), "0.000001"),
+            (Duration::from_micros(1500), "0.0015"),
+            (Duration::from_millis(250), "0.25"),
+            (Duration::from_secs(2), "2"),
+            (Duration::new(86_400, 123_456_789), "86400.123456"),
+        ];
+        for (duration, text) in cases {
+            assert_eq!(seconds_value(duration), text, "{duration:?}");
+            assert!(is_plain_decimal(text), "{text}");
+        }
+    }
+
+    #[test]
+    fn the_close_duration_sum_matches_the_closes_recorded() {
+        // Worker 0: three closes, worker 1: one; each lands inside a known
+        // bucket, so the sum must lie between the buckets' bounds.
+        let mut first = WorkerStats::default();
+        for micros in [800, 1_500, 150_000] {
+            first.close_durations.record(Duration::from_micros(micros));
+        }
+        let mut second = WorkerStats::default();
+        second
+            .close_durations
+            .record(Duration::new(12, 345_678_000));
+        let mut total = WorkerStats::default();
+        for worker in [&first, &second] {
+            for (bound, count) in worker.close_durations.buckets() {
+                // Re-record at each bucket's upper bound (12.5 s past the
+                // last) to build the total independently of `first`/`second`.
+                let at = bound.map_or(Duration::from_millis(12_500), Duration::from_millis);
+                for _ in 0..count {
+                    total.close_durations.record(at);
+                }
+            }
+        }
+        let stats = Stats {
+            workers: vec![first, second],
+            total,
+        };
+        let text = render(&stats);
+        let parsed = samples(&text);
+        let value = |name: &str, worker: &str| {
+            let labels = format!("worker=\"{worker}\"");
+            parsed
+                .iter()
+                .find(|(n, l, _)| n == name && *l == labels)
+                .map(|(_, _, value)| *value)
+                .unwrap_or_else(|| panic!("no {name} for worker {worker}"))
+        };
+        let sum = "ringws_close_duration_seconds_sum";
+        let count = "ringws_close_duration_seconds_count";
+        // 0.0008 + 0.0015 + 0.15 s, written exactly.
+        assert!(text.contains("ringws_close_duration_seconds_sum{worker=\"0\"} 0.1523\n"));
+        assert!(text.contains("ringws_close_duration_seconds_sum{worker=\"1\"} 12.345678\n"));
+        // At the buckets' upper bounds: 0.001 + 0.002 + 0.2 + 12.5 s.
+        assert!(text.contains("ringws_close_duration_seconds_sum{worker=\"total\"} 12.703\n"));
+        assert_eq!(value(count, "0"), 3.0);
+        assert_eq!(value(count, "1"), 1.0);
+        assert_eq!(value(count, "total"), 4.0);
+        // The sum lies between the lower and upper bounds of the buckets
+        // its closes fell in (the last bucket has no upper bound).
+        for worker in ["0", "1", "total"] {
+            let mut lower = 0.0;
+            let mut upper = 0.0;
+            let mut previous_le = 0.0;
+            let mut previous_count = 0.0;
+            for (bound, _) in stats.total.close_durations.buckets() {
+                let le = bound.map_or("+Inf".to_owned(), seconds_label);
+                let labels = format!("worker=\"{worker}\",le=\"{le}\"");
+                let cumulative = parsed
+                    .iter()
+                    .find(|(n, l, _)| n == "ringws_close_duration_seconds_bucket" && *l == labels)
+                    .map(|(_, _, value)| *value)
+                    .unwrap();
+                let in_bucket = cumulative - previous_count;
+                let bound_s = bound.map_or(f64::INFINITY, |ms| ms as f64 / 1000.0);
+                lower += in_bucket * previous_le;
+                if in_bucket > 0.0 {
+                    upper += in_bucket * bound_s;
+                }
+                previous_le = bound_s;
+                previous_count = cumulative;
+            }
+            assert_eq!(previous_count, value(count, worker), "worker {worker}");
+            let sum = value(sum, worker);
+            assert!(
+                sum >= 0.0 && lower <= sum && sum <= upper,
+                "worker {worker}: {lower} <= {sum} <= {upper}"
+            );
         }
     }
 }
