@@ -554,6 +554,30 @@ impl<H: Handler> Core<H> {
         conn: ConnId,
         chunk: Chunk,
     ) -> Result<usize, crate::SendError> {
+        self.queue_with(conn, |queue, _| queue.push(chunk))
+    }
+
+    /// Like [`queue_send`](Self::queue_send) for bytes `build` appends,
+    /// coalesced with the frames queued before them in this turn
+    /// ([`SendQueue::append_with`]).
+    pub(crate) fn queue_send_with(
+        &mut self,
+        conn: ConnId,
+        len: usize,
+        build: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<usize, crate::SendError> {
+        self.queue_with(conn, |queue, pool| {
+            queue.append_with(len, pool, build);
+        })
+    }
+
+    /// Runs `add` on `conn`'s send queue (taking one from the pool when it
+    /// has none), then marks the connection for sending.
+    fn queue_with(
+        &mut self,
+        conn: ConnId,
+        add: impl FnOnce(&mut SendQueue, &mut BytePool),
+    ) -> Result<usize, crate::SendError> {
         let index = match self.lookup(conn) {
             Some(index) => index,
             None => return Err(crate::SendError::UnknownConnection),
@@ -567,7 +591,7 @@ impl<H: Handler> Core<H> {
         let queue = slot
             .send
             .get_or_insert_with(|| pooled.pop().unwrap_or_else(SendQueue::new));
-        queue.push(chunk);
+        add(queue, &mut self.byte_pool);
         let queued = queue.queued();
         if queued > high_water {
             slot.set(flag::ABOVE_HIGH_WATER);

@@ -119,6 +119,23 @@ impl<H: Handler> Io<'_, H> {
         self.core.queue_send(conn, chunk.into())
     }
 
+    /// Queues the bytes `build` appends to the `Vec` it is given (about
+    /// `len` of them; it must only append), after what is queued already.
+    /// Unlike [`send`](Self::send) with a buffer of its own, consecutive
+    /// calls for one connection share one pooled buffer while it has room
+    /// and has not been handed to the kernel: the replies of one loop turn
+    /// leave in one buffer with one system call, and copying small frames
+    /// costs no allocation. Returns the connection's unsent bytes, as
+    /// `send` does.
+    pub fn send_with(
+        &mut self,
+        conn: ConnId,
+        len: usize,
+        build: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<usize, SendError> {
+        self.core.queue_send_with(conn, len, build)
+    }
+
     /// An empty buffer with room for `capacity` bytes, from the worker's
     /// pool when one is free. A buffer sent as [`Chunk::Owned`] returns to
     /// the pool once written, so building each outgoing frame in one of

@@ -26,6 +26,10 @@ pub(crate) const MAX_IOVECS: usize = 64;
 /// most 14 bytes; a control frame with a short payload fits too).
 pub const INLINE_CAPACITY: usize = 22;
 
+/// Smallest buffer [`SendQueue::append_with`] starts: room for several
+/// small frames, so the replies of one loop turn leave in one buffer.
+const COALESCE_BYTES: usize = 4096;
+
 /// Bytes to send on a connection.
 ///
 /// * `Owned`: a buffer this connection alone sends.
@@ -158,6 +162,10 @@ pub(crate) struct SendQueue {
     inflight_offset: usize,
     /// Unsent bytes in `pending` and `inflight`.
     queued: usize,
+    /// `pending.back()` is a buffer [`append_with`](Self::append_with)
+    /// started and nothing else was queued after it: later frames may be
+    /// appended to it. Never true of a chunk in flight.
+    open_tail: bool,
     iovecs: [libc::iovec; MAX_IOVECS],
     msg: libc::msghdr,
 }
@@ -170,6 +178,7 @@ impl SendQueue {
             inflight: Vec::new(),
             inflight_offset: 0,
             queued: 0,
+            open_tail: false,
             iovecs: [libc::iovec {
                 iov_base: std::ptr::null_mut(),
                 iov_len: 0,
@@ -197,6 +206,43 @@ impl SendQueue {
         }
         self.queued += len;
         self.pending.push_back(chunk);
+        self.open_tail = false;
+    }
+
+    /// Appends the bytes `build` writes (at most about `len`) to the last
+    /// pending buffer when the previous chunk came from here and it has
+    /// room for `len` more, else to a new buffer from `pool`: frames
+    /// queued in one loop turn then leave in one buffer, one iovec, and
+    /// cost no allocation each. `build` must only append. Returns the
+    /// bytes appended.
+    pub(crate) fn append_with(
+        &mut self,
+        len: usize,
+        pool: &mut BytePool,
+        build: impl FnOnce(&mut Vec<u8>),
+    ) -> usize {
+        if self.open_tail {
+            if let Some(Chunk::Owned(buffer)) = self.pending.back_mut() {
+                if buffer.capacity() - buffer.len() >= len {
+                    let before = buffer.len();
+                    build(buffer);
+                    let appended = buffer.len().saturating_sub(before);
+                    self.queued += appended;
+                    return appended;
+                }
+            }
+        }
+        let mut buffer = pool.take(len.max(COALESCE_BYTES));
+        build(&mut buffer);
+        let appended = buffer.len();
+        if appended == 0 {
+            pool.give(buffer);
+            return 0;
+        }
+        self.queued += appended;
+        self.pending.push_back(Chunk::Owned(buffer));
+        self.open_tail = true;
+        appended
     }
 
     /// Heap bytes this queue holds beyond its own box (for memory gauges).
@@ -216,6 +262,8 @@ impl SendQueue {
             return None;
         }
         let count = self.pending.len().min(MAX_IOVECS);
+        // The tail may be about to fly: nothing is appended to it any more.
+        self.open_tail = false;
         self.inflight.extend(self.pending.drain(..count));
         self.inflight_offset = std::mem::take(&mut self.pending_offset);
         for (index, chunk) in self.inflight.iter().enumerate() {
@@ -295,6 +343,7 @@ impl SendQueue {
         self.pending_offset = 0;
         self.inflight_offset = 0;
         self.queued = 0;
+        self.open_tail = false;
         self.msg.msg_iov = std::ptr::null_mut();
         self.msg.msg_iovlen = 0;
         if self.pending.capacity() > 4 * MAX_IOVECS {
@@ -477,5 +526,94 @@ mod pool_tests {
         }
         assert!(!queue.complete(3, &mut pool));
         assert!(queue.is_empty());
+    }
+
+    /// Everything `queue` would send, in order, sending it all.
+    fn drain_all(queue: &mut SendQueue, pool: &mut BytePool) -> (Vec<u8>, usize) {
+        let mut sent = Vec::new();
+        let mut sends = 0;
+        while let Some(spec) = queue.prepare() {
+            let ranges: Vec<(*const u8, usize)> = match spec {
+                SendSpec::Single { ptr, len } => vec![(ptr, len as usize)],
+                SendSpec::Vectored(_) => queue.iovecs[..queue.msg.msg_iovlen]
+                    .iter()
+                    .map(|iov| (iov.iov_base as *const u8, iov.iov_len))
+                    .collect(),
+            };
+            let mut written = 0;
+            for (ptr, len) in ranges {
+                // SAFETY: the range points into a chunk in flight, alive and
+                // unchanged until `complete`.
+                sent.extend_from_slice(unsafe { std::slice::from_raw_parts(ptr, len) });
+                written += len;
+            }
+            sends += 1;
+            queue.complete(written, pool);
+        }
+        (sent, sends)
+    }
+
+    #[test]
+    fn frames_appended_in_one_turn_share_one_buffer() {
+        let mut queue = SendQueue::new();
+        let mut pool = BytePool::default();
+        for byte in 0..16u8 {
+            let appended = queue.append_with(520, &mut pool, |buffer| {
+                buffer.extend_from_slice(&[byte; 520]);
+            });
+            assert_eq!(appended, 520);
+        }
+        assert_eq!(queue.queued(), 16 * 520);
+        // 4 KiB buffers hold 7 frames each: three buffers, not sixteen.
+        assert_eq!(queue.pending.len(), 3);
+        let (sent, sends) = drain_all(&mut queue, &mut pool);
+        let expected: Vec<u8> = (0..16u8).flat_map(|byte| [byte; 520]).collect();
+        assert_eq!(sent, expected);
+        assert_eq!(sends, 1);
+        assert!(queue.is_empty());
+        assert!(pool.pooled_bytes() >= 3 * COALESCE_BYTES);
+    }
+
+    #[test]
+    fn nothing_is_appended_to_a_buffer_in_flight_or_after_another_chunk() {
+        let mut queue = SendQueue::new();
+        let mut pool = BytePool::default();
+        queue.append_with(3, &mut pool, |buffer| buffer.extend_from_slice(b"one"));
+        let in_flight = queue.prepare().unwrap();
+        let SendSpec::Single { ptr, len } = in_flight else {
+            panic!("one chunk should be a plain send");
+        };
+        // Queued while the first buffer is in flight: a new buffer.
+        queue.append_with(3, &mut pool, |buffer| buffer.extend_from_slice(b"two"));
+        // SAFETY: the range points into the chunk in flight.
+        let flying = unsafe { std::slice::from_raw_parts(ptr, len as usize) };
+        assert_eq!(flying, b"one");
+        // A partial write puts the rest of "one" back in front of "two".
+        assert!(queue.complete(1, &mut pool));
+        // A chunk pushed by itself closes the tail: "four" gets a new buffer.
+        queue.push(Chunk::from(b"three".to_vec()));
+        queue.append_with(4, &mut pool, |buffer| buffer.extend_from_slice(b"four"));
+        queue.append_with(4, &mut pool, |buffer| buffer.extend_from_slice(b"five"));
+        assert_eq!(queue.pending.len(), 4);
+        let (sent, _) = drain_all(&mut queue, &mut pool);
+        assert_eq!(sent, b"netwothreefourfive");
+    }
+
+    #[test]
+    fn a_frame_larger_than_the_room_left_starts_a_new_buffer() {
+        let mut queue = SendQueue::new();
+        let mut pool = BytePool::default();
+        queue.append_with(100, &mut pool, |buffer| buffer.resize(100, 1));
+        queue.append_with(20_000, &mut pool, |buffer| {
+            buffer.extend(std::iter::repeat_n(2u8, 20_000));
+        });
+        assert_eq!(queue.pending.len(), 2);
+        // An empty build queues nothing.
+        assert_eq!(queue.append_with(0, &mut pool, |_| {}), 0);
+        assert_eq!(queue.queued(), 20_100);
+        let (sent, _) = drain_all(&mut queue, &mut pool);
+        assert_eq!(sent.len(), 20_100);
+        assert!(sent[..100].iter().all(|&byte| byte == 1));
+        assert!(sent[100..].iter().all(|&byte| byte == 2));
     }
 }

@@ -388,25 +388,16 @@ impl<'a, H: Handler> Conn<'a, H> {
             .map_err(|_| SendError::Closing)?;
         let head = frame_head.as_bytes();
         let total = head.len() + payload.len();
-        // `mask_payload` masks the copy in the client role only.
-        let chunk = if total <= ringws_reactor::INLINE_CAPACITY {
-            let mut bytes = [0u8; ringws_reactor::INLINE_CAPACITY];
-            bytes[..head.len()].copy_from_slice(head);
-            bytes[head.len()..total].copy_from_slice(payload);
-            frame_head.mask_payload(&mut bytes[head.len()..total], 0);
-            Chunk::inline(&bytes[..total])
-        } else {
-            None
-        };
-        let chunk = chunk.unwrap_or_else(|| {
-            let mut bytes = self.io.take_buffer(total);
-            bytes.extend_from_slice(head);
-            bytes.extend_from_slice(payload);
-            frame_head.mask_payload(&mut bytes[head.len()..], 0);
-            Chunk::Owned(bytes)
-        });
+        // Appended to the frames queued before it in this turn, so a burst
+        // of replies leaves in one buffer; `mask_payload` masks the copy in
+        // the client role only.
         self.io
-            .send(self.id, chunk)
+            .send_with(self.id, total, |bytes| {
+                bytes.extend_from_slice(head);
+                let payload_start = bytes.len();
+                bytes.extend_from_slice(payload);
+                frame_head.mask_payload(&mut bytes[payload_start..], 0);
+            })
             .map_err(|_| SendError::Closing)?;
         self.count_out(payload.len());
         Ok(())
