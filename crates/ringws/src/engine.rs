@@ -439,7 +439,14 @@ impl<H: Handler> ringws_reactor::Handler for Engine<H> {
         link.counters.gauge(session.gauge).dec();
         if !session.is_websocket() {
             if session.has(flag::CLIENT) {
-                crate::client::connect_failed(&mut self.handler, &mut ctx.io, id, session, cause);
+                crate::client::connect_failed(
+                    &mut self.handler,
+                    &mut ctx.io,
+                    &link.counters,
+                    id,
+                    session,
+                    cause,
+                );
             }
             return;
         }

@@ -17,7 +17,6 @@ use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::mpsc::SyncSender;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ringws_proto::frame::{Opcode, Role};
@@ -29,7 +28,7 @@ use super::{ConnectError, ConnectRequest, FailedAddress, Targets};
 use crate::conn::{flag, Conn, Session, Stage};
 use crate::engine::{Engine, TimerKind, TimerValue, Worker};
 use crate::error::SendError;
-use crate::handle::{OutFrame, WorkerLink};
+use crate::handle::OutFrame;
 use crate::handler::Handler;
 use crate::stats::{Gauge, WorkerCounters};
 use crate::ConnId;
@@ -69,19 +68,13 @@ struct Fallback {
     failed: Vec<FailedAddress>,
     /// When the handshake timeout expires, for every address together.
     deadline: Instant,
-    /// The worker's counters: a new socket counts as handshaking again.
-    worker: Arc<WorkerLink>,
 }
 
 impl Connecting {
     /// Records `error` for this socket's address and makes the next
     /// untried address current; returns what is left of the handshake
-    /// timeout and the worker whose counters the new socket joins. Hands
-    /// `error` back when no address is left.
-    fn advance(
-        &mut self,
-        error: ConnectError,
-    ) -> Result<(Duration, Arc<WorkerLink>), ConnectError> {
+    /// timeout. Hands `error` back when no address is left.
+    fn advance(&mut self, error: ConnectError) -> Result<Duration, ConnectError> {
         let Some(fallback) = self.fallback.as_deref_mut() else {
             return Err(error);
         };
@@ -93,8 +86,7 @@ impl Connecting {
             error,
         });
         self.addr = next;
-        let left = fallback.deadline.saturating_duration_since(Instant::now());
-        Ok((left, fallback.worker.clone()))
+        Ok(fallback.deadline.saturating_duration_since(Instant::now()))
     }
 
     /// The error the attempt ends with, given `error` for this socket's
@@ -146,7 +138,6 @@ pub(crate) fn start_connect<H: Handler>(
             rest: rest.into_iter(),
             failed: Vec::new(),
             deadline: Instant::now() + timeout,
-            worker: worker.link().clone(),
         })
     });
     let link = Rc::new(AttemptLink::default());
@@ -261,6 +252,7 @@ fn report_unstarted<H: Handler>(
 pub(crate) fn connect_failed<H: Handler>(
     handler: &mut H,
     io: &mut Io<'_, Engine<H>>,
+    counters: &WorkerCounters,
     id: ConnId,
     mut session: Session<H::ConnData>,
     cause: CloseCause,
@@ -279,11 +271,11 @@ pub(crate) fn connect_failed<H: Handler>(
                 // server's answer (or silence) is the outcome.
                 None if matches!(cause, CloseCause::ConnectFailed { .. }) => {
                     match connecting.advance(failure_of(cause)) {
-                        Ok((left, worker)) => {
+                        Ok(left) => {
                             // Past the deadline the timer fires at once and
                             // ends the attempt with a timeout on this
                             // address, as a late connect would.
-                            let started = launch(io, &worker.counters, session, left);
+                            let started = launch(io, counters, session, left);
                             if let Err((data, error)) = started {
                                 // No socket could be created for the
                                 // remaining addresses: the last socket that
