@@ -46,6 +46,7 @@ pub struct Config {
     pub(crate) max_connections: u32,
     pub(crate) stop_timeout: Duration,
     pub(crate) thread_name: String,
+    pub(crate) socket_send_buffer: Option<usize>,
 }
 
 impl Default for Config {
@@ -73,6 +74,7 @@ impl Config {
             max_connections: 1_000_000,
             stop_timeout: Duration::from_secs(2),
             thread_name: "ringws-worker".to_owned(),
+            socket_send_buffer: None,
         }
     }
 
@@ -153,6 +155,17 @@ impl Config {
         self
     }
 
+    /// Requests `SO_SNDBUF` of `bytes` on every socket the workers accept or
+    /// connect (the kernel doubles it and turns off autotuning for that
+    /// socket). Unset by default: the kernel autotunes up to
+    /// `net.ipv4.tcp_wmem`'s maximum. A small buffer bounds the memory a slow
+    /// reader can pin in the kernel; the rest waits in the send queue, where
+    /// the water marks see it.
+    pub fn socket_send_buffer(mut self, bytes: usize) -> Config {
+        self.socket_send_buffer = Some(bytes);
+        self
+    }
+
     /// Number of workers.
     pub fn worker_count(&self) -> usize {
         self.workers
@@ -182,6 +195,11 @@ impl Config {
         }
         if self.send_low_water > self.send_high_water {
             return fail("send low-water mark must not exceed the high-water mark");
+        }
+        if let Some(bytes) = self.socket_send_buffer {
+            if bytes == 0 || bytes > (i32::MAX / 2) as usize {
+                return fail("socket send buffer must be between 1 byte and 1 GiB");
+            }
         }
         if let CorePinning::Cores(cores) = &self.pinning {
             if cores.is_empty() {
@@ -216,6 +234,8 @@ mod tests {
             (Config::new().ring_entries(0), "ring entries"),
             (Config::new().max_connections(1 << 24), "max connections"),
             (Config::new().send_water_marks(10, 20), "low-water"),
+            (Config::new().socket_send_buffer(0), "send buffer"),
+            (Config::new().socket_send_buffer(1 << 31), "send buffer"),
             (
                 Config::new().pinning(CorePinning::Cores(vec![])),
                 "core list",

@@ -111,6 +111,9 @@ pub(crate) struct Settings {
     pub send_low_water: usize,
     pub close_linger: Duration,
     pub max_connections: u32,
+    /// `SO_SNDBUF` for accepted and connected sockets; `None` leaves the
+    /// kernel's autotuning on.
+    pub socket_send_buffer: Option<usize>,
 }
 
 /// The reactor side of a worker. Field order matters for drop: the ring is
@@ -184,8 +187,20 @@ fn set_int_option(fd: RawFd, level: i32, name: i32, value: i32) {
 }
 
 /// Sets `TCP_NODELAY` (best effort: a failure only costs latency).
-pub(crate) fn set_nodelay(fd: RawFd) {
+fn set_nodelay(fd: RawFd) {
     set_int_option(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1);
+}
+
+/// Applies the per-socket options every accepted or connected socket gets:
+/// `TCP_NODELAY` and, when configured, `SO_SNDBUF`. Best effort: a failure
+/// only costs latency or memory, never correctness.
+pub(crate) fn tune_socket(fd: RawFd, settings: &Settings) {
+    set_nodelay(fd);
+    if let Some(bytes) = settings.socket_send_buffer {
+        // `Config::validate` bounds it to half of i32::MAX.
+        let bytes = i32::try_from(bytes).unwrap_or(i32::MAX);
+        set_int_option(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, bytes);
+    }
 }
 
 /// Sets `SO_LINGER {on, 0}` so that `close` sends RST.

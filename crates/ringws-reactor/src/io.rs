@@ -320,7 +320,8 @@ impl<H: Handler> Io<'_, H> {
             let error = io::Error::other("worker is stopping");
             return Err(ConnectError { error, state });
         }
-        let socket = match connect_socket(addr, options) {
+        let send_buffer = self.core.settings.socket_send_buffer;
+        let socket = match connect_socket(addr, options, send_buffer) {
             Ok(socket) => socket,
             Err(error) => return Err(ConnectError { error, state }),
         };
@@ -409,12 +410,19 @@ impl<H: Handler> Io<'_, H> {
     }
 }
 
-/// Creates a non-blocking TCP socket for `addr`, `TCP_NODELAY`, optionally
-/// bound to a source address.
-fn connect_socket(addr: SocketAddr, options: &ConnectOptions) -> io::Result<Socket> {
+/// Creates a non-blocking TCP socket for `addr`, `TCP_NODELAY`, the
+/// configured `SO_SNDBUF` if any, optionally bound to a source address.
+fn connect_socket(
+    addr: SocketAddr,
+    options: &ConnectOptions,
+    send_buffer: Option<usize>,
+) -> io::Result<Socket> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_nonblocking(true)?;
     socket.set_tcp_nodelay(true)?;
+    if let Some(bytes) = send_buffer {
+        socket.set_send_buffer_size(bytes)?;
+    }
     if let Some(source) = options.source {
         if source.port() == 0 && source.is_ipv4() {
             let one: libc::c_int = 1;

@@ -34,7 +34,7 @@ use crate::byte_pool::BytePool;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::core::BUFFER_GROUP;
-use crate::core::{close_fd, set_nodelay, Core, Listener, Settings, TimerEntry, WorkerStats};
+use crate::core::{close_fd, tune_socket, Core, Listener, Settings, TimerEntry, WorkerStats};
 use crate::error::WorkerError;
 use crate::error::{classify_ring_error, read_disabled_sysctl, RingUnavailable, StartError};
 use crate::handler::{CloseCause, ConnId, Conns, Ctx, Handler, IoOp, StateEntry, WorkerId};
@@ -209,6 +209,7 @@ fn build_core<H: Handler>(
             send_low_water: config.send_low_water,
             close_linger: config.close_linger,
             max_connections: config.max_connections,
+            socket_send_buffer: config.socket_send_buffer,
         },
     };
     core.arm_wake().map_err(|error| StartError::Ring {
@@ -452,7 +453,7 @@ impl<H: Handler> Worker<H> {
     }
 
     fn accepted(&mut self, fd: i32) {
-        set_nodelay(fd);
+        tune_socket(fd, &self.core.settings);
         let Some(index) = self.core.alloc_slot(fd, Phase::Open) else {
             close_fd(fd);
             self.core.stats.refused += 1;

@@ -67,7 +67,10 @@ fn two_thousand_connections_are_spread_over_two_workers() {
 #[test]
 fn large_payload_is_echoed_intact_through_partial_writes() {
     const SIZE: usize = 8 * 1024 * 1024;
-    let server = start(1, Mode::Echo);
+    // A fixed 64 KiB send buffer (128 KiB after the kernel doubles it):
+    // autotuned up to 4 MiB, the buffer's write-space wakeup can leave room
+    // for a whole 1 MiB retry every time, and no send would be partial.
+    let server = start_with(config(1).socket_send_buffer(64 * 1024), Mode::Echo, false);
     // Write everything before reading anything into a small receive buffer:
     // the echo backs up in the server's send queue (8 MiB is more than the
     // kernel buffers between the two ends), so its sends complete partially.
