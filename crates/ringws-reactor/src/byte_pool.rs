@@ -22,6 +22,7 @@ const SEARCH_DEPTH: usize = 8;
 pub(crate) struct BytePool {
     free: Vec<Vec<u8>>,
     pooled_bytes: usize,
+    allocated: u64,
 }
 
 impl BytePool {
@@ -50,7 +51,10 @@ impl BytePool {
                 self.pooled_bytes -= buffer.capacity();
                 buffer
             }
-            None => Vec::with_capacity(capacity),
+            None => {
+                self.allocated += 1;
+                Vec::with_capacity(capacity)
+            }
         }
     }
 
@@ -67,6 +71,11 @@ impl BytePool {
         buffer.clear();
         self.pooled_bytes += capacity;
         self.free.push(buffer);
+    }
+
+    /// Buffers allocated because no free one fitted.
+    pub(crate) fn allocated(&self) -> u64 {
+        self.allocated
     }
 
     /// Capacity held by pooled buffers.
@@ -93,6 +102,9 @@ mod tests {
         assert!(again.is_empty());
         assert_eq!(again.as_ptr(), address);
         assert_eq!(pool.pooled_bytes(), 0);
+        assert_eq!(pool.allocated(), 1, "the second take reused the buffer");
+        pool.take(500);
+        assert_eq!(pool.allocated(), 2);
     }
 
     #[test]

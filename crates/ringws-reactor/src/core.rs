@@ -88,6 +88,10 @@ pub struct WorkerStats {
     pub timers_fired: u64,
     /// Loop turns.
     pub turns: u64,
+    /// Buffers the worker's byte pool allocated because none of its free
+    /// ones fit (send buffers built by `Io::send_with` and `Io::take_buffer`,
+    /// receive tails). Flat in steady state: buffers are recycled.
+    pub buffers_allocated: u64,
 }
 
 /// The worker's listener.

@@ -93,8 +93,11 @@ impl<H: Handler> Io<'_, H> {
     }
 
     /// This worker's counters.
-    pub fn stats(&self) -> &WorkerStats {
-        &self.core.stats
+    pub fn stats(&self) -> WorkerStats {
+        WorkerStats {
+            buffers_allocated: self.core.byte_pool.allocated(),
+            ..self.core.stats
+        }
     }
 
     /// Connections this worker holds (including closing ones).

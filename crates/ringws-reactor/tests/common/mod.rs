@@ -273,7 +273,7 @@ impl Handler for TestHandler {
             Cmd::Stats => {
                 self.emit(Event::Stats {
                     worker: self.worker,
-                    stats: *ctx.io.stats(),
+                    stats: ctx.io.stats(),
                 });
             }
             Cmd::StopAccepting => ctx.io.stop_accepting(),

@@ -1,23 +1,17 @@
 //! Outgoing frames without per-message allocation.
 //!
 //! Every message carries the same prebuilt payload, but a client must mask
-//! each frame with a fresh random key, so each frame is its own bytes. A
-//! [`FramePool`] keeps frame buffers as `Arc<[u8]>`: the reactor holds a
-//! clone only until the kernel has taken the bytes, after which the pool's
-//! copy is unique again and is rewritten in place for the next frame. In
-//! steady state a message costs a header copy and one masked copy of the
-//! payload, and no allocation.
-
-use std::collections::VecDeque;
-use std::sync::Arc;
+//! each frame with a fresh random key, so each frame is its own bytes.
+//! [`append_frame`] writes a frame at the end of the buffer the reactor's
+//! `Io::send_with` hands out: the frames a worker sends to one connection
+//! in one loop turn share one pooled buffer and leave in one system call,
+//! and the buffer returns to the reactor's pool once the kernel has taken
+//! it. In steady state a message costs a header copy and one masked copy of
+//! the payload, and no allocation.
 
 use ringws_proto::connection::FrameHead;
-use ringws_reactor::Chunk;
 
 use crate::load::config::PayloadKind;
-
-/// Buffers examined for reuse before a new one is allocated.
-const REUSE_PROBES: usize = 4;
 
 /// The payload every message carries: pseudo-random bytes for binary,
 /// printable ASCII for text (so it is valid UTF-8).
@@ -31,53 +25,19 @@ pub(crate) fn build_payload(size: usize, kind: PayloadKind, seed: u64) -> Box<[u
         .collect()
 }
 
-/// Reusable frame buffers of one worker.
-#[derive(Debug, Default)]
-pub(crate) struct FramePool {
-    /// Every buffer the pool owns, in use by the reactor or free; the front
-    /// is the one sent longest ago, so the likeliest to be free.
-    frames: VecDeque<Arc<[u8]>>,
-    allocated: u64,
+/// Bytes [`append_frame`] appends for `head` and a payload of `payload_len`.
+pub(crate) fn frame_len(head: &FrameHead, payload_len: usize) -> usize {
+    head.as_bytes().len() + payload_len
 }
 
-impl FramePool {
-    /// A chunk holding `head` followed by `payload` masked with `head`'s key.
-    pub(crate) fn frame(&mut self, head: &FrameHead, payload: &[u8]) -> Chunk {
-        let head_bytes = head.as_bytes();
-        let len = head_bytes.len() + payload.len();
-        for _ in 0..REUSE_PROBES.min(self.frames.len()) {
-            let Some(mut frame) = self.frames.pop_front() else {
-                break;
-            };
-            if frame.len() == len {
-                if let Some(bytes) = Arc::get_mut(&mut frame) {
-                    write_frame(bytes, head, payload);
-                    self.frames.push_back(frame.clone());
-                    return Chunk::Shared(frame);
-                }
-            }
-            self.frames.push_back(frame);
-        }
-        let mut bytes = vec![0u8; len];
-        write_frame(&mut bytes, head, payload);
-        let frame: Arc<[u8]> = Arc::from(bytes);
-        self.allocated += 1;
-        self.frames.push_back(frame.clone());
-        Chunk::Shared(frame)
-    }
-
-    /// Buffers allocated so far (the pool's high-water mark of frames in
-    /// the reactor's send queues at once, plus a few).
-    pub(crate) fn allocated(&self) -> u64 {
-        self.allocated
-    }
-}
-
-fn write_frame(out: &mut [u8], head: &FrameHead, payload: &[u8]) {
-    let head_bytes = head.as_bytes();
-    let (header, body) = out.split_at_mut(head_bytes.len());
-    header.copy_from_slice(head_bytes);
-    head.write_payload(body, payload);
+/// Appends `head` and `payload` masked with `head`'s key to `out`.
+pub(crate) fn append_frame(out: &mut Vec<u8>, head: &FrameHead, payload: &[u8]) {
+    out.extend_from_slice(head.as_bytes());
+    let body = out.len();
+    // Zeroing is a write-only pass; the masked copy then reads the shared
+    // payload once (a copy followed by an in-place XOR reads it twice).
+    out.resize(body + payload.len(), 0);
+    head.write_payload(&mut out[body..], payload);
 }
 
 #[cfg(test)]
@@ -112,15 +72,16 @@ mod tests {
     fn frames_decode_to_the_payload_with_fresh_keys() {
         let payload = build_payload(300, PayloadKind::Binary, 7);
         let mut conn = client(1);
-        let mut pool = FramePool::default();
         let mut keys = Vec::new();
         for _ in 0..8 {
             let head = conn
                 .data_frame_head(Opcode::Binary, payload.len(), true)
                 .unwrap();
             keys.push(head.mask().unwrap());
-            let chunk = pool.frame(&head, &payload);
-            assert_eq!(decode(chunk.as_bytes()), payload.to_vec());
+            let mut frame = Vec::new();
+            append_frame(&mut frame, &head, &payload);
+            assert_eq!(frame.len(), frame_len(&head, payload.len()));
+            assert_eq!(decode(&frame), payload.to_vec());
         }
         keys.sort_unstable();
         keys.dedup();
@@ -128,31 +89,21 @@ mod tests {
     }
 
     #[test]
-    fn buffers_are_reused_once_the_reactor_lets_go() {
+    fn frames_appended_to_one_buffer_decode_in_order() {
         let payload = build_payload(64, PayloadKind::Text, 3);
         assert!(std::str::from_utf8(&payload).is_ok());
         let mut conn = client(2);
-        let mut pool = FramePool::default();
-        let mut held = Vec::new();
-        for _ in 0..3 {
+        let mut buffer = b"queued before".to_vec();
+        let mut ends = Vec::new();
+        for _ in 0..5 {
             let head = conn.data_frame_head(Opcode::Text, 64, true).unwrap();
-            held.push(pool.frame(&head, &payload));
+            append_frame(&mut buffer, &head, &payload);
+            ends.push(buffer.len());
         }
-        assert_eq!(
-            pool.allocated(),
-            3,
-            "frames in flight need their own buffers"
-        );
-        drop(held);
-        for _ in 0..100 {
-            let head = conn.data_frame_head(Opcode::Text, 64, true).unwrap();
-            let chunk = pool.frame(&head, &payload);
-            assert_eq!(decode(chunk.as_bytes()), payload.to_vec());
+        let mut start = b"queued before".len();
+        for end in ends {
+            assert_eq!(decode(&buffer[start..end]), payload.to_vec());
+            start = end;
         }
-        assert_eq!(
-            pool.allocated(),
-            3,
-            "released buffers are rewritten, not reallocated"
-        );
     }
 }

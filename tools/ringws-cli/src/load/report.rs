@@ -345,9 +345,10 @@ pub struct MessageFigures {
     /// Rate mode: messages due that were never sent because every
     /// connection had `max_in_flight` messages outstanding.
     pub behind_schedule: u64,
-    /// Frame buffers the workers allocated: the most frames queued for
-    /// sending at once, plus a few. It stays flat however many messages are
-    /// sent (buffers are reused, not allocated per message).
+    /// Buffers the workers' reactors allocated for outgoing frames (and
+    /// receive tails): about the most send buffers in flight at once. It
+    /// stays flat however many messages are sent (buffers are recycled, not
+    /// allocated per message).
     pub frame_buffers: u64,
 }
 

@@ -19,8 +19,8 @@
 //! borrowed buffer (server frames are unmasked, so nothing is copied for a
 //! frame inside one buffer). An echo is checked against the prebuilt payload
 //! with one `memcmp`, its send time is popped from the connection's FIFO,
-//! the latency recorded in the histogram, and the next frame written into a
-//! reused buffer (see `frames`). One clock read per `on_data` call covers
+//! the latency recorded in the histogram, and the next frame appended to the
+//! connection's pending send buffer (see `frames`). One clock read per `on_data` call covers
 //! every message in it.
 
 use std::borrow::Cow;
@@ -39,7 +39,7 @@ use ringws_reactor::{
 
 use crate::load::config::Mode;
 use crate::load::cpu::{self, CpuTime};
-use crate::load::frames::FramePool;
+use crate::load::frames::{append_frame, frame_len};
 use crate::load::report::{record, ErrorKind, Tally, WorkerReport};
 use crate::load::schedule::{rate_share, share, Pacer};
 
@@ -199,7 +199,6 @@ pub(crate) struct LoadWorker {
     stage: Stage,
     epoch: Instant,
     rng: fastrand::Rng,
-    frames: FramePool,
     tally: Tally,
     cpu_start: CpuTime,
     /// Connections (or cycles) this worker runs at once.
@@ -248,7 +247,6 @@ impl LoadWorker {
             stage: Stage::Idle,
             epoch: Instant::now(),
             rng: fastrand::Rng::new(),
-            frames: FramePool::default(),
             tally: Tally::default(),
             cpu_start: CpuTime::default(),
             units,
@@ -482,7 +480,7 @@ impl LoadWorker {
             self.window_end = Some(self.now_ns());
         }
         self.stage = Stage::Done;
-        self.reactor = *io.stats();
+        self.reactor = io.stats();
         self.publish();
         io.stop();
     }
@@ -725,8 +723,9 @@ impl LoadWorker {
             return false;
         };
         flush_control(io, conn, &mut peer.ws);
-        let chunk = self.frames.frame(&head, payload);
-        if io.send(conn, chunk).is_err() {
+        let len = frame_len(&head, payload.len());
+        let queued = io.send_with(conn, len, |out| append_frame(out, &head, payload));
+        if queued.is_err() {
             return false;
         }
         peer.in_flight.push_back(stamp);
@@ -1281,7 +1280,7 @@ impl Drop for LoadWorker {
             },
             reactor: self.reactor,
             window: Duration::from_nanos(end - start),
-            frame_buffers: self.frames.allocated(),
+            frame_buffers: self.reactor.buffers_allocated,
         };
         let _ = self.reports.send(report);
     }

@@ -86,6 +86,8 @@ impl PeerKind {
 /// A running echo server; killed on drop.
 pub struct EchoPeer {
     child: Child,
+    /// Its stderr, kept in a file for failure messages; removed on drop.
+    stderr_path: PathBuf,
     /// Its port on 127.0.0.1.
     pub port: u16,
 }
@@ -127,11 +129,16 @@ impl EchoPeer {
             .strip_prefix("PORT ")
             .and_then(|port| port.parse::<u16>().ok());
         match port {
-            Some(port) => EchoPeer { child, port },
+            Some(port) => EchoPeer {
+                child,
+                stderr_path,
+                port,
+            },
             None => {
                 let _ = child.kill();
                 let _ = child.wait();
                 let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+                let _ = std::fs::remove_file(&stderr_path);
                 unavailable(format!(
                     "it did not report a port (said {line:?}); its stderr:\n{log}"
                 ))
@@ -149,6 +156,7 @@ impl Drop for EchoPeer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.stderr_path);
     }
 }
 
