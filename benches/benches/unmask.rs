@@ -7,14 +7,15 @@
 //! header and a 4-byte mask; only the run-time choice and the copy run there.
 //!
 //! Group `masked_copy`: building a client frame from a shared payload,
-//! `mask_into` (one pass) against a copy followed by an in-place unmask.
+//! `mask_into` (one pass into an initialised buffer) and `mask_extend` (one
+//! pass appended to a `Vec`) against a copy followed by an in-place unmask.
 //!
 //! Run: `cargo bench -p ringws-benches --bench unmask`
 
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use ringws_proto::mask::{mask_into, unmask, unmask_with, UnmaskImpl};
+use ringws_proto::mask::{mask_extend, mask_into, unmask, unmask_with, UnmaskImpl};
 
 const SIZES: [usize; 6] = [16, 128, 512, 4 << 10, 16 << 10, 1 << 20];
 const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
@@ -85,6 +86,13 @@ fn bench_masked_copy(c: &mut Criterion) {
         let mut dst = vec![0u8; size];
         group.bench_function(BenchmarkId::new("mask_into", size), |b| {
             b.iter(|| mask_into(black_box(&mut dst[..]), black_box(&src[..]), MASK, 0))
+        });
+        let mut appended = Vec::with_capacity(size);
+        group.bench_function(BenchmarkId::new("mask_extend", size), |b| {
+            b.iter(|| {
+                appended.clear();
+                mask_extend(black_box(&mut appended), black_box(&src[..]), MASK, 0);
+            })
         });
         group.bench_function(BenchmarkId::new("copy_then_unmask", size), |b| {
             b.iter(|| {

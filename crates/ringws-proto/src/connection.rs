@@ -219,6 +219,15 @@ impl FrameHead {
             None => out.copy_from_slice(payload),
         }
     }
+
+    /// Appends `payload` to `out` as it goes on the wire, in one pass:
+    /// masked (client role) or copied as is (server).
+    pub fn append_payload(&self, out: &mut Vec<u8>, payload: &[u8]) {
+        match self.mask {
+            Some(key) => mask::mask_extend(out, payload, key, 0),
+            None => out.extend_from_slice(payload),
+        }
+    }
 }
 
 /// xorshift64* (Vigna): a few cycles per key and no OS call.

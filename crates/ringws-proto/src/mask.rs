@@ -157,6 +157,16 @@ pub fn unmask_bytewise(buf: &mut [u8], mask: [u8; 4], offset: usize) {
     }
 }
 
+/// Bytes per step of the masked copies: a fixed-size block of plain XORs
+/// that the compiler turns into the target's widest vector operations.
+const COPY_BLOCK: usize = 32;
+
+/// The rotated key repeated over a [`COPY_BLOCK`]; blocks keep the key's
+/// phase because `COPY_BLOCK` is a multiple of 4.
+fn block_key(key: [u8; 4]) -> [u8; COPY_BLOCK] {
+    std::array::from_fn(|i| key[i & 3])
+}
+
 /// Writes `src` masked with `mask` (from payload position `offset`) into
 /// `dst`: a masked copy in one pass, for a sender that builds each frame from
 /// a shared payload (a copy followed by an in-place XOR reads and writes
@@ -168,21 +178,43 @@ pub fn unmask_bytewise(buf: &mut [u8], mask: [u8; 4], offset: usize) {
 pub fn mask_into(dst: &mut [u8], src: &[u8], mask: [u8; 4], offset: usize) {
     assert_eq!(dst.len(), src.len(), "mask_into: lengths differ");
     let key = rotated_mask(mask, offset);
-    let word = u64::from_ne_bytes([
-        key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3],
-    ]);
-    let mut dst_words = dst.chunks_exact_mut(8);
-    let mut src_words = src.chunks_exact(8);
-    for (out, input) in (&mut dst_words).zip(&mut src_words) {
-        let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(input);
-        out.copy_from_slice(&(u64::from_ne_bytes(bytes) ^ word).to_ne_bytes());
+    let block = block_key(key);
+    let mut dst_blocks = dst.chunks_exact_mut(COPY_BLOCK);
+    let mut src_blocks = src.chunks_exact(COPY_BLOCK);
+    for (out, input) in (&mut dst_blocks).zip(&mut src_blocks) {
+        for ((out, input), key) in out.iter_mut().zip(input).zip(&block) {
+            *out = input ^ key;
+        }
     }
-    // Whole words keep the key's phase (8 is a multiple of 4).
-    let dst_rest = dst_words.into_remainder();
-    for (i, (out, input)) in dst_rest.iter_mut().zip(src_words.remainder()).enumerate() {
+    let dst_rest = dst_blocks.into_remainder();
+    for (i, (out, input)) in dst_rest.iter_mut().zip(src_blocks.remainder()).enumerate() {
         *out = input ^ key[i & 3];
     }
+}
+
+/// Appends `src` masked with `mask` (from payload position `offset`) to
+/// `out` in one pass: unlike growing `out` and calling [`mask_into`], the new
+/// bytes are written once, not zeroed first.
+pub fn mask_extend(out: &mut Vec<u8>, src: &[u8], mask: [u8; 4], offset: usize) {
+    let key = rotated_mask(mask, offset);
+    let block = block_key(key);
+    let start = out.len();
+    out.reserve(src.len());
+    let spare = &mut out.spare_capacity_mut()[..src.len()];
+    let mut dst_blocks = spare.chunks_exact_mut(COPY_BLOCK);
+    let mut src_blocks = src.chunks_exact(COPY_BLOCK);
+    for (dst, input) in (&mut dst_blocks).zip(&mut src_blocks) {
+        for ((dst, input), key) in dst.iter_mut().zip(input).zip(&block) {
+            dst.write(input ^ key);
+        }
+    }
+    let dst_rest = dst_blocks.into_remainder();
+    for (i, (dst, input)) in dst_rest.iter_mut().zip(src_blocks.remainder()).enumerate() {
+        dst.write(input ^ key[i & 3]);
+    }
+    // SAFETY: `reserve` made room for `src.len()` more bytes, and the two
+    // loops above wrote every one of them (whole blocks, then the rest).
+    unsafe { out.set_len(start + src.len()) };
 }
 
 /// The four mask bytes in the order they apply from payload position `offset`.
@@ -462,7 +494,7 @@ mod mask_into_tests {
     fn a_masked_copy_equals_copy_then_unmask() {
         let src: Vec<u8> = (0..300u32).map(|i| (i * 7 + 3) as u8).collect();
         let mask = [0x12, 0x34, 0x56, 0x78];
-        for len in 0..=70 {
+        for len in (0..=100).chain([255, 256, 257]) {
             for offset in 0..6 {
                 for start in 0..3 {
                     let src = &src[start..start + len];
@@ -470,6 +502,27 @@ mod mask_into_tests {
                     unmask_bytewise(&mut expected, mask, offset);
                     let mut out = vec![0xAA; len];
                     mask_into(&mut out, src, mask, offset);
+                    assert_eq!(out, expected, "len {len} offset {offset} start {start}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_masked_append_equals_copy_then_unmask_and_keeps_what_was_there() {
+        let src: Vec<u8> = (0..300u32).map(|i| (i * 13 + 5) as u8).collect();
+        let mask = [0x9a, 0x01, 0xfe, 0x42];
+        for len in (0..=100).chain([255, 256, 257, 300]) {
+            for offset in 0..6 {
+                for start in 0..3 {
+                    let len = len.min(src.len() - start);
+                    let src = &src[start..start + len];
+                    let mut expected = b"head".to_vec();
+                    let mut masked = src.to_vec();
+                    unmask_bytewise(&mut masked, mask, offset);
+                    expected.extend_from_slice(&masked);
+                    let mut out = b"head".to_vec();
+                    mask_extend(&mut out, src, mask, offset);
                     assert_eq!(out, expected, "len {len} offset {offset} start {start}");
                 }
             }

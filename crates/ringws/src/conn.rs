@@ -389,14 +389,12 @@ impl<'a, H: Handler> Conn<'a, H> {
         let head = frame_head.as_bytes();
         let total = head.len() + payload.len();
         // Appended to the frames queued before it in this turn, so a burst
-        // of replies leaves in one buffer; `mask_payload` masks the copy in
-        // the client role only.
+        // of replies leaves in one buffer; `append_payload` masks as it
+        // copies in the client role only.
         self.io
             .send_with(self.id, total, |bytes| {
                 bytes.extend_from_slice(head);
-                let payload_start = bytes.len();
-                bytes.extend_from_slice(payload);
-                frame_head.mask_payload(&mut bytes[payload_start..], 0);
+                frame_head.append_payload(bytes, payload);
             })
             .map_err(|_| SendError::Closing)?;
         self.count_out(payload.len());

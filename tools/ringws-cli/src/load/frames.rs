@@ -33,11 +33,7 @@ pub(crate) fn frame_len(head: &FrameHead, payload_len: usize) -> usize {
 /// Appends `head` and `payload` masked with `head`'s key to `out`.
 pub(crate) fn append_frame(out: &mut Vec<u8>, head: &FrameHead, payload: &[u8]) {
     out.extend_from_slice(head.as_bytes());
-    let body = out.len();
-    // Zeroing is a write-only pass; the masked copy then reads the shared
-    // payload once (a copy followed by an in-place XOR reads it twice).
-    out.resize(body + payload.len(), 0);
-    head.write_payload(&mut out[body..], payload);
+    head.append_payload(out, payload);
 }
 
 #[cfg(test)]
