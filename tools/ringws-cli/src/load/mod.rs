@@ -177,9 +177,11 @@ pub fn run_with_progress(
         .parallelism
         .div_ceil(workers as u64)
         .clamp(64, (1 << 24) - 2) as u32;
+    let (recv_count, recv_size) = recv_buffers_for(config.payload_size);
     let reactor_config = ringws_reactor::Config::new()
         .workers(workers)
         .pinning(pinning)
+        .recv_buffers(recv_count, recv_size)
         .close_linger(config.timeout)
         .max_connections(max_connections)
         .thread_name("ringws-load");
@@ -341,4 +343,37 @@ fn resolve(host: &str, port: u16, config: &LoadConfig) -> Result<SocketAddr, Loa
             )),
             None => LoadError::Resolve(format!("{host} has no address")),
         })
+}
+
+/// Receive buffers (count, size) for echoes of `payload_size` bytes: large
+/// enough that one echoed frame fits in one buffer (a frame straddling two
+/// is copied into a tail before it is compared), from the reactor's default
+/// 16 KiB up to 128 KiB, with the default 16 MiB per worker in total.
+fn recv_buffers_for(payload_size: usize) -> (u16, u32) {
+    const TOTAL: usize = 16 << 20;
+    let frame = payload_size.saturating_add(ringws_proto::frame::MAX_HEADER_LEN);
+    let size = frame
+        .checked_next_power_of_two()
+        .unwrap_or(usize::MAX)
+        .clamp(16 << 10, 128 << 10);
+    ((TOTAL / size) as u16, size as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn receive_buffers_hold_a_whole_echo_within_the_default_total() {
+        assert_eq!(recv_buffers_for(20), (1024, 16 << 10));
+        assert_eq!(recv_buffers_for(16 << 10), (512, 32 << 10));
+        assert_eq!(recv_buffers_for(100_000), (128, 128 << 10));
+        assert_eq!(recv_buffers_for(usize::MAX), (128, 128 << 10));
+        for payload in [0, 512, 16_370, 16_384, 40_000, 65_536, 100_000] {
+            let (count, size) = recv_buffers_for(payload);
+            assert!(count.is_power_of_two());
+            assert_eq!(usize::from(count) * size as usize, 16 << 20);
+            assert!(payload + 14 <= size as usize || size == 128 << 10);
+        }
+    }
 }
