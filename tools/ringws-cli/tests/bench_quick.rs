@@ -89,6 +89,10 @@ fn quick_bench_reports_every_figure_with_sane_values() {
             "{name}: {megabytes} MB/s at {per_sec} msg/s"
         );
         assert!(number(workload, "messages_per_sec_per_server_core") > 0.0);
+        // One thread's CPU time cannot exceed the wall time it was read over
+        // (a little slack for the clocks' granularity).
+        let busy = number(workload, "server_busy");
+        assert!(busy > 0.0 && busy <= 1.02, "{name}: server busy {busy}");
         for side in ["server_cpu", "generator_cpu"] {
             let count = number(workload, &format!("{side}.count"));
             let cpu = number(workload, &format!("{side}.user_secs"))

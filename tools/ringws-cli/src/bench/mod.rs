@@ -29,6 +29,10 @@
 //! loopback the sending thread also runs the kernel's TCP receive path of
 //! the other side. "msgs/s per server core" is echoed messages divided by
 //! the server's CPU seconds: what one fully busy core would sustain.
+//! "srv busy" is the server's CPU time over the wall time of the whole load
+//! run (connecting and draining included, so slightly under the sending
+//! window's share): how close the generator's one core came to keeping the
+//! server's one core saturated.
 //!
 //! ## How idle memory is measured
 //!
@@ -201,6 +205,11 @@ pub struct Throughput {
     pub megabytes_per_sec: f64,
     /// Messages the server echoed per second of its CPU time.
     pub messages_per_sec_per_server_core: f64,
+    /// Share of the run's wall time (connecting and draining included) the
+    /// server's worker thread spent on a CPU: near 1 when the generator's
+    /// one core keeps the server's one core saturated.
+    #[serde(default)]
+    pub server_busy: f64,
     /// The server's CPU, per echoed message.
     pub server_cpu: CpuCost,
     /// The generator's CPU, per echoed message.
@@ -403,6 +412,8 @@ struct Measured {
     report: LoadReport,
     server_cpu: CpuTime,
     server_messages: u64,
+    /// Wall time of the whole load run the server's CPU was read across.
+    wall: Duration,
 }
 
 impl BenchConfig {
@@ -420,12 +431,14 @@ fn measure(server: &BenchServer, config: &LoadConfig) -> Result<Measured, BenchE
     server.wait_idle(Duration::from_secs(5));
     let cpu_before = server.cpu()?;
     let messages_before = server.messages_in();
+    let started = Instant::now();
     let report = load::run(config).map_err(BenchError::Load)?;
     let cpu_after = server.cpu()?;
     Ok(Measured {
         report,
         server_cpu: cpu_after.since(&cpu_before),
         server_messages: server.messages_in().saturating_sub(messages_before),
+        wall: started.elapsed(),
     })
 }
 
@@ -451,6 +464,7 @@ fn throughput(name: String, config: &LoadConfig, measured: &Measured) -> Through
         } else {
             0.0
         },
+        server_busy: server_secs / measured.wall.as_secs_f64().max(f64::MIN_POSITIVE),
         server_cpu: CpuCost::of(measured.server_cpu, measured.server_messages),
         generator_cpu: CpuCost::of(generator_cpu(report), report.messages.received),
         errors: report.errors.total,

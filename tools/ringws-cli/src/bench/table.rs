@@ -60,13 +60,13 @@ impl fmt::Display for BenchReport {
         writeln!(f)?;
         writeln!(
             f,
-            "{:<32} {:<40} {:>14} {:>11} {:>11} {:>8}",
-            "workload", "result", "per srv core", "server CPU", "gen. CPU", "gen/srv"
+            "{:<32} {:<40} {:>14} {:>9} {:>11} {:>11} {:>8}",
+            "workload", "result", "per srv core", "srv busy", "server CPU", "gen. CPU", "gen/srv"
         )?;
         for t in &self.throughput {
             writeln!(
                 f,
-                "{:<32} {:<40} {:>14} {:>11} {:>11} {:>8}",
+                "{:<32} {:<40} {:>14} {:>9} {:>11} {:>11} {:>8}",
                 format!("{}, {} conns", t.name, t.connections),
                 format!(
                     "{}msg/s  {:.1} MB/s",
@@ -74,6 +74,7 @@ impl fmt::Display for BenchReport {
                     t.megabytes_per_sec
                 ),
                 format!("{}msg/s", si(t.messages_per_sec_per_server_core)),
+                format!("{:.0} %", t.server_busy * 100.0),
                 ns(t.server_cpu.per_unit_ns),
                 ns(t.generator_cpu.per_unit_ns),
                 ratio(t.generator_cpu.per_unit_ns, t.server_cpu.per_unit_ns),
@@ -82,7 +83,7 @@ impl fmt::Display for BenchReport {
         let l = &self.latency;
         writeln!(
             f,
-            "{:<32} {:<40} {:>14} {:>11} {:>11} {:>8}",
+            "{:<32} {:<40} {:>14} {:>9} {:>11} {:>11} {:>8}",
             format!("latency 512 B at {}msg/s", si(l.rate)),
             format!(
                 "p50 {} p99 {} p99.9 {}",
@@ -91,6 +92,7 @@ impl fmt::Display for BenchReport {
                 latency(l.p99_9_us)
             ),
             "",
+            "",
             ns(l.server_cpu.per_unit_ns),
             ns(l.generator_cpu.per_unit_ns),
             ratio(l.generator_cpu.per_unit_ns, l.server_cpu.per_unit_ns),
@@ -98,9 +100,10 @@ impl fmt::Display for BenchReport {
         let c = &self.churn;
         writeln!(
             f,
-            "{:<32} {:<40} {:>14} {:>11} {:>11} {:>8}",
+            "{:<32} {:<40} {:>14} {:>9} {:>11} {:>11} {:>8}",
             format!("churn, {} at a time", c.concurrency),
             format!("{}cycles/s", si(c.cycles_per_sec)),
+            "",
             "",
             ns(c.server_cpu.per_unit_ns),
             ns(c.generator_cpu.per_unit_ns),
@@ -128,7 +131,9 @@ impl fmt::Display for BenchReport {
             f,
             "CPU columns: user + system time per echoed message (churn: per cycle) of the \
              server's worker thread and of the generator's; per srv core: messages echoed per \
-             second of server CPU."
+             second of server CPU; srv busy: the server's CPU time ÷ the run's wall time \
+             (connecting and draining included), near 100 % when one generator core \
+             saturates the server's core."
         )?;
         writeln!(
             f,
