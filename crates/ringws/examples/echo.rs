@@ -10,7 +10,7 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use ringws::{Conn, Handler, Message, Server};
+use ringws::{Conn, Handler, Message, OwnedMessage, Server};
 
 /// Sends every message back to the connection it came from.
 struct Echo;
@@ -24,6 +24,15 @@ impl Handler for Echo {
         let _ = match message {
             Message::Text(text) => conn.send_text(text),
             Message::Binary(bytes) => conn.send_binary(bytes),
+        };
+    }
+
+    fn on_owned_message(&mut self, conn: &mut Conn<'_, Self>, message: &mut OwnedMessage) {
+        // A message assembled in a buffer of its own (the large ones) goes
+        // back in that buffer: no copy.
+        let _ = match message.take_text() {
+            Some(text) => conn.send_text_owned(text),
+            None => conn.send_binary_owned(message.take_bytes()),
         };
     }
 }

@@ -17,7 +17,7 @@ use ringws_reactor::{Chunk, Io, TimerKey};
 use crate::engine::{Engine, TimerKind, TimerValue, Worker};
 use crate::error::{CloseError, SendError};
 use crate::handle::{head_chunk, ConnHandle, OutFrame, PreparedMessage};
-use crate::handler::{CloseKind, ClosedInfo, Handler, Initiator, Message, State};
+use crate::handler::{CloseKind, ClosedInfo, Handler, Initiator, Message, OwnedMessage, State};
 use crate::server::ServerControl;
 use crate::stats::Gauge;
 use crate::{Backpressure, ConnId, WorkerId};
@@ -683,16 +683,18 @@ impl<'a, H: Handler> Conn<'a, H> {
             match event {
                 Event::Text(text) => {
                     self.count_in(text.len());
-                    handler.on_message(self, Message::Text(&text));
-                    if let Cow::Owned(text) = text {
-                        self.io.give_buffer(text.into_bytes());
+                    match text {
+                        Cow::Borrowed(text) => handler.on_message(self, Message::Text(text)),
+                        Cow::Owned(text) => self.deliver_owned(handler, OwnedMessage::text(text)),
                     }
                 }
                 Event::Binary(bytes) => {
                     self.count_in(bytes.len());
-                    handler.on_message(self, Message::Binary(&bytes));
-                    if let Cow::Owned(bytes) = bytes {
-                        self.io.give_buffer(bytes);
+                    match bytes {
+                        Cow::Borrowed(bytes) => handler.on_message(self, Message::Binary(bytes)),
+                        Cow::Owned(bytes) => {
+                            self.deliver_owned(handler, OwnedMessage::binary(bytes));
+                        }
                     }
                 }
                 Event::Ping(payload) => handler.on_ping(self, payload),
@@ -705,6 +707,16 @@ impl<'a, H: Handler> Conn<'a, H> {
                 }
                 Event::ProtocolError(error) => self.protocol_error(error),
             }
+        }
+    }
+
+    /// Hands an assembled message to the handler; the buffer goes back to
+    /// the pool unless the handler took it.
+    fn deliver_owned(&mut self, handler: &mut H, mut message: OwnedMessage) {
+        handler.on_owned_message(self, &mut message);
+        let left = message.into_bytes();
+        if left.capacity() > 0 {
+            self.io.give_buffer(left);
         }
     }
 

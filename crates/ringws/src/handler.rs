@@ -42,6 +42,74 @@ impl<'a> Message<'a> {
     }
 }
 
+/// A complete message whose payload ringws assembled in a buffer of its own
+/// (it was fragmented, or straddled receive buffers), handed to
+/// [`Handler::on_owned_message`]. Taking the buffer lets a handler keep or
+/// send the payload without copying it; whatever is not taken goes back to
+/// the worker's buffer pool when the callback returns.
+#[derive(Debug)]
+pub struct OwnedMessage {
+    payload: OwnedPayload,
+}
+
+#[derive(Debug)]
+enum OwnedPayload {
+    Text(String),
+    Binary(Vec<u8>),
+}
+
+impl OwnedMessage {
+    pub(crate) fn text(text: String) -> OwnedMessage {
+        OwnedMessage {
+            payload: OwnedPayload::Text(text),
+        }
+    }
+
+    pub(crate) fn binary(bytes: Vec<u8>) -> OwnedMessage {
+        OwnedMessage {
+            payload: OwnedPayload::Binary(bytes),
+        }
+    }
+
+    /// The message, borrowed (empty once its payload was taken).
+    pub fn message(&self) -> Message<'_> {
+        match &self.payload {
+            OwnedPayload::Text(text) => Message::Text(text),
+            OwnedPayload::Binary(bytes) => Message::Binary(bytes),
+        }
+    }
+
+    /// Whether it is a text message.
+    pub fn is_text(&self) -> bool {
+        matches!(self.payload, OwnedPayload::Text(_))
+    }
+
+    /// Takes a text message's payload, leaving it empty; `None` for a
+    /// binary message.
+    pub fn take_text(&mut self) -> Option<String> {
+        match &mut self.payload {
+            OwnedPayload::Text(text) => Some(std::mem::take(text)),
+            OwnedPayload::Binary(_) => None,
+        }
+    }
+
+    /// Takes the payload's bytes (text or binary), leaving it empty.
+    pub fn take_bytes(&mut self) -> Vec<u8> {
+        match &mut self.payload {
+            OwnedPayload::Text(text) => std::mem::take(text).into_bytes(),
+            OwnedPayload::Binary(bytes) => std::mem::take(bytes),
+        }
+    }
+
+    /// What is left for the pool.
+    pub(crate) fn into_bytes(self) -> Vec<u8> {
+        match self.payload {
+            OwnedPayload::Text(text) => text.into_bytes(),
+            OwnedPayload::Binary(bytes) => bytes,
+        }
+    }
+}
+
 /// Where a connection is in the closing handshake (RFC 6455 §7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum State {
@@ -233,6 +301,17 @@ pub trait Handler: Sized + 'static {
 
     /// A complete message arrived.
     fn on_message(&mut self, conn: &mut Conn<'_, Self>, message: Message<'_>);
+
+    /// A complete message arrived that ringws assembled in a buffer of its
+    /// own (fragmented, or straddling receive buffers: in practice the
+    /// large ones). Override it to take the buffer instead of copying the
+    /// payload, e.g. to echo or forward it with
+    /// [`Conn::send_binary_owned`] or [`ConnHandle::send_binary_owned`](crate::ConnHandle::send_binary_owned);
+    /// a buffer sent that way returns to the pool once written. By default
+    /// it calls [`on_message`](Self::on_message) with the borrowed message.
+    fn on_owned_message(&mut self, conn: &mut Conn<'_, Self>, message: &mut OwnedMessage) {
+        self.on_message(conn, message.message());
+    }
 
     /// The peer's Close arrived: `code` is `None` when it carried none. If
     /// we had not sent a Close yet (the half-closed state, [`State::CloseReceived`]),

@@ -200,7 +200,8 @@ pub use crate::conn::Conn;
 pub use crate::error::{CloseError, Gone, SendError, ServerError, StartError};
 pub use crate::handle::{ConnHandle, PreparedMessage};
 pub use crate::handler::{
-    CloseKind, ClosedInfo, Handler, HttpRequest, HttpResponse, Initiator, Message, Request, State,
+    CloseKind, ClosedInfo, Handler, HttpRequest, HttpResponse, Initiator, Message, OwnedMessage,
+    Request, State,
 };
 pub use crate::server::{ServerControl, ServerHandle, ShutdownReport};
 pub use crate::stats::{

@@ -1,6 +1,6 @@
 //! The handlers `ringws serve` runs: echo and broadcast.
 
-use ringws::{Conn, Handler, Message, PreparedMessage};
+use ringws::{Conn, Handler, Message, OwnedMessage, PreparedMessage};
 
 /// Sends every message back to the connection it came from, with its type.
 #[derive(Debug, Default, Clone, Copy)]
@@ -16,6 +16,15 @@ impl Handler for Echo {
         let _ = match message {
             Message::Text(text) => conn.send_text(text),
             Message::Binary(bytes) => conn.send_binary(bytes),
+        };
+    }
+
+    fn on_owned_message(&mut self, conn: &mut Conn<'_, Self>, message: &mut OwnedMessage) {
+        // A message assembled in a buffer of its own (the large ones) goes
+        // back in that buffer: no copy.
+        let _ = match message.take_text() {
+            Some(text) => conn.send_text_owned(text),
+            None => conn.send_binary_owned(message.take_bytes()),
         };
     }
 }
