@@ -116,7 +116,10 @@ impl Config {
     }
 
     /// Provided receive buffers per worker: `count` (a power of two, at most
-    /// 32768) buffers of `size` bytes.
+    /// 32768) buffers of `size` bytes. About 2 MiB of them (at least 16) are
+    /// offered to the kernel at start, and twice as many each time a receive
+    /// finds none left, up to `count`: few connections then cycle through
+    /// buffers the caches still hold.
     pub fn recv_buffers(mut self, count: u16, size: u32) -> Config {
         self.buffer_count = count;
         self.buffer_size = size;

@@ -92,6 +92,9 @@ pub struct WorkerStats {
     /// ones fit (send buffers built by `Io::send_with` and `Io::take_buffer`,
     /// receive tails). Flat in steady state: buffers are recycled.
     pub buffers_allocated: u64,
+    /// Receive buffers offered to the kernel so far: a few at start, more
+    /// each time the ring ran dry, up to the configured count.
+    pub recv_buffers_offered: u64,
 }
 
 /// The worker's listener.

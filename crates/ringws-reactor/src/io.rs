@@ -96,6 +96,7 @@ impl<H: Handler> Io<'_, H> {
     pub fn stats(&self) -> WorkerStats {
         WorkerStats {
             buffers_allocated: self.core.byte_pool.allocated(),
+            recv_buffers_offered: u64::from(self.core.bufs.offered()),
             ..self.core.stats
         }
     }

@@ -512,7 +512,10 @@ impl<H: Handler> Worker<H> {
         } else {
             self.return_buffer(flags);
             match -result {
-                libc::ENOBUFS => self.core.stats.recv_enobufs += 1,
+                libc::ENOBUFS => {
+                    self.core.stats.recv_enobufs += 1;
+                    self.core.bufs.grow();
+                }
                 libc::ECANCELED => {}
                 errno => {
                     let error = io::Error::from_raw_os_error(errno);

@@ -193,6 +193,64 @@ fn tiny_buffer_ring_never_stalls_busy_connections() {
 }
 
 #[test]
+fn receive_buffers_are_offered_a_few_at_first_and_doubled_when_the_ring_runs_dry() {
+    // 128 KiB buffers: 16 offered at start (2 MiB), of 256.
+    const CONNECTIONS: usize = 48;
+    let server = start_with(config(1).recv_buffers(256, 128 << 10), Mode::Echo, true);
+    assert_eq!(server.stats()[0].recv_buffers_offered, 16);
+    let mut clients: Vec<_> = (0..CONNECTIONS)
+        .map(|_| {
+            let client = connect(server.addr);
+            let conn = server.accepted(&client);
+            (client, conn)
+        })
+        .collect();
+    // Every connection's receive paused with data waiting, then resumed at
+    // once: more receives complete in one turn than buffers are offered.
+    // The resumes may spread over turns, so rounds repeat (bounded) until
+    // the ring has run dry.
+    for round in 0..10u64 {
+        for (_, conn) in &clients {
+            server.send(Cmd::PauseRecv(*conn));
+            server.wait_for(|event| match event {
+                Event::Paused(c) if c == conn => Some(()),
+                _ => None,
+            });
+        }
+        for (index, (client, _)) in clients.iter_mut().enumerate() {
+            write_all(client, &pattern(1024, round * 100 + index as u64));
+        }
+        for (_, conn) in &clients {
+            server.send(Cmd::ResumeRecv(*conn));
+        }
+        for (index, (client, _)) in clients.iter_mut().enumerate() {
+            assert_eq!(
+                read_exact(client, 1024),
+                pattern(1024, round * 100 + index as u64)
+            );
+        }
+        if server.stats()[0].recv_enobufs > 0 {
+            break;
+        }
+    }
+    let stats = server.stats();
+    let dry = stats[0].recv_enobufs;
+    assert!(
+        dry > 0,
+        "48 resumed receives drained 16 buffers: {:?}",
+        stats[0]
+    );
+    // Each time the ring ran dry the offer doubled, up to all 256.
+    assert_eq!(
+        stats[0].recv_buffers_offered,
+        (16u64 << dry.min(4)).min(256),
+        "{:?}",
+        stats[0]
+    );
+    server.shutdown();
+}
+
+#[test]
 fn port_zero_is_shared_by_every_worker() {
     let server = start(3, Mode::Echo);
     assert_ne!(server.addr.port(), 0);

@@ -351,7 +351,9 @@ impl ServerBuilder {
     }
 
     /// Provided receive buffers per worker: `count` (a power of two, at most
-    /// 32768) of `size` bytes. Default: 1024 of 16 KiB.
+    /// 32768) of `size` bytes. Default: 1024 of 16 KiB. About 2 MiB of them
+    /// are in use at first; more are offered each time the kernel finds
+    /// none free, up to `count`.
     pub fn recv_buffers(mut self, count: u16, size: u32) -> Self {
         self.recv_buffers = (count, size);
         self

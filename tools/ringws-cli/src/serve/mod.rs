@@ -132,7 +132,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = 1_000_000)]
     pub max_connections_per_worker: u32,
 
-    /// Provided receive buffers per worker (a power of two, at most 32768).
+    /// Provided receive buffers per worker (a power of two, at most 32768);
+    /// about 2 MiB of them are offered at first, more whenever they run out.
     #[arg(long, value_name = "N", default_value_t = 1024)]
     pub recv_buffer_count: u16,
 
