@@ -29,6 +29,8 @@ pub const DEFAULT_MAX_QUEUED_BYTES: usize = 4 << 20;
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 8 * 1024;
 /// Default reason of the Close 1001 sent to every connection on shutdown.
 pub const DEFAULT_SHUTDOWN_REASON: &str = "server shutting down";
+/// Largest `socket_send_buffer`: the kernel doubles the value in an `int`.
+const MAX_SOCKET_SEND_BUFFER: usize = (i32::MAX / 2) as usize;
 
 /// How worker threads are pinned to cores.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -94,6 +96,8 @@ pub enum ConfigError {
     MaxConnections(u32),
     /// A shutdown reason longer than 123 bytes.
     ShutdownReasonTooLong(usize),
+    /// `socket_send_buffer` of 0 bytes, or 1 GiB or more.
+    SocketSendBuffer(usize),
     /// A client's subprotocol or extra header cannot go in an upgrade
     /// request (not a token, a control character, a header the handshake
     /// writes itself).
@@ -128,6 +132,10 @@ impl fmt::Display for ConfigError {
                 f,
                 "shutdown reason of {len} bytes exceeds the maximum of {MAX_CLOSE_REASON_LEN}"
             ),
+            ConfigError::SocketSendBuffer(bytes) => write!(
+                f,
+                "socket send buffer must be between 1 byte and 1 GiB - 1, got {bytes}"
+            ),
             ConfigError::ClientRequest(error) => write!(f, "invalid client request: {error}"),
         }
     }
@@ -148,6 +156,7 @@ pub(crate) struct Settings {
     pub max_header_bytes: usize,
     pub shutdown_reason: String,
     pub max_connections: u32,
+    pub socket_send_buffer: Option<usize>,
     pub origin_check: Option<Arc<OriginFn>>,
     pub subprotocol: Option<Arc<SubprotocolFn>>,
     pub plain_http: Option<Arc<PlainHttpFn>>,
@@ -205,6 +214,7 @@ pub struct ServerBuilder {
     shutdown_reason: String,
     max_connections: u32,
     recv_buffers: (u16, u32),
+    socket_send_buffer: Option<usize>,
     origin_check: Option<Arc<OriginFn>>,
     subprotocol: Option<Arc<SubprotocolFn>>,
     plain_http: Option<Arc<PlainHttpFn>>,
@@ -248,6 +258,7 @@ impl ServerBuilder {
             shutdown_reason: DEFAULT_SHUTDOWN_REASON.to_owned(),
             max_connections: 1_000_000,
             recv_buffers: (1024, 16 * 1024),
+            socket_send_buffer: None,
             origin_check: None,
             subprotocol: None,
             plain_http: None,
@@ -359,6 +370,17 @@ impl ServerBuilder {
         self
     }
 
+    /// `SO_SNDBUF` of `bytes` (1 byte up to 1 GiB) on every connection's
+    /// socket; the kernel doubles it and stops autotuning that socket.
+    /// Default: unset, the kernel autotunes up to `net.ipv4.tcp_wmem`'s
+    /// maximum. A small buffer bounds what a slow reader pins in kernel
+    /// memory; the rest waits in ringws's send queue, where
+    /// [`max_queued_bytes`](Self::max_queued_bytes) and backpressure see it.
+    pub fn socket_send_buffer(mut self, bytes: usize) -> Self {
+        self.socket_send_buffer = Some(bytes);
+        self
+    }
+
     /// Accepts or refuses an upgrade by its `Origin` header (`None` when the
     /// client sent none); refused upgrades are answered 403. Runs on the
     /// accepting worker. Default: every origin is accepted.
@@ -461,6 +483,11 @@ impl ServerBuilder {
         if self.max_connections == 0 || self.max_connections >= (1 << 24) - 1 {
             return Err(ConfigError::MaxConnections(self.max_connections));
         }
+        if let Some(bytes) = self.socket_send_buffer {
+            if bytes == 0 || bytes > MAX_SOCKET_SEND_BUFFER {
+                return Err(ConfigError::SocketSendBuffer(bytes));
+            }
+        }
         if validate_close(CloseCode::GOING_AWAY.0, self.shutdown_reason.as_bytes()).is_err() {
             return Err(ConfigError::ShutdownReasonTooLong(
                 self.shutdown_reason.len(),
@@ -475,7 +502,7 @@ impl ServerBuilder {
         // to half of it (hysteresis, so it does not fire on every send).
         let high_water = self.max_queued_bytes - 1;
         let low_water = (self.max_queued_bytes / 2).min(high_water);
-        let reactor = ringws_reactor::Config::new()
+        let mut reactor = ringws_reactor::Config::new()
             .workers(self.workers)
             .pinning(pinning)
             .listen(self.addr)
@@ -484,6 +511,9 @@ impl ServerBuilder {
             .close_linger(self.close_timeout)
             .max_connections(self.max_connections)
             .thread_name("ringws");
+        if let Some(bytes) = self.socket_send_buffer {
+            reactor = reactor.socket_send_buffer(bytes);
+        }
         let settings = Settings {
             max_frame_size,
             max_message_size: self.max_message_size,
@@ -496,6 +526,7 @@ impl ServerBuilder {
             max_header_bytes: self.max_header_bytes,
             shutdown_reason: self.shutdown_reason,
             max_connections: self.max_connections,
+            socket_send_buffer: self.socket_send_buffer,
             origin_check: self.origin_check,
             subprotocol: self.subprotocol,
             plain_http: self.plain_http,
@@ -570,6 +601,14 @@ mod tests {
             (
                 builder().shutdown_reason("x".repeat(124)),
                 ConfigError::ShutdownReasonTooLong(124),
+            ),
+            (
+                builder().socket_send_buffer(0),
+                ConfigError::SocketSendBuffer(0),
+            ),
+            (
+                builder().socket_send_buffer(1 << 30),
+                ConfigError::SocketSendBuffer(1 << 30),
             ),
         ];
         for (builder, expected) in cases {

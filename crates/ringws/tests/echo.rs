@@ -63,6 +63,33 @@ async fn text_and_binary_echo_at_every_length_encoding() {
     drop(events);
 }
 
+#[tokio::test]
+async fn a_small_socket_send_buffer_is_applied_and_large_echoes_still_arrive_whole() {
+    let (server, events) = start(
+        builder()
+            .socket_send_buffer(20_000)
+            .max_message_size(8 << 20),
+    );
+    let port = server.local_addr().port();
+    let mut client = connect(server.local_addr()).await;
+    // The server's end of the connection reports the buffer the kernel
+    // set: twice the request (`ss`'s `tb`, in `skmem`).
+    let output = std::process::Command::new("ss")
+        .args(["-tmnH", "state", "established", &format!("sport = :{port}")])
+        .output()
+        .expect("ss runs");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(text.contains("tb40000,"), "server socket's skmem: {text}");
+    // A message 200 times the buffer leaves in many short writes, intact.
+    let binary: Vec<u8> = (0..4 << 20).map(|i: usize| (i * 7 % 253) as u8).collect();
+    send(&mut client, WsMessage::Binary(binary.clone())).await;
+    let echoed = recv(&mut client).await;
+    assert!(payload_of(&echoed) == binary, "4 MiB echo differs");
+    drop(client);
+    server.shutdown(WAIT);
+    drop(events);
+}
+
 #[test]
 fn fragmented_messages_are_assembled_with_control_frames_between() {
     let (server, events) = start(builder());

@@ -192,10 +192,11 @@ fn an_address_in_use_is_a_clear_error_not_a_panic() {
 #[test]
 fn invalid_settings_exit_2_with_the_reason() {
     let long_reason = "r".repeat(124);
-    let cases: [(&[&str], &str); 3] = [
+    let cases: [(&[&str], &str); 4] = [
         (&["--shutdown-reason", &long_reason], "123"),
         (&["--workers", "0"], "workers"),
         (&["--backpressure", "close-1006"], "close-1006"),
+        (&["--socket-send-buffer", "0"], "socket send buffer"),
     ];
     for (args, word) in cases {
         let mut full = vec!["--addr", "127.0.0.1:0"];

@@ -438,9 +438,19 @@ impl ClientBuilder {
     }
 
     /// Provided receive buffers per worker: `count` (a power of two, at most
-    /// 32768) of `size` bytes. Default: 1024 of 16 KiB.
+    /// 32768) of `size` bytes. Default: 1024 of 16 KiB. About 2 MiB of them
+    /// are in use at first; more are offered each time the kernel finds
+    /// none free, up to `count`.
     pub fn recv_buffers(mut self, count: u16, size: u32) -> Self {
         self.recv_buffers = (count, size);
+        self
+    }
+
+    /// `SO_SNDBUF` of `bytes` on every connection's socket, as
+    /// [`ServerBuilder::socket_send_buffer`](crate::ServerBuilder::socket_send_buffer).
+    /// Default: unset (kernel autotuning).
+    pub fn socket_send_buffer(mut self, bytes: usize) -> Self {
+        self.shared = self.shared.socket_send_buffer(bytes);
         self
     }
 
@@ -526,7 +536,7 @@ impl ClientBuilder {
         // Same hysteresis as the server: `on_drain` at half the limit.
         let high_water = settings.max_queued_bytes - 1;
         let low_water = (settings.max_queued_bytes / 2).min(high_water);
-        let config = ringws_reactor::Config::new()
+        let mut config = ringws_reactor::Config::new()
             .workers(self.workers)
             .pinning(pinning)
             .recv_buffers(self.recv_buffers.0, self.recv_buffers.1)
@@ -534,6 +544,9 @@ impl ClientBuilder {
             .close_linger(settings.close_timeout)
             .max_connections(settings.max_connections)
             .thread_name("ringws-client");
+        if let Some(bytes) = settings.socket_send_buffer {
+            config = config.socket_send_buffer(bytes);
+        }
         let request = RequestTemplate {
             subprotocols: self.subprotocols,
             headers: self.headers,

@@ -141,6 +141,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SIZE", default_value = "16KiB", value_parser = size)]
     pub recv_buffer_size: usize,
 
+    /// SO_SNDBUF for every connection's socket (the kernel doubles it and
+    /// stops autotuning it); unset: the kernel autotunes.
+    #[arg(long, value_name = "SIZE", value_parser = size)]
+    pub socket_send_buffer: Option<usize>,
+
     /// How long a graceful shutdown waits for closing handshakes before it
     /// terminates what is left.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = duration)]
@@ -266,6 +271,9 @@ impl ServeArgs {
             });
         if let Some(workers) = self.workers {
             builder = builder.workers(workers);
+        }
+        if let Some(bytes) = self.socket_send_buffer {
+            builder = builder.socket_send_buffer(bytes);
         }
         if let Some(bytes) = self.max_frame_size {
             builder = builder.max_frame_size(bytes);
