@@ -8,6 +8,7 @@ use clap::Args;
 
 use crate::bench::{run, BenchConfig};
 use crate::load::config::parse_duration;
+use crate::load::report::write_json;
 
 /// Benchmark ringws on this machine and print one table.
 ///
@@ -115,18 +116,7 @@ pub fn main(args: BenchArgs) -> ExitCode {
         let _ = stdout.flush();
     }
     if let Some(target) = &args.json {
-        let written = serde_json::to_string_pretty(&report)
-            .map_err(|error| error.to_string())
-            .and_then(|json| {
-                if json_to_stdout {
-                    let mut stdout = std::io::stdout().lock();
-                    writeln!(stdout, "{json}").map_err(|error| error.to_string())
-                } else {
-                    std::fs::write(target, json + "\n")
-                        .map_err(|error| format!("{target}: {error}"))
-                }
-            });
-        if let Err(error) = written {
+        if let Err(error) = write_json(target, &report) {
             eprintln!("ringws bench: cannot write the JSON report: {error}");
             return ExitCode::FAILURE;
         }

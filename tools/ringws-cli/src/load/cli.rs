@@ -1,6 +1,6 @@
 //! `ringws load`: the command line of the load generator.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -9,6 +9,7 @@ use clap::{Args, Subcommand, ValueEnum};
 
 use crate::load::config::{parse_cpu_list, parse_duration, parse_source_addrs};
 use crate::load::hist::{save_histograms, MergedHistograms};
+use crate::load::report::write_json;
 use crate::load::{run_with_progress, LoadConfig, Mode, PayloadKind};
 
 /// Generate WebSocket load; report rates, latency, close codes and errors.
@@ -273,18 +274,7 @@ fn load(args: &LoadArgs) -> ExitCode {
     }
     let mut status = ExitCode::SUCCESS;
     if let Some(target) = &args.json {
-        let written = serde_json::to_string_pretty(&report)
-            .map_err(|error| error.to_string())
-            .and_then(|json| {
-                if json_to_stdout {
-                    let mut stdout = std::io::stdout().lock();
-                    writeln!(stdout, "{json}").map_err(|error| error.to_string())
-                } else {
-                    std::fs::write(target, json + "\n")
-                        .map_err(|error| format!("{target}: {error}"))
-                }
-            });
-        if let Err(error) = written {
+        if let Err(error) = write_json(target, &report) {
             eprintln!("ringws load: cannot write the JSON report: {error}");
             status = ExitCode::FAILURE;
         }

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::io::Write;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
@@ -793,6 +794,18 @@ impl fmt::Display for LoadReport {
             }
         }
         Ok(())
+    }
+}
+
+/// Writes `report` as pretty JSON to `target`: a file, or standard output
+/// for `-`.
+pub fn write_json(target: &str, report: &impl Serialize) -> Result<(), String> {
+    let json = serde_json::to_string_pretty(report).map_err(|error| error.to_string())?;
+    if target == "-" {
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "{json}").map_err(|error| error.to_string())
+    } else {
+        std::fs::write(target, json + "\n").map_err(|error| format!("{target}: {error}"))
     }
 }
 
