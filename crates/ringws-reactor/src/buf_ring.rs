@@ -1,6 +1,6 @@
 //! The provided buffer ring of one worker (`IORING_REGISTER_PBUF_RING`).
 //!
-//! Two page-aligned allocations: the ring of `entries` descriptors
+//! Two page-aligned anonymous mappings: the ring of `entries` descriptors
 //! (`struct io_uring_buf`: address, length, buffer id) that the kernel reads,
 //! and the buffers themselves, `entries × buffer_size` bytes. The kernel
 //! consumes descriptors from the ring's head as multishot receives complete;
@@ -21,7 +21,6 @@
 //! a receive finds the ring empty, so a worker with many busy connections
 //! still gets every buffer it was configured with.
 
-use std::alloc::{self, Layout};
 use std::io;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU16, Ordering};
@@ -50,29 +49,47 @@ const INITIAL_OFFERED_BYTES: usize = 2 << 20;
 /// Buffers offered at start at the least (when they are large).
 const MIN_INITIAL_OFFERED: u16 = 16;
 
-/// A page-aligned, zeroed heap allocation freed on drop.
+/// A page-aligned, zeroed anonymous mapping, unmapped on drop. Its pages
+/// become resident only when first written, so buffers the ring has not
+/// offered yet cost address space, not memory.
 struct PageAlloc {
     ptr: NonNull<u8>,
-    layout: Layout,
+    len: usize,
 }
 
 impl PageAlloc {
     fn new(size: usize) -> io::Result<Self> {
-        let size = size.max(1).next_multiple_of(PAGE);
-        let layout = Layout::from_size_align(size, PAGE)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "buffer ring too large"))?;
-        // SAFETY: `layout` has a non-zero size.
-        let raw = unsafe { alloc::alloc_zeroed(layout) };
-        let ptr = NonNull::new(raw).ok_or_else(|| io::Error::from(io::ErrorKind::OutOfMemory))?;
-        Ok(PageAlloc { ptr, layout })
+        let len = size
+            .max(1)
+            .checked_next_multiple_of(PAGE)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "buffer ring too large"))?;
+        // SAFETY: a private anonymous mapping at an address the kernel
+        // chooses; no existing memory is affected. The result is checked
+        // for MAP_FAILED before use.
+        let raw = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if raw == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr = NonNull::new(raw.cast::<u8>())
+            .ok_or_else(|| io::Error::from(io::ErrorKind::OutOfMemory))?;
+        Ok(PageAlloc { ptr, len })
     }
 }
 
 impl Drop for PageAlloc {
     fn drop(&mut self) {
-        // SAFETY: `ptr` was allocated with `layout` by `alloc_zeroed` and is
-        // freed exactly once, here.
-        unsafe { alloc::dealloc(self.ptr.as_ptr(), self.layout) }
+        // SAFETY: `ptr` and `len` describe a mapping made by `mmap` in
+        // `new`, unmapped exactly once, here; nothing borrows it any more.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
     }
 }
 

@@ -41,7 +41,9 @@
 //! client is a separate process (`ringws load --mode hold`, pinned to the
 //! client core), so this process's memory grows with the server's side
 //! only. A 0.3 s warm-up on one connection (16 KiB echoes) first cycles
-//! through every receive buffer. For the measurement glibc is told to give
+//! through every receive buffer the ring offers (should the ring offer
+//! more while the connections open, the page each handshake is received
+//! into would count). For the measurement glibc is told to give
 //! freed memory back at once (`M_TRIM_THRESHOLD` 0, a fixed
 //! `M_MMAP_THRESHOLD`): otherwise the top of a thread's heap, which
 //! `malloc_trim` does not release, keeps whatever earlier workloads freed
@@ -634,8 +636,8 @@ fn idle_memory(config: &BenchConfig) -> Result<IdleMemory, BenchError> {
 fn measure_idle(config: &BenchConfig, server: &BenchServer) -> Result<IdleMemory, BenchError> {
     let wanted = config.idle_connections;
     // Warm-up on one connection: 16 KiB echoes cycle through every receive
-    // buffer, so pages the buffers have not used yet do not fault in
-    // during the measurement and count as connection memory.
+    // buffer the ring offers, so pages the buffers have not used yet do
+    // not fault in during the measurement and count as connection memory.
     let mut warm_up = config.load_config(&server.url, Mode::Echo);
     warm_up.connections = 1;
     warm_up.pipeline = 16;
