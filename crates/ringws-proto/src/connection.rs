@@ -23,9 +23,9 @@
 //!   unmasked in place and handed out borrowed from the input
 //!   (`Cow::Borrowed`): no copy, no allocation.
 //! - A **fragmented message, or a frame that straddles inputs**, is consumed as
-//!   far as the input goes: each piece is unmasked, checked (text: UTF-8 as it
-//!   arrives, failing at the first bad piece) and copied into the assembly
-//!   buffer. When the message is complete the buffer is *moved* into the event
+//!   far as the input goes: each piece is unmasked as it is copied into the
+//!   assembly buffer (one pass; the input keeps the masked bytes) and checked
+//!   there (text: UTF-8 as it arrives, failing at the first bad piece). When the message is complete the buffer is *moved* into the event
 //!   (`Cow::Owned`), so events never borrow the connection, the caller may send
 //!   while holding one, and an idle connection owns no receive buffer.
 //! - **Control frames** (at most 131 bytes on the wire) are consumed only when
@@ -417,12 +417,16 @@ impl Connection {
                 if take == 0 && partial.remaining > 0 {
                     break Outcome::NeedMore;
                 }
-                let piece = &mut input[pos..pos + take];
-                // Only the key phase matters, so the offset is taken mod 4.
-                partial.mask.apply(piece, (partial.received & 3) as usize);
+                let piece = &input[pos..pos + take];
+                // Unmasked as it is copied into the message; only the key
+                // phase matters, so the offset is taken mod 4.
+                let mask = partial
+                    .mask
+                    .key()
+                    .map(|key| (key, (partial.received & 3) as usize));
                 if let Err(err) =
                     self.assembler
-                        .append(partial.frame.kind, piece, partial.remaining)
+                        .append_masked(partial.frame.kind, piece, mask, partial.remaining)
                 {
                     break Outcome::Failed(err);
                 }
@@ -785,6 +789,10 @@ struct MaskWord(u32);
 impl MaskWord {
     fn of(mask: Option<[u8; 4]>) -> Self {
         Self(mask.map_or(0, u32::from_ne_bytes))
+    }
+
+    fn key(self) -> Option<[u8; 4]> {
+        (self.0 != 0).then(|| self.0.to_ne_bytes())
     }
 
     fn apply(self, payload: &mut [u8], offset: usize) {

@@ -28,6 +28,7 @@
 
 use crate::error::ProtocolError;
 use crate::frame::{FrameHeader, Opcode};
+use crate::mask;
 use crate::utf8::{validate_utf8, Utf8Validator};
 
 /// Whether a message is text (UTF-8, checked) or binary.
@@ -224,17 +225,34 @@ impl MessageAssembler {
         piece: &[u8],
         frame_remaining: u64,
     ) -> Result<(), ProtocolError> {
-        if kind == MessageKind::Text {
-            self.utf8
-                .feed(piece)
-                .map_err(|_| ProtocolError::InvalidUtf8)?;
-        }
+        self.append_masked(kind, piece, None, frame_remaining)
+    }
+
+    /// [`append`](Self::append) for a piece still masked with `mask`, whose
+    /// key phase starts at payload position `offset`: the piece is unmasked
+    /// as it is copied, one pass over its bytes instead of an unmasking pass
+    /// and a copy. The input is left as it was.
+    pub fn append_masked(
+        &mut self,
+        kind: MessageKind,
+        piece: &[u8],
+        mask: Option<([u8; 4], usize)>,
+        frame_remaining: u64,
+    ) -> Result<(), ProtocolError> {
         if self.buffering.is_none() {
             self.buffering = Some(kind);
             let expected = usize::try_from(frame_remaining).unwrap_or(usize::MAX);
             self.buffer.reserve(expected.min(INITIAL_RESERVE_CAP));
         }
-        self.buffer.extend_from_slice(piece);
+        let start = self.buffer.len();
+        match mask {
+            Some((key, offset)) => mask::mask_extend(&mut self.buffer, piece, key, offset),
+            None => self.buffer.extend_from_slice(piece),
+        }
+        if kind == MessageKind::Text && self.utf8.feed(&self.buffer[start..]).is_err() {
+            self.buffer.truncate(start);
+            return Err(ProtocolError::InvalidUtf8);
+        }
         Ok(())
     }
 
@@ -447,6 +465,40 @@ mod tests {
         asm.append(f.kind, b"fine", 100).unwrap();
         assert_eq!(
             asm.append(f.kind, &[0xC0, 0x80], 96),
+            Err(ProtocolError::InvalidUtf8)
+        );
+    }
+
+    #[test]
+    fn masked_pieces_are_unmasked_as_they_are_buffered() {
+        let text = "mask me: aé€😀, every phase of the key".repeat(3);
+        let key = [0x37, 0xFA, 0x21, 0x3D];
+        let masked: Vec<u8> = text
+            .bytes()
+            .enumerate()
+            .map(|(i, b)| b ^ key[i % 4])
+            .collect();
+        for split in [0, 1, 2, 3, 5, 33, 64, masked.len()] {
+            let mut asm = MessageAssembler::new(Limits::default());
+            let len = masked.len() as u64;
+            let f = asm.begin_frame(&header(true, Opcode::Text, len)).unwrap();
+            asm.append_masked(f.kind, &masked[..split], Some((key, 0)), len)
+                .unwrap();
+            asm.append_masked(
+                f.kind,
+                &masked[split..],
+                Some((key, split & 3)),
+                len - split as u64,
+            )
+            .unwrap();
+            assert_eq!(asm.finish(f.kind), Ok(AssembledMessage::Text(text.clone())));
+        }
+        // Invalid UTF-8 is found in the unmasked bytes, not the masked ones.
+        let mut asm = MessageAssembler::new(Limits::default());
+        let f = asm.begin_frame(&header(true, Opcode::Text, 2)).unwrap();
+        let bad = [0xC0 ^ key[0], 0x80 ^ key[1]];
+        assert_eq!(
+            asm.append_masked(f.kind, &bad, Some((key, 0)), 2),
             Err(ProtocolError::InvalidUtf8)
         );
     }
