@@ -37,12 +37,9 @@ impl Handler for Echo {
         _: &mut (),
         data: &mut [u8],
     ) -> usize {
-        // The receive buffer goes back to the ring after this call, so the
-        // echo is a copy (into a pooled buffer); it leaves with the turn's
-        // other sends.
-        let mut echo = ctx.io.take_buffer(data.len());
-        echo.extend_from_slice(data);
-        let _ = ctx.io.send(conn, echo);
+        // Sent from the receive buffer itself when it is 4 KiB or more,
+        // copied into the turn's send buffer otherwise, as ringws's echo.
+        let _ = ctx.io.send_with_payload(conn, &[], data);
         data.len()
     }
 }
@@ -61,7 +58,7 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Options, String> {
         workers: None,
         pinning: CorePinning::Auto,
         buffers: 1024,
-        buffer_size: 16 * 1024,
+        buffer_size: 32 * 1024,
     };
     let mut args = args.peekable();
     while let Some(flag) = args.next() {

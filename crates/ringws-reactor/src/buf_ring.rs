@@ -11,11 +11,14 @@
 //! Ownership of buffer `bid` is one of: "in the ring" (the kernel may write
 //! to it at any time), "lent to the worker" (between the completion that
 //! names it and [`BufRing::recycle`]) or "in reserve" (never offered yet).
-//! The worker only builds a slice over a buffer while it is lent.
+//! The worker only builds a slice over a buffer while it is lent. A lent
+//! buffer may be *held* ([`BufRing::hold`]) by queued sends that read from
+//! it (a reply sent from the bytes it answers, without a copy); it goes back
+//! to the ring only once its delivery is over and the last hold released.
 //!
 //! Only some of the buffers are offered at first: the kernel takes them in
 //! ring order, so every buffer offered is written once per lap, and a lap
-//! over all of them (16 MiB by default) runs through memory no cache holds;
+//! over all of them (32 MiB by default) runs through memory no cache holds;
 //! at 16 KiB messages the receive copy into cold buffers cost about a tenth
 //! of the worker's time. [`BufRing::grow`] offers more of the reserve when
 //! a receive finds the ring empty, so a worker with many busy connections
@@ -107,6 +110,10 @@ pub(crate) struct BufRing {
     offered: u16,
     /// Buffer ids not offered yet; the next to offer is last.
     reserve: Vec<u16>,
+    /// Per buffer: queued sends that read from it.
+    holds: Vec<u16>,
+    /// Buffers with at least one hold.
+    held: u32,
 }
 
 impl BufRing {
@@ -138,6 +145,8 @@ impl BufRing {
             lent: 0,
             offered: 0,
             reserve: (0..entries).rev().collect(),
+            holds: vec![0; usize::from(entries)],
+            held: 0,
         };
         this.offer(initial);
         Ok(this)
@@ -205,10 +214,46 @@ impl BufRing {
             .wrapping_add(usize::from(bid) * self.buffer_size as usize)
     }
 
+    /// Records one more queued send reading from lent buffer `bid`; it is
+    /// not recycled while held (see [`release`](Self::release)).
+    pub(crate) fn hold(&mut self, bid: u16) {
+        let holds = &mut self.holds[usize::from(bid)];
+        if *holds == 0 {
+            self.held += 1;
+        }
+        *holds += 1;
+    }
+
+    /// Drops one hold on `bid`; returns whether none is left, in which case
+    /// the caller recycles it unless its delivery is still going on.
+    pub(crate) fn release(&mut self, bid: u16) -> bool {
+        let holds = &mut self.holds[usize::from(bid)];
+        debug_assert!(*holds > 0, "released a buffer that was not held");
+        *holds = holds.saturating_sub(1);
+        if *holds == 0 {
+            self.held = self.held.saturating_sub(1);
+            return true;
+        }
+        false
+    }
+
+    /// Whether queued sends still read from `bid`.
+    pub(crate) fn is_held(&self, bid: u16) -> bool {
+        self.holds
+            .get(usize::from(bid))
+            .is_some_and(|&holds| holds > 0)
+    }
+
+    /// Buffers queued sends hold.
+    pub(crate) fn held(&self) -> u32 {
+        self.held
+    }
+
     /// Hands buffer `bid` back to the kernel. The caller must no longer use
-    /// any slice over it.
+    /// any slice over it, and no send may hold it.
     pub(crate) fn recycle(&mut self, bid: u16) {
         debug_assert!(bid < self.entries);
+        debug_assert!(!self.is_held(bid), "recycled a held buffer");
         self.lent = self.lent.saturating_sub(1);
         self.write_entry(bid);
         self.publish();
@@ -363,6 +408,21 @@ mod tests {
             ring.recycle(1);
         }
         assert_eq!(ring.published_tail(), (2u32 + 70_000) as u16);
+    }
+
+    #[test]
+    fn holds_count_per_buffer() {
+        let mut ring = BufRing::new(4, 64).unwrap();
+        assert!(ring.take(1).is_some());
+        ring.hold(1);
+        ring.hold(1);
+        assert!(ring.is_held(1) && !ring.is_held(0));
+        assert_eq!(ring.held(), 1);
+        assert!(!ring.release(1));
+        assert!(ring.release(1));
+        assert_eq!(ring.held(), 0);
+        ring.recycle(1);
+        assert_eq!(ring.lent(), 0);
     }
 
     #[test]

@@ -58,7 +58,7 @@ impl Default for Config {
 impl Config {
     /// Defaults: one worker per available core, [`CorePinning::Auto`], no
     /// listener, 1024 submission entries (4096 completion entries), 1024
-    /// receive buffers of 16 KiB per worker, `on_drained` after 64 KiB queued
+    /// receive buffers of 32 KiB per worker, `on_drained` after 64 KiB queued
     /// drains to 0, 5 s close linger, 1,000,000 connections per worker.
     pub fn new() -> Config {
         Config {
@@ -67,7 +67,7 @@ impl Config {
             listen: None,
             ring_entries: 1024,
             buffer_count: 1024,
-            buffer_size: 16 * 1024,
+            buffer_size: 32 * 1024,
             send_high_water: 64 * 1024,
             send_low_water: 0,
             close_linger: Duration::from_secs(5),

@@ -33,7 +33,7 @@ use crate::clock::Clock;
 use crate::handler::{CloseCause, ConnId, Handler, IoOp, WorkerId};
 use crate::inbox::{InboxSender, InboxShared};
 use crate::ring::RingMode;
-use crate::send_queue::{Chunk, SendQueue, SendSpec};
+use crate::send_queue::{Chunk, ReceivedBytes, SendQueue, SendSpec, WorkerSinks};
 use crate::slot::{flag, Intent, Phase, Slot};
 use crate::user_data::{encode, OpKind};
 
@@ -95,6 +95,12 @@ pub struct WorkerStats {
     /// Receive buffers offered to the kernel so far: a few at start, more
     /// each time the ring ran dry, up to the configured count.
     pub recv_buffers_offered: u64,
+    /// Payloads sent from the receive buffer they arrived in
+    /// (`Io::send_with_payload`), uncopied.
+    pub payloads_sent_in_place: u64,
+    /// Receive buffers lent to the worker now: being delivered, or held by
+    /// queued sends. 0 when the worker is idle and its queues are empty.
+    pub recv_buffers_lent: u64,
 }
 
 /// The worker's listener.
@@ -122,6 +128,24 @@ pub(crate) struct Settings {
     /// kernel's autotuning on.
     pub socket_send_buffer: Option<usize>,
 }
+
+/// The receive buffer being handed to `on_data`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Delivery {
+    pub bid: u16,
+    /// Address and length of the bytes delivered from it.
+    pub addr: usize,
+    pub len: usize,
+}
+
+/// Smallest payload sent from its receive buffer rather than copied: below
+/// this a copy into the turn's shared send buffer is cheaper than a hold and
+/// an iovec of its own.
+const HOLD_MIN_BYTES: usize = 4096;
+/// A connection with more than this queued gets copies, not holds, so a
+/// peer that does not read keeps at most a few receive buffers from the
+/// kernel.
+const HOLD_MAX_QUEUED: usize = 64 << 10;
 
 /// The reactor side of a worker. Field order matters for drop: the ring is
 /// dropped first, before the memory its operations reference.
@@ -172,6 +196,8 @@ pub(crate) struct Core<H: Handler> {
     pub stopping: bool,
     pub stats: WorkerStats,
     pub settings: Settings,
+    /// Set while a receive buffer's bytes are in `on_data`.
+    pub delivery: Option<Delivery>,
 }
 
 /// Closes a descriptor, ignoring errors (there is nothing left to do with it).
@@ -282,7 +308,11 @@ impl<H: Handler> Core<H> {
             self.byte_pool.give(*tail);
         }
         if let Some(mut queue) = slot.send.take() {
-            queue.clear(&mut self.byte_pool);
+            queue.clear(&mut WorkerSinks {
+                pool: &mut self.byte_pool,
+                bufs: &mut self.bufs,
+                delivering: self.delivery.map(|delivery| delivery.bid),
+            });
             if self.send_pool.len() < SEND_POOL_MAX {
                 self.send_pool.push(queue);
             }
@@ -559,7 +589,14 @@ impl<H: Handler> Core<H> {
                 }
                 Err(error) => {
                     if let Some(queue) = self.slots[index as usize].send.as_mut() {
-                        queue.complete(0, &mut self.byte_pool);
+                        queue.complete(
+                            0,
+                            &mut WorkerSinks {
+                                pool: &mut self.byte_pool,
+                                bufs: &mut self.bufs,
+                                delivering: self.delivery.map(|delivery| delivery.bid),
+                            },
+                        );
                     }
                     self.fail(index, IoOp::Submit, &error);
                 }
@@ -591,6 +628,56 @@ impl<H: Handler> Core<H> {
         self.queue_with(conn, |queue, pool| {
             queue.append_with(len, pool, build);
         })
+    }
+
+    /// Queues `head` then `payload`: `payload` straight from the receive
+    /// buffer being delivered when it lies there and [`holdable`] allows,
+    /// else both copied like [`queue_send_with`](Self::queue_send_with).
+    ///
+    /// [`holdable`]: Self::holdable
+    pub(crate) fn queue_send_with_payload(
+        &mut self,
+        conn: ConnId,
+        head: &[u8],
+        payload: &[u8],
+    ) -> Result<usize, crate::SendError> {
+        if let (Some(bid), Some(head)) = (self.holdable(conn, payload), Chunk::inline(head)) {
+            let received = Chunk::Received(ReceivedBytes::new(bid, payload));
+            let queued = self.queue_with(conn, |queue, _| {
+                queue.push(head);
+                queue.push(received);
+            })?;
+            // The chunk is queued (`queue_with` runs `add` only on success).
+            self.bufs.hold(bid);
+            self.stats.payloads_sent_in_place += 1;
+            return Ok(queued);
+        }
+        self.queue_send_with(conn, head.len() + payload.len(), |bytes| {
+            bytes.extend_from_slice(head);
+            bytes.extend_from_slice(payload);
+        })
+    }
+
+    /// The receive buffer `payload` may be sent from: the one being
+    /// delivered, when `payload` lies inside it, is large enough to be worth
+    /// a hold, `conn` has little queued, and a quarter of the buffers at
+    /// most are held (the rest stay free for receiving).
+    fn holdable(&self, conn: ConnId, payload: &[u8]) -> Option<u16> {
+        let delivery = self.delivery?;
+        let start = payload.as_ptr() as usize;
+        let inside = start >= delivery.addr
+            && start.checked_add(payload.len())? <= delivery.addr + delivery.len;
+        if !inside || payload.len() < HOLD_MIN_BYTES {
+            return None;
+        }
+        if self.bufs.held() >= u32::from(self.bufs.entries()) / 4 {
+            return None;
+        }
+        let index = self.lookup(conn)?;
+        if self.slots[index as usize].queued_bytes() > HOLD_MAX_QUEUED {
+            return None;
+        }
+        Some(delivery.bid)
     }
 
     /// Runs `add` on `conn`'s send queue (taking one from the pool when it
@@ -636,7 +723,11 @@ impl<H: Handler> Core<H> {
             }
         }
         if let Some(mut queue) = slot.send.take() {
-            queue.clear(&mut self.byte_pool);
+            queue.clear(&mut WorkerSinks {
+                pool: &mut self.byte_pool,
+                bufs: &mut self.bufs,
+                delivering: self.delivery.map(|delivery| delivery.bid),
+            });
             if self.send_pool.len() < SEND_POOL_MAX {
                 self.send_pool.push(queue);
             }

@@ -97,6 +97,7 @@ impl<H: Handler> Io<'_, H> {
         WorkerStats {
             buffers_allocated: self.core.byte_pool.allocated(),
             recv_buffers_offered: u64::from(self.core.bufs.offered()),
+            recv_buffers_lent: u64::from(self.core.bufs.lent()),
             ..self.core.stats
         }
     }
@@ -138,6 +139,25 @@ impl<H: Handler> Io<'_, H> {
         build: impl FnOnce(&mut Vec<u8>),
     ) -> Result<usize, SendError> {
         self.core.queue_send_with(conn, len, build)
+    }
+
+    /// Queues `head` followed by `payload`, copied as [`send_with`](Self::send_with)
+    /// copies, with one exception that saves the copy of large replies: when
+    /// `payload` lies inside the receive buffer whose bytes `on_data` is
+    /// being given right now (a message received in place, echoed or
+    /// forwarded to any connection of this worker), is at least 4 KiB, and
+    /// the target has little queued, it is sent from that buffer, which is
+    /// kept from the kernel until the bytes are written. `head` (a frame
+    /// header) is at most [`INLINE_CAPACITY`](crate::INLINE_CAPACITY)
+    /// bytes for that, or both are copied. Returns the connection's unsent
+    /// bytes, as `send` does.
+    pub fn send_with_payload(
+        &mut self,
+        conn: ConnId,
+        head: &[u8],
+        payload: &[u8],
+    ) -> Result<usize, SendError> {
+        self.core.queue_send_with_payload(conn, head, payload)
     }
 
     /// An empty buffer with room for `capacity` bytes, from the worker's

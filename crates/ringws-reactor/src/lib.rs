@@ -97,6 +97,6 @@ pub use crate::inbox::InboxSender;
 pub use crate::io::{ConnectOptions, Io};
 pub use crate::reactor::{Reactor, ReactorHandle};
 pub use crate::ring::RingMode;
-pub use crate::send_queue::{Chunk, InlineBytes, INLINE_CAPACITY};
+pub use crate::send_queue::{Chunk, InlineBytes, ReceivedBytes, INLINE_CAPACITY};
 pub use crate::worker::WorkerInfo;
 pub use ringws_timer::{Tick, TimerKey};

@@ -17,6 +17,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
 
+use crate::buf_ring::BufRing;
 use crate::byte_pool::BytePool;
 
 /// Most iovecs in one `sendmsg`.
@@ -38,7 +39,10 @@ const COALESCE_BYTES: usize = 4096;
 /// * `Static`: bytes with static lifetime.
 /// * `Inline`: up to [`INLINE_CAPACITY`] bytes stored in the chunk itself,
 ///   so a small frame header costs no allocation.
-#[derive(Clone)]
+/// * `Received`: bytes inside one of the worker's receive buffers, which the
+///   reactor keeps from the kernel until they are written; only the reactor
+///   makes these ([`Io::send_with_payload`](crate::Io::send_with_payload)).
+///   A clone is an `Owned` copy.
 pub enum Chunk {
     /// An owned buffer.
     Owned(Vec<u8>),
@@ -48,6 +52,99 @@ pub enum Chunk {
     Static(&'static [u8]),
     /// A few bytes kept inline; build with [`Chunk::inline`].
     Inline(InlineBytes),
+    /// Bytes in a held receive buffer.
+    Received(ReceivedBytes),
+}
+
+/// A range of a receive buffer that a queued send holds (see
+/// [`Chunk::Received`]). Only the reactor creates one, when it takes a hold
+/// on the buffer, and it releases the hold when it takes the chunk back.
+pub struct ReceivedBytes {
+    bid: u16,
+    /// Address and length of the range; an address rather than a pointer
+    /// so that chunks stay `Send` (a `Received` chunk never leaves its
+    /// worker).
+    addr: usize,
+    len: usize,
+}
+
+impl ReceivedBytes {
+    /// A range of lent buffer `bid` on which the caller has just taken a
+    /// hold, so nothing writes to it until the hold is released.
+    pub(crate) fn new(bid: u16, bytes: &[u8]) -> ReceivedBytes {
+        ReceivedBytes {
+            bid,
+            addr: bytes.as_ptr() as usize,
+            len: bytes.len(),
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        // SAFETY: built by `new` from a live slice of receive buffer `bid`
+        // after a hold was taken on it: the buffer is neither offered to the
+        // kernel nor written until the reactor takes this chunk back and
+        // releases the hold, and the buffers' mapping lives as long as the
+        // worker whose send queues hold such chunks.
+        unsafe { std::slice::from_raw_parts(self.addr as *const u8, self.len) }
+    }
+}
+
+impl fmt::Debug for ReceivedBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ReceivedBytes(buffer {}, {} bytes)", self.bid, self.len)
+    }
+}
+
+impl Clone for Chunk {
+    fn clone(&self) -> Chunk {
+        match self {
+            Chunk::Owned(bytes) => Chunk::Owned(bytes.clone()),
+            Chunk::Shared(bytes) => Chunk::Shared(Arc::clone(bytes)),
+            Chunk::Static(bytes) => Chunk::Static(bytes),
+            Chunk::Inline(inline) => Chunk::Inline(*inline),
+            // A hold is the reactor's to take: a clone is a copy.
+            Chunk::Received(range) => Chunk::Owned(range.as_slice().to_vec()),
+        }
+    }
+}
+
+/// Where a send queue's written or dropped chunks go: owned buffers back to
+/// the byte pool, holds on receive buffers released.
+pub(crate) trait TakeBack {
+    fn take_back(&mut self, chunk: Chunk);
+}
+
+impl TakeBack for BytePool {
+    /// For queues that never hold receive buffers (tests).
+    fn take_back(&mut self, chunk: Chunk) {
+        debug_assert!(!matches!(chunk, Chunk::Received(_)));
+        if let Chunk::Owned(buffer) = chunk {
+            self.give(buffer);
+        }
+    }
+}
+
+/// The worker's [`TakeBack`]: its byte pool and its receive buffers.
+pub(crate) struct WorkerSinks<'a> {
+    pub pool: &'a mut BytePool,
+    pub bufs: &'a mut BufRing,
+    /// The receive buffer being handed to `on_data` right now, if any: its
+    /// delivery recycles it once over, not the release of its last hold.
+    pub delivering: Option<u16>,
+}
+
+impl TakeBack for WorkerSinks<'_> {
+    fn take_back(&mut self, chunk: Chunk) {
+        match chunk {
+            Chunk::Owned(buffer) => self.pool.give(buffer),
+            Chunk::Received(range) => {
+                if self.bufs.release(range.bid) && self.delivering != Some(range.bid) {
+                    self.bufs.recycle(range.bid);
+                }
+            }
+            Chunk::Shared(_) | Chunk::Static(_) | Chunk::Inline(_) => {}
+        }
+    }
 }
 
 /// Up to [`INLINE_CAPACITY`] bytes stored by value.
@@ -85,6 +182,7 @@ impl Chunk {
             Chunk::Shared(bytes) => bytes,
             Chunk::Static(bytes) => bytes,
             Chunk::Inline(inline) => inline.as_slice(),
+            Chunk::Received(range) => range.as_slice(),
         }
     }
 
@@ -106,6 +204,7 @@ impl fmt::Debug for Chunk {
             Chunk::Shared(_) => "Shared",
             Chunk::Static(_) => "Static",
             Chunk::Inline(_) => "Inline",
+            Chunk::Received(_) => "Received",
         };
         write!(f, "Chunk::{kind}({} bytes)", self.len())
     }
@@ -298,10 +397,10 @@ impl SendQueue {
             .sum()
     }
 
-    /// Accounts for a completed send of `written` bytes: drops fully written
-    /// chunks (their owned buffers go back to `pool`) and puts the rest back
-    /// at the front of `pending`. Returns whether the write was partial.
-    pub(crate) fn complete(&mut self, written: usize, pool: &mut BytePool) -> bool {
+    /// Accounts for a completed send of `written` bytes: hands fully written
+    /// chunks to `sink` and puts the rest back at the front of `pending`.
+    /// Returns whether the write was partial.
+    pub(crate) fn complete(&mut self, written: usize, sink: &mut impl TakeBack) -> bool {
         let requested = self.inflight_bytes();
         let written = written.min(requested);
         self.queued -= written;
@@ -323,22 +422,18 @@ impl SendQueue {
         }
         drop(rest);
         for chunk in self.inflight.drain(..) {
-            if let Chunk::Owned(buffer) = chunk {
-                pool.give(buffer);
-            }
+            sink.take_back(chunk);
         }
         self.pending_offset = if self.pending.is_empty() { 0 } else { left };
         self.inflight_offset = 0;
         written < requested
     }
 
-    /// Drops every chunk (no send may be in flight; owned buffers go back to
-    /// `pool`) and keeps the allocations for reuse, shrinking oversized ones.
-    pub(crate) fn clear(&mut self, pool: &mut BytePool) {
+    /// Hands every chunk to `sink` (no send may be in flight) and keeps the
+    /// allocations for reuse, shrinking oversized ones.
+    pub(crate) fn clear(&mut self, sink: &mut impl TakeBack) {
         for chunk in self.pending.drain(..).chain(self.inflight.drain(..)) {
-            if let Chunk::Owned(buffer) = chunk {
-                pool.give(buffer);
-            }
+            sink.take_back(chunk);
         }
         self.pending_offset = 0;
         self.inflight_offset = 0;
@@ -387,6 +482,62 @@ mod tests {
         assert_eq!(Chunk::inline(b"\x81\x05").unwrap().as_bytes(), b"\x81\x05");
         assert!(Chunk::inline(&[0; INLINE_CAPACITY]).is_some());
         assert!(Chunk::inline(&[0; INLINE_CAPACITY + 1]).is_none());
+    }
+
+    #[test]
+    fn a_received_chunk_is_sent_from_its_buffer_and_released_once_written() {
+        let mut bufs = BufRing::new(4, 64).unwrap();
+        let mut pool = BytePool::default();
+        let ptr = bufs.take(2).unwrap();
+        // SAFETY: the test plays the kernel: buffer 2 (64 bytes) is lent.
+        let buffer = unsafe { std::slice::from_raw_parts_mut(ptr, 64) };
+        buffer[..10].copy_from_slice(b"0123456789");
+        bufs.hold(2);
+        let mut queue = SendQueue::new();
+        queue.push(Chunk::inline(b"<").unwrap());
+        queue.push(Chunk::Received(ReceivedBytes::new(2, &buffer[..10])));
+        // A clone never shares the hold: it is a copy.
+        let copy = queue.pending.back().unwrap().clone();
+        assert!(matches!(&copy, Chunk::Owned(bytes) if bytes == b"0123456789"));
+        let spec = queue.prepare().unwrap();
+        assert_eq!(iov_bytes(&queue, spec), b"<0123456789");
+        let mut sinks = WorkerSinks {
+            pool: &mut pool,
+            bufs: &mut bufs,
+            delivering: None,
+        };
+        // Partly written: still held.
+        assert!(queue.complete(5, &mut sinks));
+        assert!(sinks.bufs.is_held(2));
+        let spec = queue.prepare().unwrap();
+        assert_eq!(iov_bytes(&queue, spec), b"456789");
+        // Written: released and back in the ring.
+        assert!(!queue.complete(6, &mut sinks));
+        assert!(!sinks.bufs.is_held(2));
+        assert_eq!(sinks.bufs.lent(), 0);
+    }
+
+    #[test]
+    fn clearing_releases_holds_but_leaves_the_buffer_being_delivered_lent() {
+        let mut bufs = BufRing::new(4, 64).unwrap();
+        let mut pool = BytePool::default();
+        let ptr = bufs.take(1).unwrap();
+        // SAFETY: buffer 1 (64 bytes) is lent; nothing else uses it.
+        let buffer = unsafe { std::slice::from_raw_parts(ptr, 64) };
+        let mut queue = SendQueue::new();
+        for _ in 0..2 {
+            bufs.hold(1);
+            queue.push(Chunk::Received(ReceivedBytes::new(1, &buffer[..8])));
+        }
+        queue.clear(&mut WorkerSinks {
+            pool: &mut pool,
+            bufs: &mut bufs,
+            delivering: Some(1),
+        });
+        // The delivery recycles it once it is over, not the release.
+        assert!(!bufs.is_held(1));
+        assert_eq!(bufs.lent(), 1);
+        assert!(queue.is_empty());
     }
 
     #[test]

@@ -34,13 +34,16 @@ use crate::byte_pool::BytePool;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::core::BUFFER_GROUP;
-use crate::core::{close_fd, tune_socket, Core, Listener, Settings, TimerEntry, WorkerStats};
+use crate::core::{
+    close_fd, tune_socket, Core, Delivery, Listener, Settings, TimerEntry, WorkerStats,
+};
 use crate::error::WorkerError;
 use crate::error::{classify_ring_error, read_disabled_sysctl, RingUnavailable, StartError};
 use crate::handler::{CloseCause, ConnId, Conns, Ctx, Handler, IoOp, StateEntry, WorkerId};
 use crate::inbox::{Envelope, InboxSender, InboxShared};
 use crate::io::Io;
 use crate::ring::{self, build_ring, RingMode};
+use crate::send_queue::WorkerSinks;
 use crate::slot::{flag, Intent, Phase};
 use crate::user_data::{decode, encode, OpKind, UserData};
 
@@ -211,6 +214,7 @@ fn build_core<H: Handler>(
             max_connections: config.max_connections,
             socket_send_buffer: config.socket_send_buffer,
         },
+        delivery: None,
     };
     core.arm_wake().map_err(|error| StartError::Ring {
         worker: id,
@@ -577,11 +581,19 @@ impl<H: Handler> Worker<H> {
                 }
             }
             None => {
-                // Buffer `bid` goes back to the ring only after this borrow ends.
-                // SAFETY: the kernel lent `bid` with `len` initialized bytes,
-                // and nothing else references it (Io never touches buffers).
+                // Buffer `bid` goes back to the ring only after this borrow
+                // ends and no queued send holds it any more.
+                // SAFETY: the kernel lent `bid` with `len` initialized bytes.
+                // Nothing else writes to it: sends that hold it only read
+                // bytes the handler has finished with.
                 let data = unsafe { std::slice::from_raw_parts_mut(buffer, len) };
+                self.core.delivery = Some(Delivery {
+                    bid,
+                    addr: buffer as usize,
+                    len,
+                });
                 let consumed = self.on_data(index, data);
+                self.core.delivery = None;
                 if consumed < len && self.core.slots[index as usize].phase == Phase::Open {
                     let rest = &data[consumed..];
                     // A pooled buffer with room for the next receive buffer
@@ -597,7 +609,10 @@ impl<H: Handler> Worker<H> {
                     tail.extend_from_slice(rest);
                     self.core.slots[index as usize].tail = Some(Box::new(tail));
                 }
-                self.core.bufs.recycle(bid);
+                // A held buffer is recycled when its last hold is released.
+                if !self.core.bufs.is_held(bid) {
+                    self.core.bufs.recycle(bid);
+                }
             }
         }
     }
@@ -620,7 +635,12 @@ impl<H: Handler> Worker<H> {
             self.core.stats.bytes_sent += result as u64;
             let core = &mut *self.core;
             if let Some(queue) = core.slots[index as usize].send.as_mut() {
-                if queue.complete(result as usize, &mut core.byte_pool) {
+                let mut sinks = WorkerSinks {
+                    pool: &mut core.byte_pool,
+                    bufs: &mut core.bufs,
+                    delivering: None,
+                };
+                if queue.complete(result as usize, &mut sinks) {
                     self.core.stats.partial_sends += 1;
                 }
             }

@@ -99,6 +99,76 @@ fn large_payload_is_echoed_intact_through_partial_writes() {
     server.shutdown();
 }
 
+/// Polls worker 0's stats until `done` holds (a send's completion may be
+/// reaped just after its bytes reached the peer).
+fn stats_once(
+    server: &Server,
+    done: impl Fn(&ringws_reactor::WorkerStats) -> bool,
+) -> ringws_reactor::WorkerStats {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let stats = server.stats()[0];
+        if done(&stats) || std::time::Instant::now() > deadline {
+            return stats;
+        }
+        thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn large_receives_are_echoed_from_their_receive_buffers_in_order() {
+    const SIZE: usize = 8 * 1024 * 1024;
+    // Small send buffer and a client that reads only after writing it all:
+    // the echo backs up, so held payloads, copies (once over 64 KiB is
+    // queued) and partial writes interleave in one queue.
+    let config = config(1)
+        .recv_buffers(64, 32 * 1024)
+        .socket_send_buffer(64 * 1024);
+    let server = start_with(config, Mode::EchoInPlace, false);
+    let mut client = connect_small_rcvbuf(server.addr, 64 * 1024);
+    let payload = pattern(SIZE, 7);
+    let mut writer = client.try_clone().unwrap();
+    let sent = payload.clone();
+    let writer = thread::spawn(move || writer.write_all(&sent));
+    let (echoed, replies) = unframe(&mut client, SIZE);
+    writer.join().unwrap().expect("server keeps reading");
+    assert!(echoed == payload, "echo differs from payload");
+
+    let stats = stats_once(&server, |stats| stats.recv_buffers_lent == 0);
+    assert!(stats.payloads_sent_in_place > 0, "{stats:?}");
+    assert!(stats.partial_sends > 0, "{stats:?}");
+    assert_eq!(stats.bytes_sent, (SIZE + 2 * replies) as u64);
+    // Every hold was released and every buffer went back to the ring.
+    assert_eq!(stats.recv_buffers_lent, 0, "{stats:?}");
+    server.shutdown();
+}
+
+#[test]
+fn held_receive_buffers_go_back_to_the_ring_when_their_connection_ends() {
+    let config = config(1)
+        .recv_buffers(64, 32 * 1024)
+        .socket_send_buffer(4 * 1024);
+    let server = start_with(config, Mode::EchoInPlace, false);
+    // A peer that writes and never reads: the replies stall in the
+    // server's queue, the first of them still holding its receive buffer.
+    let mut client = connect_small_rcvbuf(server.addr, 4 * 1024);
+    let conn = server.accepted(&client);
+    write_all(&mut client, &pattern(512 * 1024, 3));
+    let stats = stats_once(&server, |stats| stats.recv_buffers_lent > 0);
+    assert!(stats.payloads_sent_in_place > 0, "{stats:?}");
+    assert!(stats.recv_buffers_lent > 0, "{stats:?}");
+    server.send(Cmd::Terminate(conn));
+    server.closed(conn);
+    let stats = stats_once(&server, |stats| stats.recv_buffers_lent == 0);
+    assert_eq!(stats.recv_buffers_lent, 0, "{stats:?}");
+    // The ring still serves: a new connection echoes.
+    let mut next = connect(server.addr);
+    write_all(&mut next, &pattern(20_000, 4));
+    let (echoed, _) = unframe(&mut next, 20_000);
+    assert!(echoed == pattern(20_000, 4));
+    server.shutdown();
+}
+
 #[test]
 fn pipelined_small_writes_come_back_in_order() {
     const MESSAGES: usize = 20_000;

@@ -257,7 +257,7 @@ impl ServerBuilder {
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             shutdown_reason: DEFAULT_SHUTDOWN_REASON.to_owned(),
             max_connections: 1_000_000,
-            recv_buffers: (1024, 16 * 1024),
+            recv_buffers: (1024, 32 * 1024),
             socket_send_buffer: None,
             origin_check: None,
             subprotocol: None,
@@ -362,9 +362,12 @@ impl ServerBuilder {
     }
 
     /// Provided receive buffers per worker: `count` (a power of two, at most
-    /// 32768) of `size` bytes. Default: 1024 of 16 KiB. About 2 MiB of them
-    /// are in use at first; more are offered each time the kernel finds
-    /// none free, up to `count`.
+    /// 32768) of `size` bytes. Default: 1024 of 32 KiB, so a 16 KiB message
+    /// with its header arrives in one buffer, is handed to the handler in
+    /// place, and an echo of it is sent from there without a copy. About
+    /// 2 MiB of them are in use at first; more are offered each time the
+    /// kernel finds none free, up to `count`; the rest are address space,
+    /// not memory.
     pub fn recv_buffers(mut self, count: u16, size: u32) -> Self {
         self.recv_buffers = (count, size);
         self

@@ -388,15 +388,21 @@ impl<'a, H: Handler> Conn<'a, H> {
             .map_err(|_| SendError::Closing)?;
         let head = frame_head.as_bytes();
         let total = head.len() + payload.len();
-        // Appended to the frames queued before it in this turn, so a burst
-        // of replies leaves in one buffer; `append_payload` masks as it
-        // copies in the client role only.
-        self.io
-            .send_with(self.id, total, |bytes| {
+        let queued = if frame_head.mask().is_none() {
+            // Server role: a large payload still in the receive buffer it
+            // arrived in (an echo, a relay) is sent from there, uncopied;
+            // anything else is copied as below.
+            self.io.send_with_payload(self.id, head, payload)
+        } else {
+            // Appended to the frames queued before it in this turn, so a
+            // burst of replies leaves in one buffer; `append_payload` masks
+            // as it copies (client role).
+            self.io.send_with(self.id, total, |bytes| {
                 bytes.extend_from_slice(head);
                 frame_head.append_payload(bytes, payload);
             })
-            .map_err(|_| SendError::Closing)?;
+        };
+        queued.map_err(|_| SendError::Closing)?;
         self.count_out(payload.len());
         Ok(())
     }

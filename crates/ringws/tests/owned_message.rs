@@ -72,11 +72,11 @@ fn assembled_messages_are_handed_over_and_sent_back_by_ownership() {
     client.write_frame(true, 0x2, &small);
     assert_eq!(client.read_frame().unwrap(), (true, 0x2, small));
 
-    // Larger than a receive buffer (16 KiB by default): assembled. Sizes
+    // Larger than a receive buffer (32 KiB by default): assembled. Sizes
     // across the 16-bit and 64-bit length encodings, many in a row so the
     // buffers sent away come back to the pool and are reused.
     let mut expected_binary = 0;
-    for (round, len) in [16_384, 16_385, 65_535, 65_536, 1 << 20]
+    for (round, len) in [32_761, 32_768, 65_535, 65_536, 1 << 20]
         .into_iter()
         .cycle()
         .take(40)

@@ -22,6 +22,10 @@ pub const WAIT: Duration = Duration::from_secs(20);
 pub enum Mode {
     /// Echo every byte.
     Echo,
+    /// Echo every receive through `Io::send_with_payload` (from the
+    /// receive buffer when it is large enough) behind its length as a
+    /// big-endian `u16`; [`unframe`] undoes it.
+    EchoInPlace,
     /// Consume only complete `\n`-terminated lines and echo them.
     Lines,
     /// Consume and drop everything.
@@ -171,6 +175,13 @@ impl Handler for TestHandler {
         match self.mode {
             Mode::Echo => {
                 let _ = ctx.io.send(conn, data.to_vec());
+                data.len()
+            }
+            Mode::EchoInPlace => {
+                let head = u16::try_from(data.len())
+                    .expect("receive buffers of at most 64 KiB")
+                    .to_be_bytes();
+                let _ = ctx.io.send_with_payload(conn, &head, data);
                 data.len()
             }
             Mode::Lines => {
@@ -498,4 +509,20 @@ pub fn read_to_end(stream: &mut TcpStream) -> (Vec<u8>, std::io::Result<()>) {
             Err(error) => return (out, Err(error)),
         }
     }
+}
+
+/// Reads `Mode::EchoInPlace` replies (a `u16` length, then that many bytes)
+/// until `len` payload bytes have arrived; returns them joined and how many
+/// replies carried them.
+pub fn unframe(stream: &mut TcpStream, len: usize) -> (Vec<u8>, usize) {
+    let mut payload = Vec::with_capacity(len);
+    let mut replies = 0;
+    while payload.len() < len {
+        let head = read_exact(stream, 2);
+        let size = usize::from(u16::from_be_bytes([head[0], head[1]]));
+        assert!(size > 0, "an empty reply");
+        payload.extend_from_slice(&read_exact(stream, size));
+        replies += 1;
+    }
+    (payload, replies)
 }
