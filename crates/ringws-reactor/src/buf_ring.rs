@@ -237,6 +237,14 @@ impl BufRing {
         false
     }
 
+    /// Whether `bid` can take one more hold (a payload relayed to very many
+    /// connections is copied once its count is full).
+    pub(crate) fn can_hold(&self, bid: u16) -> bool {
+        self.holds
+            .get(usize::from(bid))
+            .is_some_and(|&holds| holds < u16::MAX)
+    }
+
     /// Whether queued sends still read from `bid`.
     pub(crate) fn is_held(&self, bid: u16) -> bool {
         self.holds
@@ -421,6 +429,14 @@ mod tests {
         assert!(!ring.release(1));
         assert!(ring.release(1));
         assert_eq!(ring.held(), 0);
+        // The count never wraps: a full one refuses more holds.
+        for _ in 0..u16::MAX {
+            ring.hold(1);
+        }
+        assert!(!ring.can_hold(1) && ring.can_hold(0));
+        for _ in 0..u16::MAX {
+            ring.release(1);
+        }
         ring.recycle(1);
         assert_eq!(ring.lent(), 0);
     }

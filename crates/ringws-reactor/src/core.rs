@@ -670,7 +670,9 @@ impl<H: Handler> Core<H> {
         if !inside || payload.len() < HOLD_MIN_BYTES {
             return None;
         }
-        if self.bufs.held() >= u32::from(self.bufs.entries()) / 4 {
+        if self.bufs.held() >= u32::from(self.bufs.entries()) / 4
+            || !self.bufs.can_hold(delivery.bid)
+        {
             return None;
         }
         let index = self.lookup(conn)?;
