@@ -16,6 +16,7 @@
 //! It never lets a completion for a closed connection touch the next owner of
 //! its slot or fd, and never exposes an io-uring or socket2 type to the public
 //! `ringws` API. It never frees memory the kernel may still write to, never
+//! offers the kernel a receive buffer a queued send still reads from, never
 //! closes an fd twice, never panics on what the network or the kernel
 //! reports, and never blocks its loop on anything but `io_uring_enter`.
 //!
