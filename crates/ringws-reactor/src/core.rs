@@ -198,6 +198,9 @@ pub(crate) struct Core<H: Handler> {
     pub settings: Settings,
     /// Set while a receive buffer's bytes are in `on_data`.
     pub delivery: Option<Delivery>,
+    /// The buffer ring grew in this turn: the other receives that found it
+    /// empty in the same turn ran dry together and do not double it again.
+    pub ring_grown_this_turn: bool,
 }
 
 /// Closes a descriptor, ignoring errors (there is nothing left to do with it).

@@ -215,6 +215,7 @@ fn build_core<H: Handler>(
             socket_send_buffer: config.socket_send_buffer,
         },
         delivery: None,
+        ring_grown_this_turn: false,
     };
     core.arm_wake().map_err(|error| StartError::Ring {
         worker: id,
@@ -279,6 +280,7 @@ impl<H: Handler> Worker<H> {
             })?;
             self.core.now = Instant::now();
             self.core.stats.turns += 1;
+            self.core.ring_grown_this_turn = false;
             self.reap();
             self.fire_timers();
             self.drain_inbox();
@@ -518,7 +520,14 @@ impl<H: Handler> Worker<H> {
             match -result {
                 libc::ENOBUFS => {
                     self.core.stats.recv_enobufs += 1;
-                    self.core.bufs.grow();
+                    // Once per turn: a burst of receives that found the
+                    // ring empty together is one shortage, not one each
+                    // (doubling per receive offered every buffer at once
+                    // and left them all resident).
+                    if !self.core.ring_grown_this_turn {
+                        self.core.bufs.grow();
+                        self.core.ring_grown_this_turn = true;
+                    }
                 }
                 libc::ECANCELED => {}
                 errno => {
