@@ -13,8 +13,9 @@
 //! names it and [`BufRing::recycle`]) or "in reserve" (never offered yet).
 //! The worker only builds a slice over a buffer while it is lent. A lent
 //! buffer may be *held* ([`BufRing::hold`]) by queued sends that read from
-//! it (a reply sent from the bytes it answers, without a copy); it goes back
-//! to the ring only once its delivery is over and the last hold released.
+//! it (a reply sent from the bytes it answers, without a copy) and, while it
+//! is being delivered, by that delivery; it goes back to the ring when the
+//! last hold is released.
 //!
 //! Only some of the buffers are offered at first: the kernel takes them in
 //! ring order, so every buffer offered is written once per lap, and a lap
@@ -110,7 +111,8 @@ pub(crate) struct BufRing {
     offered: u16,
     /// Buffer ids not offered yet; the next to offer is last.
     reserve: Vec<u16>,
-    /// Per buffer: queued sends that read from it.
+    /// Per buffer: its delivery to `on_data`, if going on, and the queued
+    /// sends that read from it.
     holds: Vec<u16>,
     /// Buffers with at least one hold.
     held: u32,
@@ -214,8 +216,9 @@ impl BufRing {
             .wrapping_add(usize::from(bid) * self.buffer_size as usize)
     }
 
-    /// Records one more queued send reading from lent buffer `bid`; it is
-    /// not recycled while held (see [`release`](Self::release)).
+    /// Records one more reader of lent buffer `bid` (its delivery, or a
+    /// queued send); it is not recycled while held (see
+    /// [`release`](Self::release)).
     pub(crate) fn hold(&mut self, bid: u16) {
         let holds = &mut self.holds[usize::from(bid)];
         if *holds == 0 {
@@ -225,7 +228,7 @@ impl BufRing {
     }
 
     /// Drops one hold on `bid`; returns whether none is left, in which case
-    /// the caller recycles it unless its delivery is still going on.
+    /// the caller recycles it.
     pub(crate) fn release(&mut self, bid: u16) -> bool {
         let holds = &mut self.holds[usize::from(bid)];
         debug_assert!(*holds > 0, "released a buffer that was not held");
@@ -245,14 +248,14 @@ impl BufRing {
             .is_some_and(|&holds| holds < u16::MAX)
     }
 
-    /// Whether queued sends still read from `bid`.
+    /// Whether a delivery or queued sends still read from `bid`.
     pub(crate) fn is_held(&self, bid: u16) -> bool {
         self.holds
             .get(usize::from(bid))
             .is_some_and(|&holds| holds > 0)
     }
 
-    /// Buffers queued sends hold.
+    /// Buffers held (by a delivery or queued sends).
     pub(crate) fn held(&self) -> u32 {
         self.held
     }

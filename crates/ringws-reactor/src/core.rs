@@ -310,20 +310,14 @@ impl<H: Handler> Core<H> {
         if let Some(tail) = slot.tail.take() {
             self.byte_pool.give(*tail);
         }
-        if let Some(mut queue) = slot.send.take() {
-            queue.clear(&mut WorkerSinks {
-                pool: &mut self.byte_pool,
-                bufs: &mut self.bufs,
-                delivering: self.delivery.map(|delivery| delivery.bid),
-            });
-            if self.send_pool.len() < SEND_POOL_MAX {
-                self.send_pool.push(queue);
-            }
-        }
+        let queue = slot.send.take();
         slot.generation = slot.generation.wrapping_add(1);
         slot.phase = Phase::Free;
         slot.flags = 0;
         slot.intent = Intent::None;
+        if let Some(queue) = queue {
+            self.retire_send_queue(queue);
+        }
         self.connect_addrs.remove(&index);
         self.free.push(index);
         self.live -= 1;
@@ -597,7 +591,6 @@ impl<H: Handler> Core<H> {
                             &mut WorkerSinks {
                                 pool: &mut self.byte_pool,
                                 bufs: &mut self.bufs,
-                                delivering: self.delivery.map(|delivery| delivery.bid),
                             },
                         );
                     }
@@ -664,7 +657,8 @@ impl<H: Handler> Core<H> {
     /// The receive buffer `payload` may be sent from: the one being
     /// delivered, when `payload` lies inside it, is large enough to be worth
     /// a hold, `conn` has little queued, and a quarter of the buffers at
-    /// most are held (the rest stay free for receiving).
+    /// most are held, the one being delivered included (the rest stay free
+    /// for receiving).
     fn holdable(&self, conn: ConnId, payload: &[u8]) -> Option<u16> {
         let delivery = self.delivery?;
         let start = payload.as_ptr() as usize;
@@ -727,15 +721,20 @@ impl<H: Handler> Core<H> {
                 return;
             }
         }
-        if let Some(mut queue) = slot.send.take() {
-            queue.clear(&mut WorkerSinks {
-                pool: &mut self.byte_pool,
-                bufs: &mut self.bufs,
-                delivering: self.delivery.map(|delivery| delivery.bid),
-            });
-            if self.send_pool.len() < SEND_POOL_MAX {
-                self.send_pool.push(queue);
-            }
+        if let Some(queue) = slot.send.take() {
+            self.retire_send_queue(queue);
+        }
+    }
+
+    /// Empties a queue taken from its slot (its chunks taken back) and keeps
+    /// it for reuse while the pool has room.
+    fn retire_send_queue(&mut self, mut queue: Box<SendQueue>) {
+        queue.clear(&mut WorkerSinks {
+            pool: &mut self.byte_pool,
+            bufs: &mut self.bufs,
+        });
+        if self.send_pool.len() < SEND_POOL_MAX {
+            self.send_pool.push(queue);
         }
     }
 

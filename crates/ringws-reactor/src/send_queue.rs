@@ -80,11 +80,9 @@ impl ReceivedBytes {
     }
 
     fn as_slice(&self) -> &[u8] {
-        // SAFETY: built by `new` from a live slice of receive buffer `bid`
-        // after a hold was taken on it: the buffer is neither offered to the
-        // kernel nor written until the reactor takes this chunk back and
-        // releases the hold, and the buffers' mapping lives as long as the
-        // worker whose send queues hold such chunks.
+        // SAFETY: `new` took this range of lent buffer `bid` under a hold; the
+        // buffer is neither offered to the kernel nor written before the hold
+        // is released, and its mapping outlives the worker's send queues.
         unsafe { std::slice::from_raw_parts(self.addr as *const u8, self.len) }
     }
 }
@@ -124,13 +122,12 @@ impl TakeBack for BytePool {
     }
 }
 
-/// The worker's [`TakeBack`]: its byte pool and its receive buffers.
+/// The worker's [`TakeBack`]: its byte pool and its receive buffers (a
+/// buffer still being delivered keeps a hold of its own, so releasing a
+/// send's hold never recycles it early).
 pub(crate) struct WorkerSinks<'a> {
     pub pool: &'a mut BytePool,
     pub bufs: &'a mut BufRing,
-    /// The receive buffer being handed to `on_data` right now, if any: its
-    /// delivery recycles it once over, not the release of its last hold.
-    pub delivering: Option<u16>,
 }
 
 impl TakeBack for WorkerSinks<'_> {
@@ -138,7 +135,7 @@ impl TakeBack for WorkerSinks<'_> {
         match chunk {
             Chunk::Owned(buffer) => self.pool.give(buffer),
             Chunk::Received(range) => {
-                if self.bufs.release(range.bid) && self.delivering != Some(range.bid) {
+                if self.bufs.release(range.bid) {
                     self.bufs.recycle(range.bid);
                 }
             }
@@ -504,7 +501,6 @@ mod tests {
         let mut sinks = WorkerSinks {
             pool: &mut pool,
             bufs: &mut bufs,
-            delivering: None,
         };
         // Partly written: still held.
         assert!(queue.complete(5, &mut sinks));
@@ -524,6 +520,8 @@ mod tests {
         let ptr = bufs.take(1).unwrap();
         // SAFETY: buffer 1 (64 bytes) is lent; nothing else uses it.
         let buffer = unsafe { std::slice::from_raw_parts(ptr, 64) };
+        // The delivery's own hold, then two sends'.
+        bufs.hold(1);
         let mut queue = SendQueue::new();
         for _ in 0..2 {
             bufs.hold(1);
@@ -532,9 +530,10 @@ mod tests {
         queue.clear(&mut WorkerSinks {
             pool: &mut pool,
             bufs: &mut bufs,
-            delivering: Some(1),
         });
-        // The delivery recycles it once it is over, not the release.
+        // The delivery recycles it once it is over, not the release: the
+        // sends' holds are gone and the buffer is still lent.
+        assert!(bufs.release(1));
         assert!(!bufs.is_held(1));
         assert_eq!(bufs.lent(), 1);
         assert!(queue.is_empty());

@@ -596,6 +596,9 @@ impl<H: Handler> Worker<H> {
                 // Nothing else writes to it: sends that hold it only read
                 // bytes the handler has finished with.
                 let data = unsafe { std::slice::from_raw_parts_mut(buffer, len) };
+                // The delivery holds the buffer like a send would: the
+                // last of them to let go recycles it.
+                self.core.bufs.hold(bid);
                 self.core.delivery = Some(Delivery {
                     bid,
                     addr: buffer as usize,
@@ -618,8 +621,7 @@ impl<H: Handler> Worker<H> {
                     tail.extend_from_slice(rest);
                     self.core.slots[index as usize].tail = Some(Box::new(tail));
                 }
-                // A held buffer is recycled when its last hold is released.
-                if !self.core.bufs.is_held(bid) {
+                if self.core.bufs.release(bid) {
                     self.core.bufs.recycle(bid);
                 }
             }
@@ -647,7 +649,6 @@ impl<H: Handler> Worker<H> {
                 let mut sinks = WorkerSinks {
                     pool: &mut core.byte_pool,
                     bufs: &mut core.bufs,
-                    delivering: None,
                 };
                 if queue.complete(result as usize, &mut sinks) {
                     self.core.stats.partial_sends += 1;

@@ -101,7 +101,7 @@ fn large_payload_is_echoed_intact_through_partial_writes() {
 
 /// Polls worker 0's stats until `done` holds (a send's completion may be
 /// reaped just after its bytes reached the peer).
-fn stats_once(
+fn stats_when(
     server: &Server,
     done: impl Fn(&ringws_reactor::WorkerStats) -> bool,
 ) -> ringws_reactor::WorkerStats {
@@ -134,7 +134,7 @@ fn large_receives_are_echoed_from_their_receive_buffers_in_order() {
     writer.join().unwrap().expect("server keeps reading");
     assert!(echoed == payload, "echo differs from payload");
 
-    let stats = stats_once(&server, |stats| stats.recv_buffers_lent == 0);
+    let stats = stats_when(&server, |stats| stats.recv_buffers_lent == 0);
     assert!(stats.payloads_sent_in_place > 0, "{stats:?}");
     assert!(stats.partial_sends > 0, "{stats:?}");
     assert_eq!(stats.bytes_sent, (SIZE + 2 * replies) as u64);
@@ -154,12 +154,12 @@ fn held_receive_buffers_go_back_to_the_ring_when_their_connection_ends() {
     let mut client = connect_small_rcvbuf(server.addr, 4 * 1024);
     let conn = server.accepted(&client);
     write_all(&mut client, &pattern(512 * 1024, 3));
-    let stats = stats_once(&server, |stats| stats.recv_buffers_lent > 0);
+    let stats = stats_when(&server, |stats| stats.recv_buffers_lent > 0);
     assert!(stats.payloads_sent_in_place > 0, "{stats:?}");
     assert!(stats.recv_buffers_lent > 0, "{stats:?}");
     server.send(Cmd::Terminate(conn));
     server.closed(conn);
-    let stats = stats_once(&server, |stats| stats.recv_buffers_lent == 0);
+    let stats = stats_when(&server, |stats| stats.recv_buffers_lent == 0);
     assert_eq!(stats.recv_buffers_lent, 0, "{stats:?}");
     // The ring still serves: a new connection echoes.
     let mut next = connect(server.addr);

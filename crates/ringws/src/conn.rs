@@ -387,7 +387,6 @@ impl<'a, H: Handler> Conn<'a, H> {
             .data_frame_head(opcode, payload.len(), true)
             .map_err(|_| SendError::Closing)?;
         let head = frame_head.as_bytes();
-        let total = head.len() + payload.len();
         let queued = if frame_head.mask().is_none() {
             // Server role: a large payload still in the receive buffer it
             // arrived in (an echo, a relay) is sent from there, uncopied;
@@ -397,10 +396,11 @@ impl<'a, H: Handler> Conn<'a, H> {
             // Appended to the frames queued before it in this turn, so a
             // burst of replies leaves in one buffer; `append_payload` masks
             // as it copies (client role).
-            self.io.send_with(self.id, total, |bytes| {
-                bytes.extend_from_slice(head);
-                frame_head.append_payload(bytes, payload);
-            })
+            self.io
+                .send_with(self.id, head.len() + payload.len(), |bytes| {
+                    bytes.extend_from_slice(head);
+                    frame_head.append_payload(bytes, payload);
+                })
         };
         queued.map_err(|_| SendError::Closing)?;
         self.count_out(payload.len());
