@@ -8,14 +8,17 @@
 //!
 //! Group `masked_copy`: building a client frame from a shared payload,
 //! `mask_into` (one pass into an initialised buffer) and `mask_extend` (one
-//! pass appended to a `Vec`) against a copy followed by an in-place unmask.
+//! pass appended to a `Vec`) against a copy followed by an in-place unmask;
+//! and a load generator's next frame built from a checked echo,
+//! `mask_comparing` (one pass, in place) against a comparison followed by
+//! `mask_extend` of the payload.
 //!
 //! Run: `cargo bench -p ringws-benches --bench unmask`
 
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use ringws_proto::mask::{mask_extend, mask_into, unmask, unmask_with, UnmaskImpl};
+use ringws_proto::mask::{mask_comparing, mask_extend, mask_into, unmask, unmask_with, UnmaskImpl};
 
 const SIZES: [usize; 6] = [16, 128, 512, 4 << 10, 16 << 10, 1 << 20];
 const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
@@ -93,6 +96,19 @@ fn bench_masked_copy(c: &mut Criterion) {
                 appended.clear();
                 mask_extend(black_box(&mut appended), black_box(&src[..]), MASK, 0);
             })
+        });
+        let received = src.clone();
+        group.bench_function(BenchmarkId::new("compare_then_mask_extend", size), |b| {
+            b.iter(|| {
+                appended.clear();
+                let matched = black_box(&received[..]) == black_box(&src[..]);
+                mask_extend(black_box(&mut appended), black_box(&src[..]), MASK, 0);
+                matched
+            })
+        });
+        let mut echo = src.clone();
+        group.bench_function(BenchmarkId::new("mask_comparing", size), |b| {
+            b.iter(|| mask_comparing(black_box(&mut echo[..]), black_box(&src[..]), MASK, 0))
         });
         group.bench_function(BenchmarkId::new("copy_then_unmask", size), |b| {
             b.iter(|| {

@@ -228,6 +228,25 @@ impl FrameHead {
             None => out.extend_from_slice(payload),
         }
     }
+
+    /// Masks `payload` in place for sending like
+    /// [`FrameHead::mask_payload`] (all of it: `offset` 0) and tells whether
+    /// it equalled `expected`, reading the bytes once: for a client that
+    /// sends on what it has just received and checked. A server compares
+    /// only.
+    ///
+    /// # Panics
+    ///
+    /// If `payload` and `expected` differ in length.
+    pub fn mask_payload_comparing(&self, payload: &mut [u8], expected: &[u8]) -> bool {
+        match self.mask {
+            Some(key) => mask::mask_comparing(payload, expected, key, 0),
+            None => {
+                assert_eq!(payload.len(), expected.len(), "lengths differ");
+                payload == expected
+            }
+        }
+    }
 }
 
 /// xorshift64* (Vigna): a few cycles per key and no OS call.

@@ -217,6 +217,44 @@ pub fn mask_extend(out: &mut Vec<u8>, src: &[u8], mask: [u8; 4], offset: usize) 
     unsafe { out.set_len(start + src.len()) };
 }
 
+/// Masks `buf` in place with `mask` (from payload position `offset`), like
+/// [`unmask`], and tells whether `buf` equalled `expected` before, in the
+/// same pass: a client that sends on what it has just received (a load
+/// generator checking an echo and sending it as the next message) reads
+/// each byte once instead of comparing it and then masking it.
+///
+/// # Panics
+///
+/// If `buf` and `expected` differ in length.
+pub fn mask_comparing(buf: &mut [u8], expected: &[u8], mask: [u8; 4], offset: usize) -> bool {
+    assert_eq!(buf.len(), expected.len(), "mask_comparing: lengths differ");
+    let key = rotated_mask(mask, offset);
+    let block = block_key(key);
+    // Differences are OR-ed into a block and tested once at the end, so the
+    // loop has no branch and vectorises like the plain masked copies.
+    let mut differences = [0u8; COPY_BLOCK];
+    let mut blocks = buf.chunks_exact_mut(COPY_BLOCK);
+    let mut expected_blocks = expected.chunks_exact(COPY_BLOCK);
+    for (bytes, wanted) in (&mut blocks).zip(&mut expected_blocks) {
+        for (((byte, wanted), key), difference) in bytes
+            .iter_mut()
+            .zip(wanted)
+            .zip(&block)
+            .zip(&mut differences)
+        {
+            *difference |= *byte ^ wanted;
+            *byte ^= key;
+        }
+    }
+    let mut rest_differs = 0u8;
+    let rest = blocks.into_remainder();
+    for (i, (byte, wanted)) in rest.iter_mut().zip(expected_blocks.remainder()).enumerate() {
+        rest_differs |= *byte ^ wanted;
+        *byte ^= key[i & 3];
+    }
+    rest_differs == 0 && differences.iter().all(|&difference| difference == 0)
+}
+
 /// The four mask bytes in the order they apply from payload position `offset`.
 #[inline]
 fn rotated_mask(mask: [u8; 4], offset: usize) -> [u8; 4] {
@@ -527,6 +565,39 @@ mod mask_into_tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn comparing_masks_like_unmask_and_finds_any_one_differing_byte() {
+        let src: Vec<u8> = (0..300u32).map(|i| (i * 29 + 11) as u8).collect();
+        let mask = [0x5c, 0xe3, 0x07, 0xb1];
+        for len in (0..=70).chain([255, 256, 257, 300]) {
+            for offset in 0..5 {
+                let src = &src[..len];
+                let mut masked = src.to_vec();
+                unmask_bytewise(&mut masked, mask, offset);
+                let mut buf = src.to_vec();
+                assert!(mask_comparing(&mut buf, src, mask, offset));
+                assert_eq!(buf, masked, "len {len} offset {offset}");
+                for flipped in [0, len / 2, len.saturating_sub(1)] {
+                    if len == 0 {
+                        continue;
+                    }
+                    let mut expected = src.to_vec();
+                    expected[flipped] ^= 0x80;
+                    let mut buf = src.to_vec();
+                    let matched = mask_comparing(&mut buf, &expected, mask, offset);
+                    assert!(!matched, "len {len} offset {offset} byte {flipped}");
+                    assert_eq!(buf, masked, "`buf` is masked all the same");
+                }
+            }
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "lengths differ")]
+    fn comparing_needs_equal_lengths() {
+        mask_comparing(&mut [0; 3], &[0; 4], [1, 2, 3, 4], 0);
     }
 
     #[test]

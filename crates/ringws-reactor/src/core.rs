@@ -138,10 +138,11 @@ pub(crate) struct Delivery {
     pub len: usize,
 }
 
-/// Smallest payload sent from its receive buffer rather than copied: below
-/// this a copy into the turn's shared send buffer is cheaper than a hold and
-/// an iovec of its own.
-const HOLD_MIN_BYTES: usize = 4096;
+/// Smallest payload [`Io::send_with_payload`](crate::Io::send_with_payload)
+/// sends from its receive buffer rather than copies: below this a copy into
+/// the turn's shared send buffer is cheaper than a hold and an iovec of its
+/// own.
+pub const MIN_PAYLOAD_SENT_IN_PLACE: usize = 4096;
 /// A connection with more than this queued gets copies, not holds, so a
 /// peer that does not read keeps at most a few receive buffers from the
 /// kernel.
@@ -664,7 +665,7 @@ impl<H: Handler> Core<H> {
         let start = payload.as_ptr() as usize;
         let inside = start >= delivery.addr
             && start.checked_add(payload.len())? <= delivery.addr + delivery.len;
-        if !inside || payload.len() < HOLD_MIN_BYTES {
+        if !inside || payload.len() < MIN_PAYLOAD_SENT_IN_PLACE {
             return None;
         }
         if self.bufs.held() >= u32::from(self.bufs.entries()) / 4

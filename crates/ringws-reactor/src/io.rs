@@ -145,7 +145,8 @@ impl<H: Handler> Io<'_, H> {
     /// copies, with one exception that saves the copy of large replies: when
     /// `payload` lies inside the receive buffer whose bytes `on_data` is
     /// being given right now (a message received in place, echoed or
-    /// forwarded to any connection of this worker), is at least 4 KiB, and
+    /// forwarded to any connection of this worker), is at least
+    /// [`MIN_PAYLOAD_SENT_IN_PLACE`](crate::MIN_PAYLOAD_SENT_IN_PLACE), and
     /// the target has little queued, it is sent from that buffer, which is
     /// kept from the kernel until the bytes are written. `head` (a frame
     /// header) is at most [`INLINE_CAPACITY`](crate::INLINE_CAPACITY)

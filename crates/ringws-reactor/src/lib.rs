@@ -88,7 +88,7 @@ mod user_data;
 mod worker;
 
 pub use crate::config::{Config, CorePinning, ListenConfig};
-pub use crate::core::WorkerStats;
+pub use crate::core::{WorkerStats, MIN_PAYLOAD_SENT_IN_PLACE};
 pub use crate::error::{
     classify_ring_error, ConnectError, InboxClosed, RingUnavailable, SendError, StartError,
     WorkerError,

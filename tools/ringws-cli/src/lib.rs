@@ -7,7 +7,7 @@
 //!   per-core io_uring reactor as the ringws server.
 //! * [`serve`]: `ringws serve`, a ringws echo or broadcast server with
 //!   Prometheus metrics and graceful shutdown on signals.
-//! * [`bench`]: `ringws bench`, the one-command benchmark: a ringws echo
+//! * [`bench`](mod@bench): `ringws bench`, the one-command benchmark: a ringws echo
 //!   server and the load generator in one process, on separate cores.
 
 pub mod bench;

@@ -7,9 +7,23 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use ringws_cli::load::{run, LoadConfig, Mode};
+use ringws_cli::load::{run, LoadConfig, LoadReport, Mode};
 
 fn echo(kind: PeerKind, payload_args: &[&str]) {
+    let report = echo_report(kind, payload_args);
+    let messages = &report.messages;
+    // Frame buffers are reused, not allocated per message.
+    assert!(
+        messages.frame_buffers < 64 && messages.frame_buffers * 100 < messages.sent,
+        "{} frame buffers for {} messages",
+        messages.frame_buffers,
+        messages.sent
+    );
+}
+
+/// A short closed loop against `kind`, checked for sane, self-consistent
+/// figures and no errors.
+fn echo_report(kind: PeerKind, payload_args: &[&str]) -> LoadReport {
     let peer = EchoPeer::start(kind, &[]);
     let url = peer.url();
     let mut args = vec![&url[..], "-c", "3", "-p", "4", "-d", "1s", "-w", "1"];
@@ -28,13 +42,6 @@ fn echo(kind: PeerKind, payload_args: &[&str]) {
         messages.received * report.payload_size as u64
     );
     assert!(messages.per_sec > 0.0 && messages.bytes_per_sec > 0.0);
-    // Frame buffers are reused, not allocated per message.
-    assert!(
-        messages.frame_buffers < 64 && messages.frame_buffers * 100 < messages.sent,
-        "{} frame buffers for {} messages",
-        messages.frame_buffers,
-        messages.sent
-    );
     let latency = report.latency.message.expect("message latency");
     assert_eq!(latency.count, messages.received);
     assert_ordered("message", &latency);
@@ -47,6 +54,7 @@ fn echo(kind: PeerKind, payload_args: &[&str]) {
     assert!(report.wire.bytes_sent > messages.payload_bytes_sent);
     assert!(report.cpu.per_message_ns.is_some_and(|ns| ns > 0.0));
     assert_eq!(report.cpu.per_worker.len(), 1);
+    outcome.report
 }
 
 #[test]
@@ -57,6 +65,20 @@ fn echo_against_python_websockets() {
 #[test]
 fn echo_text_against_node_ws() {
     echo(PeerKind::Node, &["-s", "3000", "--text"]);
+}
+
+/// Echoes big enough to be masked in place and sent from the buffer they
+/// arrived in (one receive buffer), and echoes assembled from several.
+#[test]
+fn large_echoes_against_python_websockets_are_sent_on_in_place_and_assembled() {
+    let in_one_buffer = echo_report(PeerKind::Python, &["-s", "20000"]);
+    assert!(
+        in_one_buffer.reactor.payloads_sent_in_place > 0,
+        "{:?}",
+        in_one_buffer.reactor
+    );
+    let assembled = echo_report(PeerKind::Python, &["-s", "150000", "--text"]);
+    assert_eq!(assembled.reactor.payloads_sent_in_place, 0);
 }
 
 fn rate(kind: PeerKind) {

@@ -21,7 +21,7 @@
 //! counts, read before and after each workload; the thread id comes from
 //! the handler factory, which runs on the worker. The
 //! generator's is its worker's `getrusage(RUSAGE_THREAD)` (the
-//! [`LoadReport`](crate::load::LoadReport)'s `cpu`). Both are divided by
+//! [`LoadReport`]'s `cpu`). Both are divided by
 //! the same count, echoed messages (one in and one out), so the two are
 //! comparable: "server ns/msg" is what the server spends to receive a
 //! message and send it back; "generator ns/msg" what the generator spends

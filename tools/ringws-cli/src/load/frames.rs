@@ -7,7 +7,8 @@
 //! in one loop turn share one pooled buffer and leave in one system call,
 //! and the buffer returns to the reactor's pool once the kernel has taken
 //! it. In steady state a message costs a header copy and one masked copy of
-//! the payload, and no allocation.
+//! the payload, and no allocation; a large echo becomes the next payload in
+//! place ([`mask_echo_as_next_payload`]), with no copy at all.
 
 use ringws_proto::connection::FrameHead;
 
@@ -34,6 +35,23 @@ pub(crate) fn frame_len(head: &FrameHead, payload_len: usize) -> usize {
 pub(crate) fn append_frame(out: &mut Vec<u8>, head: &FrameHead, payload: &[u8]) {
     out.extend_from_slice(head.as_bytes());
     head.append_payload(out, payload);
+}
+
+/// Turns the echo just received, in place, into the masked payload of the
+/// next frame (`head`'s), checking in the same pass that the echo is
+/// `payload`: one read of the echo instead of a comparison and a masked
+/// copy of `payload` into a new buffer. An echo that differs is never sent
+/// on: `payload` is masked over it. Returns whether the echo matched.
+///
+/// # Panics
+///
+/// If `echo` and `payload` differ in length.
+pub(crate) fn mask_echo_as_next_payload(head: &FrameHead, echo: &mut [u8], payload: &[u8]) -> bool {
+    if head.mask_payload_comparing(echo, payload) {
+        return true;
+    }
+    head.write_payload(echo, payload);
+    false
 }
 
 #[cfg(test)]
@@ -82,6 +100,31 @@ mod tests {
         keys.sort_unstable();
         keys.dedup();
         assert!(keys.len() > 1, "every frame gets its own key");
+    }
+
+    #[test]
+    fn a_matching_echo_becomes_the_next_payload_and_a_bad_echo_is_never_sent_on() {
+        let payload = build_payload(1000, PayloadKind::Binary, 11);
+        let mut conn = client(4);
+        for corrupt in [false, true] {
+            let head = conn
+                .data_frame_head(Opcode::Binary, payload.len(), true)
+                .unwrap();
+            let mut echo = payload.to_vec();
+            if corrupt {
+                echo[999] ^= 1;
+            }
+            let matched = mask_echo_as_next_payload(&head, &mut echo, &payload);
+            assert_eq!(matched, !corrupt);
+            let mut frame = head.as_bytes().to_vec();
+            frame.extend_from_slice(&echo);
+            assert_eq!(frame.len(), frame_len(&head, payload.len()));
+            assert_eq!(
+                decode(&frame),
+                payload.to_vec(),
+                "the payload goes out (corrupted echo: {corrupt})"
+            );
+        }
     }
 
     #[test]

@@ -377,6 +377,10 @@ pub struct ReactorFigures {
     pub recv_arms: u64,
     /// Receives stopped because the provided buffer ring ran dry.
     pub recv_enobufs: u64,
+    /// Messages sent on from the receive buffer their echo arrived in
+    /// (masked in place, not copied).
+    #[serde(default)]
+    pub payloads_sent_in_place: u64,
 }
 
 /// Churn cycles.
@@ -529,6 +533,7 @@ impl LoadReport {
             partial_sends: 0,
             recv_arms: 0,
             recv_enobufs: 0,
+            payloads_sent_in_place: 0,
         };
         let mut cpu = CpuTime::default();
         let mut window = Duration::ZERO;
@@ -544,6 +549,7 @@ impl LoadReport {
             reactor.partial_sends += stats.partial_sends;
             reactor.recv_arms += stats.recv_arms;
             reactor.recv_enobufs += stats.recv_enobufs;
+            reactor.payloads_sent_in_place += stats.payloads_sent_in_place;
             cpu = cpu + worker.cpu;
             window = window.max(worker.window);
         }
@@ -765,12 +771,14 @@ impl fmt::Display for LoadReport {
         let reactor = &self.reactor;
         writeln!(
             f,
-            "  reactor    {} turns, {} sends ({} partial), {} receives armed ({} out of buffers)",
+            "  reactor    {} turns, {} sends ({} partial), {} receives armed ({} out of buffers), \
+             {} payloads sent from their receive buffers",
             thousands(reactor.turns),
             thousands(reactor.sends),
             thousands(reactor.partial_sends),
             thousands(reactor.recv_arms),
-            thousands(reactor.recv_enobufs)
+            thousands(reactor.recv_enobufs),
+            thousands(reactor.payloads_sent_in_place)
         )?;
         let cpu = &self.cpu;
         write!(

@@ -50,6 +50,8 @@ pub use crate::serve::metrics::MetricsEndpoint;
 ///   ringws serve
 ///   ringws serve --addr 0.0.0.0:9001 --workers 4 --ping-interval 15s
 ///   ringws serve --mode broadcast --allowed-origin https://example.com
+// The examples are `--help` text, printed as written.
+#[allow(rustdoc::bare_urls)]
 #[derive(Debug, Clone, Args)]
 #[command(verbatim_doc_comment)]
 pub struct ServeArgs {
