@@ -51,6 +51,8 @@ impl BytePool {
                 self.pooled_bytes -= buffer.capacity();
                 buffer
             }
+            // An empty `Vec` allocates nothing, so it is not counted.
+            None if capacity == 0 => Vec::new(),
             None => {
                 self.allocated += 1;
                 Vec::with_capacity(capacity)
@@ -105,6 +107,15 @@ mod tests {
         assert_eq!(pool.allocated(), 1, "the second take reused the buffer");
         pool.take(500);
         assert_eq!(pool.allocated(), 2);
+    }
+
+    #[test]
+    fn asking_for_any_buffer_from_an_empty_pool_allocates_nothing() {
+        let mut pool = BytePool::default();
+        assert_eq!(pool.take(0).capacity(), 0);
+        assert_eq!(pool.allocated(), 0);
+        pool.give(Vec::with_capacity(64));
+        assert!(pool.take(0).capacity() >= 64, "any pooled buffer will do");
     }
 
     #[test]
