@@ -736,24 +736,39 @@ impl LoadWorker {
     }
 
     /// Sends the next message stamped `stamp` from `echo`, the echo just
-    /// received (payload-sized, in its receive buffer or assembled), masked
-    /// in place while it is compared with the payload; a large one leaves
-    /// from the receive buffer it arrived in (`Io::send_with_payload`).
-    /// Returns whether the echo matched the payload.
+    /// received (payload-sized), masked in place while it is compared with
+    /// the payload. It leaves from where it is: a large echo in its receive
+    /// buffer (`Io::send_with_payload`), an assembled one as its own buffer
+    /// (back to the pool once written). Returns whether the echo matched
+    /// the payload.
     fn send_next_from_echo(
         &mut self,
         io: &mut Io<'_, Self>,
         conn: ConnId,
         peer: &mut Peer,
         stamp: u64,
-        echo: &mut [u8],
+        mut echo: Received<'_>,
     ) -> bool {
         let Some(head) = self.next_frame_head(io, conn, peer) else {
-            return echo == &self.plan.payload[..];
+            let matched = echo.bytes() == &self.plan.payload[..];
+            echo.recycle(io);
+            return matched;
         };
-        let payload = &self.plan.payload;
-        let matched = mask_echo_as_next_payload(&head, echo, payload);
-        if io.send_with_payload(conn, head.as_bytes(), echo).is_ok() {
+        let matched = mask_echo_as_next_payload(&head, echo.bytes_mut(), &self.plan.payload);
+        let queued = match echo {
+            Received::InPlace(bytes) => io.send_with_payload(conn, head.as_bytes(), bytes),
+            Received::Assembled(bytes) => match Chunk::inline(head.as_bytes()) {
+                Some(head) => io
+                    .send(conn, head)
+                    .and_then(|_| io.send(conn, Chunk::Owned(bytes))),
+                None => {
+                    let queued = io.send_with_payload(conn, head.as_bytes(), &bytes);
+                    io.give_buffer(bytes);
+                    queued
+                }
+            },
+        };
+        if queued.is_ok() {
             self.count_sent(peer, stamp);
         }
         matched
@@ -789,28 +804,32 @@ impl LoadWorker {
         conn: ConnId,
         peer: &mut Peer,
         opcode: Opcode,
-        bytes: &mut [u8],
+        received: Received<'_>,
         now: u64,
     ) {
         let Some(sent) = peer.in_flight.pop_front() else {
             self.tally.error(ErrorKind::UnexpectedMessage, 1);
+            received.recycle(io);
             return;
         };
-        let comparable = opcode == self.plan.opcode && bytes.len() == self.plan.payload.len();
+        let len = received.bytes().len();
+        let comparable = opcode == self.plan.opcode && len == self.plan.payload.len();
         // The closed loop sends its next message from a large echo, checking
         // it on the way; a small one costs less compared and copied.
         let echo_sends_next = comparable
-            && bytes.len() >= MIN_PAYLOAD_SENT_IN_PLACE
+            && len >= MIN_PAYLOAD_SENT_IN_PLACE
             && peer.phase == Phase::Open
             && (self.plan.mode, self.stage) == (Mode::Echo, Stage::Running);
         let echo_matched = if echo_sends_next {
-            self.send_next_from_echo(io, conn, peer, now, bytes)
+            self.send_next_from_echo(io, conn, peer, now, received)
         } else {
-            comparable && bytes == &self.plan.payload[..]
+            let matched = comparable && received.bytes() == &self.plan.payload[..];
+            received.recycle(io);
+            matched
         };
         if echo_matched {
             self.tally.messages_received += 1;
-            self.tally.payload_bytes_received += bytes.len() as u64;
+            self.tally.payload_bytes_received += len as u64;
             record(&mut self.tally.histograms.message, now.saturating_sub(sent));
         } else {
             self.tally.error(ErrorKind::EchoMismatch, 1);
@@ -837,9 +856,8 @@ impl LoadWorker {
         }
     }
 
-    /// Hands a message's payload to [`Self::on_message`] mutably: in place
-    /// in `data` (the receive buffer), or in the buffer it was assembled in,
-    /// which goes back to the pool after.
+    /// Hands a message's payload to [`Self::on_message`]: in place in
+    /// `data` (the receive buffer), or in the buffer it was assembled in.
     #[allow(clippy::too_many_arguments)]
     fn on_payload(
         &mut self,
@@ -851,15 +869,11 @@ impl LoadWorker {
         data: &mut [u8],
         now: u64,
     ) {
-        match payload {
-            Payload::InPlace(range) => {
-                self.on_message(io, conn, peer, opcode, &mut data[range], now)
-            }
-            Payload::Assembled(mut bytes) => {
-                self.on_message(io, conn, peer, opcode, &mut bytes, now);
-                io.give_buffer(bytes);
-            }
-        }
+        let received = match payload {
+            Payload::InPlace(range) => Received::InPlace(&mut data[range]),
+            Payload::Assembled(bytes) => Received::Assembled(bytes),
+        };
+        self.on_message(io, conn, peer, opcode, received, now);
     }
 
     fn on_pong(
@@ -1144,6 +1158,39 @@ impl Payload {
                 }
             }
             Cow::Owned(bytes) => Payload::Assembled(bytes),
+        }
+    }
+}
+
+/// A received message's bytes as [`LoadWorker::on_message`] gets them,
+/// mutable so that an echo can become the next message in place.
+enum Received<'a> {
+    /// In the receive buffer being delivered.
+    InPlace(&'a mut [u8]),
+    /// In a pooled buffer it was assembled in; whoever ends up with it
+    /// returns it to the pool (or sends it, which does).
+    Assembled(Vec<u8>),
+}
+
+impl Received<'_> {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Received::InPlace(bytes) => bytes,
+            Received::Assembled(bytes) => bytes,
+        }
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        match self {
+            Received::InPlace(bytes) => bytes,
+            Received::Assembled(bytes) => bytes,
+        }
+    }
+
+    /// Done with: an assembled buffer goes back to the pool.
+    fn recycle(self, io: &mut Io<'_, LoadWorker>) {
+        if let Received::Assembled(bytes) = self {
+            io.give_buffer(bytes);
         }
     }
 }
