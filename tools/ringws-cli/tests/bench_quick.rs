@@ -59,6 +59,14 @@ fn quick_bench_reports_every_figure_with_sane_values() {
     ] {
         assert!(stderr.contains(row), "no {row:?} row in:\n{stderr}");
     }
+    let verdict = stderr
+        .lines()
+        .find(|line| line.starts_with("generator CPU per message ≤ server's"))
+        .unwrap_or_else(|| panic!("no verdict line in:\n{stderr}"));
+    assert!(
+        verdict.contains("(highest gen/srv ") && verdict.contains("; server busy "),
+        "{verdict}"
+    );
 
     assert_eq!(report["quick"], true);
     assert_eq!(number(&report, "duration_secs"), 0.5);

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::bench::{probe, BenchReport};
+use crate::bench::{probe, BenchReport, Throughput};
 use crate::load::report::{latency, si, thousands};
 
 fn load_average(load: Option<[f64; 3]>) -> String {
@@ -151,7 +151,7 @@ impl fmt::Display for BenchReport {
                 "warning: the generator counted {errors} error(s); see --json for where."
             )?;
         }
-        writeln!(
+        write!(
             f,
             "generator CPU per message ≤ server's in every throughput workload: {}",
             if self.generator_cpu_within_server {
@@ -160,6 +160,29 @@ impl fmt::Display for BenchReport {
                 "no"
             }
         )?;
+        // The highest quotient and how busy the server was say whether a
+        // `no` is a heavier generator or two saturated sides at parity.
+        let heaviest = self
+            .throughput
+            .iter()
+            .filter(|t| t.server_cpu.per_unit_ns > 0.0)
+            .max_by(|a, b| {
+                let quotient =
+                    |t: &Throughput| t.generator_cpu.per_unit_ns / t.server_cpu.per_unit_ns;
+                quotient(a).total_cmp(&quotient(b))
+            });
+        let busy = self.throughput.iter().map(|t| t.server_busy * 100.0);
+        let least_busy = busy.clone().fold(f64::INFINITY, f64::min);
+        let most_busy = busy.fold(0.0, f64::max);
+        if let Some(t) = heaviest {
+            write!(
+                f,
+                " (highest gen/srv {} at {}; server busy {least_busy:.0}–{most_busy:.0} %)",
+                ratio(t.generator_cpu.per_unit_ns, t.server_cpu.per_unit_ns),
+                t.name
+            )?;
+        }
+        writeln!(f)?;
         writeln!(f, "elapsed {:.1} s", self.elapsed_secs)
     }
 }
