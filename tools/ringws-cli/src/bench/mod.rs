@@ -4,14 +4,14 @@
 //! core 0) and the ringws load generator (one worker, pinned to core 1) in
 //! this process, on loopback, measured workload by workload:
 //!
-//! 1. echo throughput at 20 B, 512 B and 16 KiB, 100 connections, one
+//! 1. user-space bytes per idle connection (first: see below);
+//! 2. echo throughput at 20 B, 512 B and 16 KiB, 100 connections, one
 //!    message in flight each;
-//! 2. pipelined echo: 512 B, 16 messages in flight per connection;
-//! 3. latency (p50/p99/p99.9) at a fixed open-loop rate: half of what the
+//! 3. pipelined echo: 512 B, 16 messages in flight per connection;
+//! 4. latency (p50/p99/p99.9) at a fixed open-loop rate: half of what the
 //!    512 B echo reached, so the server is far from saturated;
-//! 4. churn: connect, handshake, one echo, close, as fast as 50 at a time
-//!    allow;
-//! 5. user-space bytes per idle connection.
+//! 5. churn: connect, handshake, one echo, close, as fast as 50 at a time
+//!    allow.
 //!
 //! ## How CPU is counted
 //!
@@ -36,6 +36,10 @@
 //!
 //! ## How idle memory is measured
 //!
+//! It is measured before the other workloads, whose load generator runs
+//! in this process and leaves the heap fragmented: a server started after
+//! them spreads its connections over pages they freed, and the figure
+//! came out 1.7–2.5× what the same server holds in a process of its own.
 //! A fresh server (one worker, on the server core) holds the idle
 //! connections, so no earlier workload has already grown its tables; their
 //! client is a separate process (`ringws load --mode hold`, pinned to the
@@ -538,6 +542,16 @@ fn run_workloads(
     progress: &mut impl FnMut(&str),
 ) -> Result<Workloads, BenchError> {
     let steps = 7;
+    // Idle memory first: the load generator's workloads run in this process
+    // too and leave its heap fragmented, and a server started after them
+    // spreads its connections over pages they freed (528 B per connection
+    // after 0.1 s workloads, 700–770 B after 3 s ones, 299–303 B measured
+    // first, as in a process of its own).
+    progress(&format!(
+        "[1/{steps}] memory per idle connection, {} connections",
+        config.idle_connections
+    ));
+    let idle_memory = idle_memory(config)?;
     let mut throughput_results = Vec::new();
     for (step, (payload_size, pipeline)) in
         [(20, 1), (512, 1), (16 * 1024, 1), (512, config.pipeline)]
@@ -549,7 +563,7 @@ fn run_workloads(
         } else {
             format!("echo {}", size_name(payload_size))
         };
-        progress(&format!("[{}/{steps}] {name}", step + 1));
+        progress(&format!("[{}/{steps}] {name}", step + 2));
         let mut load_config = config.load_config(&server.url, Mode::Echo);
         load_config.payload_size = payload_size;
         load_config.pipeline = pipeline;
@@ -560,7 +574,7 @@ fn run_workloads(
     let echo_512 = throughput_results[1].messages_per_sec;
     let rate = (echo_512 * config.latency_rate_fraction).max(100.0).round();
     progress(&format!(
-        "[5/{steps}] latency at {rate:.0} msg/s ({:.0} % of echo 512 B)",
+        "[6/{steps}] latency at {rate:.0} msg/s ({:.0} % of echo 512 B)",
         config.latency_rate_fraction * 100.0
     ));
     let mut load_config = config.load_config(&server.url, Mode::Rate);
@@ -586,7 +600,7 @@ fn run_workloads(
     };
 
     progress(&format!(
-        "[6/{steps}] churn, {} cycles at a time",
+        "[7/{steps}] churn, {} cycles at a time",
         config.churn_concurrency
     ));
     let mut load_config = config.load_config(&server.url, Mode::Churn);
@@ -605,11 +619,6 @@ fn run_workloads(
         errors: report.errors.total,
     };
 
-    progress(&format!(
-        "[7/{steps}] memory per idle connection, {} connections",
-        config.idle_connections
-    ));
-    let idle_memory = idle_memory(config)?;
     Ok((throughput_results, latency, churn, idle_memory))
 }
 
@@ -632,6 +641,9 @@ fn idle_memory(config: &BenchConfig) -> Result<IdleMemory, BenchError> {
     server.server.shutdown(Duration::from_secs(2));
     result
 }
+
+/// Idle connections opened per second (`ringws load --ramp`).
+const IDLE_RAMP_PER_SEC: &str = "5000";
 
 fn measure_idle(config: &BenchConfig, server: &BenchServer) -> Result<IdleMemory, BenchError> {
     let wanted = config.idle_connections;
@@ -659,6 +671,12 @@ fn measure_idle(config: &BenchConfig, server: &BenchServer) -> Result<IdleMemory
         "hold",
         "--connections",
         &wanted.to_string(),
+        // Opened at a steady 5,000 per second, as the side-by-side
+        // harness does: an unpaced burst of handshakes runs the receive
+        // ring dry turn after turn, and each buffer it then offers keeps a
+        // resident page that is the burst's cost, not the connections'.
+        "--ramp",
+        IDLE_RAMP_PER_SEC,
         "--workers",
         "1",
         "--duration",
@@ -682,7 +700,8 @@ fn measure_idle(config: &BenchConfig, server: &BenchServer) -> Result<IdleMemory
             ))
         })?;
     let mut client = ClientProcess(child);
-    // 1 s plus 1 ms per connection is ample for loopback handshakes.
+    // 5 s plus 1 ms per connection covers the ramp (0.2 ms per connection)
+    // and the loopback handshakes.
     let deadline = Instant::now() + Duration::from_secs(5) + Duration::from_millis(wanted as u64);
     let mut open = 0;
     loop {
