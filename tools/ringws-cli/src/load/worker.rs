@@ -856,26 +856,6 @@ impl LoadWorker {
         }
     }
 
-    /// Hands a message's payload to [`Self::on_message`]: in place in
-    /// `data` (the receive buffer), or in the buffer it was assembled in.
-    #[allow(clippy::too_many_arguments)]
-    fn on_payload(
-        &mut self,
-        io: &mut Io<'_, Self>,
-        conn: ConnId,
-        peer: &mut Peer,
-        opcode: Opcode,
-        payload: Payload,
-        data: &mut [u8],
-        now: u64,
-    ) {
-        let received = match payload {
-            Payload::InPlace(range) => Received::InPlace(&mut data[range]),
-            Payload::Assembled(bytes) => Received::Assembled(bytes),
-        };
-        self.on_message(io, conn, peer, opcode, received, now);
-    }
-
     fn on_pong(
         &mut self,
         io: &mut Io<'_, Self>,
@@ -1081,7 +1061,8 @@ impl LoadWorker {
             match event {
                 Event::Binary(bytes) => {
                     let payload = Payload::new(bytes, data_addresses.clone());
-                    self.on_payload(io, conn, peer, Opcode::Binary, payload, data, now);
+                    let received = payload.received(data);
+                    self.on_message(io, conn, peer, Opcode::Binary, received, now);
                 }
                 Event::Text(text) => {
                     let bytes = match text {
@@ -1089,7 +1070,8 @@ impl LoadWorker {
                         Cow::Owned(text) => Cow::Owned(text.into_bytes()),
                     };
                     let payload = Payload::new(bytes, data_addresses.clone());
-                    self.on_payload(io, conn, peer, Opcode::Text, payload, data, now);
+                    let received = payload.received(data);
+                    self.on_message(io, conn, peer, Opcode::Text, received, now);
                 }
                 // The Pong is queued by the state machine and flushed below.
                 Event::Ping(_) => {}
@@ -1158,6 +1140,15 @@ impl Payload {
                 }
             }
             Cow::Owned(bytes) => Payload::Assembled(bytes),
+        }
+    }
+
+    /// The bytes, mutably: in `data` (the receive buffer), or the buffer
+    /// they were assembled in.
+    fn received(self, data: &mut [u8]) -> Received<'_> {
+        match self {
+            Payload::InPlace(range) => Received::InPlace(&mut data[range]),
+            Payload::Assembled(bytes) => Received::Assembled(bytes),
         }
     }
 }
