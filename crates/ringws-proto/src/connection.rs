@@ -25,7 +25,8 @@
 //! - A **fragmented message, or a frame that straddles inputs**, is consumed as
 //!   far as the input goes: each piece is unmasked as it is copied into the
 //!   assembly buffer (one pass; the input keeps the masked bytes) and checked
-//!   there (text: UTF-8 as it arrives, failing at the first bad piece). When the message is complete the buffer is *moved* into the event
+//!   there (text: UTF-8 as it arrives, failing at the first bad piece). When
+//!   the message is complete the buffer is *moved* into the event
 //!   (`Cow::Owned`), so events never borrow the connection, the caller may send
 //!   while holding one, and an idle connection owns no receive buffer.
 //! - **Control frames** (at most 131 bytes on the wire) are consumed only when

@@ -240,6 +240,14 @@ impl BufRing {
         false
     }
 
+    /// Drops one hold on `bid` and, when it was the last, hands the buffer
+    /// back to the kernel: what every holder does when it is done.
+    pub(crate) fn let_go(&mut self, bid: u16) {
+        if self.release(bid) {
+            self.recycle(bid);
+        }
+    }
+
     /// Whether `bid` can take one more hold (a payload relayed to very many
     /// connections is copied once its count is full).
     pub(crate) fn can_hold(&self, bid: u16) -> bool {

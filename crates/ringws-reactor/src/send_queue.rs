@@ -134,11 +134,7 @@ impl TakeBack for WorkerSinks<'_> {
     fn take_back(&mut self, chunk: Chunk) {
         match chunk {
             Chunk::Owned(buffer) => self.pool.give(buffer),
-            Chunk::Received(range) => {
-                if self.bufs.release(range.bid) {
-                    self.bufs.recycle(range.bid);
-                }
-            }
+            Chunk::Received(range) => self.bufs.let_go(range.bid),
             Chunk::Shared(_) | Chunk::Static(_) | Chunk::Inline(_) => {}
         }
     }

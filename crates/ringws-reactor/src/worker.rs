@@ -621,9 +621,7 @@ impl<H: Handler> Worker<H> {
                     tail.extend_from_slice(rest);
                     self.core.slots[index as usize].tail = Some(Box::new(tail));
                 }
-                if self.core.bufs.release(bid) {
-                    self.core.bufs.recycle(bid);
-                }
+                self.core.bufs.let_go(bid);
             }
         }
     }

@@ -9,24 +9,9 @@ use std::time::Duration;
 use common::*;
 use ringws_cli::load::{run, LoadConfig, LoadReport, Mode};
 
-fn echo(kind: PeerKind, payload_args: &[&str]) -> LoadReport {
-    let report = echo_report(kind, payload_args);
-    let messages = &report.messages;
-    // Frame buffers are reused, not allocated per message: at most two for
-    // each message in flight (3 connections × 4), however long the run.
-    assert!(
-        messages.frame_buffers <= 2 * 3 * 4,
-        "{} frame buffers for {} messages",
-        messages.frame_buffers,
-        messages.sent
-    );
-    assert!(messages.sent > 4 * 2 * 3 * 4, "{} messages", messages.sent);
-    report
-}
-
 /// A short closed loop against `kind`, checked for sane, self-consistent
-/// figures and no errors.
-fn echo_report(kind: PeerKind, payload_args: &[&str]) -> LoadReport {
+/// figures, no errors and reused frame buffers.
+fn echo(kind: PeerKind, payload_args: &[&str]) -> LoadReport {
     let peer = EchoPeer::start(kind, &[]);
     let url = peer.url();
     let mut args = vec![&url[..], "-c", "3", "-p", "4", "-d", "1s", "-w", "1"];
@@ -45,6 +30,15 @@ fn echo_report(kind: PeerKind, payload_args: &[&str]) -> LoadReport {
         messages.received * report.payload_size as u64
     );
     assert!(messages.per_sec > 0.0 && messages.bytes_per_sec > 0.0);
+    // Frame buffers are reused, not allocated per message: at most two for
+    // each message in flight (3 connections × 4), however long the run.
+    assert!(
+        messages.frame_buffers <= 2 * 3 * 4,
+        "{} frame buffers for {} messages",
+        messages.frame_buffers,
+        messages.sent
+    );
+    assert!(messages.sent > 4 * 2 * 3 * 4, "{} messages", messages.sent);
     let latency = report.latency.message.expect("message latency");
     assert_eq!(latency.count, messages.received);
     assert_ordered("message", &latency);

@@ -542,11 +542,8 @@ fn run_workloads(
     progress: &mut impl FnMut(&str),
 ) -> Result<Workloads, BenchError> {
     let steps = 7;
-    // Idle memory first: the load generator's workloads run in this process
-    // too and leave its heap fragmented, and a server started after them
-    // spreads its connections over pages they freed (528 B per connection
-    // after 0.1 s workloads, 700–770 B after 3 s ones, 299–303 B measured
-    // first, as in a process of its own).
+    // Idle memory first, before the generator fragments this process's
+    // heap (module docs, "How idle memory is measured").
     progress(&format!(
         "[1/{steps}] memory per idle connection, {} connections",
         config.idle_connections
