@@ -422,6 +422,42 @@ impl<'b> Headers<'b> {
         self.get(name).is_some()
     }
 
+    /// For each of `names`, whether and how often it occurs, from one pass
+    /// over the block: the handshake checks look up several names, and a
+    /// scan per name was most of the time spent parsing a handshake.
+    fn occurrences<const N: usize>(&self, names: [&str; N]) -> [Occurrence<'b>; N] {
+        let mut found = [Occurrence::Absent; N];
+        for (name, value) in self.iter() {
+            for (wanted, seen) in names.iter().zip(found.iter_mut()) {
+                if wanted.len() == name.len() && wanted.eq_ignore_ascii_case(name) {
+                    *seen = match *seen {
+                        Occurrence::Absent => Occurrence::Once(value),
+                        Occurrence::Once(_) | Occurrence::Repeated => Occurrence::Repeated,
+                    };
+                }
+            }
+        }
+        found
+    }
+
+    /// Every value of header `name`, which occurs as `occurrence` says: only
+    /// a repeated header takes another pass.
+    fn values_of<'n>(
+        &self,
+        name: &'n str,
+        occurrence: Occurrence<'b>,
+    ) -> impl Iterator<Item = &'b [u8]> + 'n
+    where
+        'b: 'n,
+    {
+        let (once, repeated) = match occurrence {
+            Occurrence::Absent => (None, None),
+            Occurrence::Once(value) => (Some(value), None),
+            Occurrence::Repeated => (None, Some(self.get_all(name))),
+        };
+        once.into_iter().chain(repeated.into_iter().flatten())
+    }
+
     /// How many header fields there are.
     pub fn len(&self) -> usize {
         self.iter().count()
@@ -453,6 +489,26 @@ impl<'b> IntoIterator for Headers<'b> {
     }
 }
 
+/// Whether a header name occurs in a head, and its value when it occurs once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Occurrence<'b> {
+    Absent,
+    Once(&'b [u8]),
+    Repeated,
+}
+
+impl<'b> Occurrence<'b> {
+    /// The value of a header that may occur at most once, or `Err(())` when
+    /// it is repeated.
+    fn at_most_once(self) -> Result<Option<&'b [u8]>, ()> {
+        match self {
+            Occurrence::Absent => Ok(None),
+            Occurrence::Once(value) => Ok(Some(value)),
+            Occurrence::Repeated => Err(()),
+        }
+    }
+}
+
 /// Iterator over `(name, value)` pairs of [`Headers`].
 #[derive(Debug, Clone)]
 pub struct HeaderIter<'b> {
@@ -465,10 +521,10 @@ impl<'b> Iterator for HeaderIter<'b> {
     fn next(&mut self) -> Option<Self::Item> {
         // `httparse` accepted these lines: each is `name:value` ending in CRLF or
         // LF, names are tokens, and a blank line ends the block.
-        let line_end = self.rest.iter().position(|&b| b == b'\n')?;
+        let line_end = memchr::memchr(b'\n', self.rest)?;
         let line = &self.rest[..line_end];
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let colon = line.iter().position(|&b| b == b':')?;
+        let colon = memchr::memchr(b':', line)?;
         self.rest = &self.rest[line_end + 1..];
         let name = std::str::from_utf8(&line[..colon]).unwrap_or_default();
         Some((name, trim_whitespace(&line[colon + 1..])))

@@ -310,6 +310,39 @@ fn each_rejection_rule_has_its_status() {
             HandshakeError::InvalidHeaderValue("Origin"),
             400,
         ),
+        // Headers that may appear once, repeated, and a list split over
+        // headers whose second part is bad: each is found however the
+        // headers are looked up.
+        (
+            request_with(
+                "GET / HTTP/1.1",
+                &[("Origin", Some("http://a")), ("origin", Some("http://a"))],
+            ),
+            HandshakeError::DuplicateHeader("Origin"),
+            400,
+        ),
+        (
+            request_with(
+                "GET / HTTP/1.1",
+                &[
+                    ("Sec-WebSocket-Version", Some("13")),
+                    ("SEC-WEBSOCKET-VERSION", Some("13")),
+                ],
+            ),
+            HandshakeError::UnsupportedVersion,
+            426,
+        ),
+        (
+            request_with(
+                "GET / HTTP/1.1",
+                &[
+                    ("Sec-WebSocket-Protocol", Some("chat")),
+                    ("Sec-WebSocket-Protocol", Some("super chat")),
+                ],
+            ),
+            HandshakeError::InvalidHeaderValue("Sec-WebSocket-Protocol"),
+            400,
+        ),
         (
             b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n".to_vec(),
             HandshakeError::Malformed("invalid method or request target"),

@@ -210,36 +210,6 @@ pub(crate) fn close_fd(fd: RawFd) {
     unsafe { libc::close(fd) };
 }
 
-fn set_int_option(fd: RawFd, level: i32, name: i32, value: i32) {
-    // SAFETY: passes a pointer to a live local int and its exact size.
-    unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            name,
-            (&value as *const i32).cast(),
-            std::mem::size_of::<i32>() as libc::socklen_t,
-        )
-    };
-}
-
-/// Sets `TCP_NODELAY` (best effort: a failure only costs latency).
-fn set_nodelay(fd: RawFd) {
-    set_int_option(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1);
-}
-
-/// Applies the per-socket options every accepted or connected socket gets:
-/// `TCP_NODELAY` and, when configured, `SO_SNDBUF`. Best effort: a failure
-/// only costs latency or memory, never correctness.
-pub(crate) fn tune_socket(fd: RawFd, settings: &Settings) {
-    set_nodelay(fd);
-    if let Some(bytes) = settings.socket_send_buffer {
-        // `Config::validate` bounds it to half of i32::MAX.
-        let bytes = i32::try_from(bytes).unwrap_or(i32::MAX);
-        set_int_option(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, bytes);
-    }
-}
-
 /// Sets `SO_LINGER {on, 0}` so that `close` sends RST.
 fn set_linger_zero(fd: RawFd) {
     let linger = libc::linger {

@@ -34,7 +34,7 @@ impl Reactor {
         config.validate()?;
         let workers = config.workers;
         let mut listeners: Vec<Option<Socket>> = match &config.listen {
-            Some(listen) => bind_listeners(listen, workers)?
+            Some(listen) => bind_listeners(listen, config.socket_send_buffer, workers)?
                 .into_iter()
                 .map(Some)
                 .collect(),
@@ -203,11 +203,19 @@ fn pinning_plan(pinning: &CorePinning, workers: usize) -> Vec<Option<core_affini
 
 /// Binds one `SO_REUSEPORT` listener per worker on the same address. With
 /// port 0, the first listener picks the port and the others bind it.
-fn bind_listeners(listen: &ListenConfig, count: usize) -> Result<Vec<Socket>, StartError> {
+///
+/// The per-connection socket options (`TCP_NODELAY`, and `SO_SNDBUF` when
+/// configured) are set here once: Linux copies them into every socket the
+/// listener accepts, which saves a `setsockopt` per connection.
+fn bind_listeners(
+    listen: &ListenConfig,
+    send_buffer: Option<usize>,
+    count: usize,
+) -> Result<Vec<Socket>, StartError> {
     let mut addr = listen.addr;
     let mut sockets = Vec::with_capacity(count);
     for _ in 0..count {
-        let socket = bind_listener(addr, listen.backlog)
+        let socket = bind_listener(addr, listen.backlog, send_buffer)
             .map_err(|source| StartError::Listen { addr, source })?;
         if addr.port() == 0 {
             let bound = socket
@@ -225,10 +233,14 @@ fn bind_listeners(listen: &ListenConfig, count: usize) -> Result<Vec<Socket>, St
     Ok(sockets)
 }
 
-fn bind_listener(addr: SocketAddr, backlog: i32) -> io::Result<Socket> {
+fn bind_listener(addr: SocketAddr, backlog: i32, send_buffer: Option<usize>) -> io::Result<Socket> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     socket.set_reuse_port(true)?;
+    socket.set_tcp_nodelay(true)?;
+    if let Some(bytes) = send_buffer {
+        socket.set_send_buffer_size(bytes)?;
+    }
     socket.bind(&SockAddr::from(addr))?;
     socket.listen(backlog)?;
     Ok(socket)
@@ -252,7 +264,7 @@ mod tests {
             addr: "127.0.0.1:0".parse().unwrap(),
             backlog: 16,
         };
-        let sockets = bind_listeners(&listen, 3).unwrap();
+        let sockets = bind_listeners(&listen, None, 3).unwrap();
         let ports: Vec<u16> = sockets
             .iter()
             .map(|s| s.local_addr().unwrap().as_socket().unwrap().port())
@@ -262,13 +274,32 @@ mod tests {
     }
 
     #[test]
+    fn accepted_sockets_inherit_the_listeners_options() {
+        let listen = ListenConfig {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            backlog: 16,
+        };
+        for send_buffer in [None, Some(96 * 1024)] {
+            let listener = bind_listeners(&listen, send_buffer, 1).unwrap().remove(0);
+            let addr = listener.local_addr().unwrap().as_socket().unwrap();
+            let _client = std::net::TcpStream::connect(addr).unwrap();
+            let (accepted, _) = listener.accept().unwrap();
+            assert!(accepted.tcp_nodelay().unwrap(), "{send_buffer:?}");
+            if let Some(bytes) = send_buffer {
+                // Linux reports twice the size asked for (its bookkeeping share).
+                assert_eq!(accepted.send_buffer_size().unwrap(), 2 * bytes);
+            }
+        }
+    }
+
+    #[test]
     fn listen_errors_name_the_address() {
         // Binding a non-local address fails with EADDRNOTAVAIL.
         let listen = ListenConfig {
             addr: "192.0.2.1:9".parse().unwrap(),
             backlog: 16,
         };
-        let error = bind_listeners(&listen, 1).unwrap_err().to_string();
+        let error = bind_listeners(&listen, None, 1).unwrap_err().to_string();
         assert!(error.contains("192.0.2.1:9"), "{error}");
     }
 }

@@ -34,9 +34,7 @@ use crate::byte_pool::BytePool;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::core::BUFFER_GROUP;
-use crate::core::{
-    close_fd, tune_socket, Core, Delivery, Listener, Settings, TimerEntry, WorkerStats,
-};
+use crate::core::{close_fd, Core, Delivery, Listener, Settings, TimerEntry, WorkerStats};
 use crate::error::WorkerError;
 use crate::error::{classify_ring_error, read_disabled_sysctl, RingUnavailable, StartError};
 use crate::handler::{CloseCause, ConnId, Conns, Ctx, Handler, IoOp, StateEntry, WorkerId};
@@ -459,7 +457,7 @@ impl<H: Handler> Worker<H> {
     }
 
     fn accepted(&mut self, fd: i32) {
-        tune_socket(fd, &self.core.settings);
+        // Socket options come from the listener (see `bind_listeners`).
         let Some(index) = self.core.alloc_slot(fd, Phase::Open) else {
             close_fd(fd);
             self.core.stats.refused += 1;

@@ -6,8 +6,8 @@ use std::net::Ipv6Addr;
 use super::{
     any_list_has_token, check_header, encode_nonce, extension_elements, extension_name,
     is_reg_name, is_token, is_visible_ascii, syntax_error_part, write_header, AcceptKey, Attempt,
-    BuildError, HeadLimits, HeadScanner, Headers, ScanError, WsUrl, MAX_HEADERS_CEILING,
-    WEBSOCKET_VERSION,
+    BuildError, HeadLimits, HeadScanner, Headers, Occurrence, ScanError, WsUrl,
+    MAX_HEADERS_CEILING, WEBSOCKET_VERSION,
 };
 
 /// Why the server's answer does not complete the handshake.
@@ -291,10 +291,16 @@ fn parse_response_head<'b>(
     offered_subprotocols: &[Box<str>],
     offered_extensions: &[Box<[u8]>],
 ) -> Result<Attempt<HandshakeResponse<'b>>, ResponseError> {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS_CEILING];
+    // Left uninitialised, as for requests (see the server's `parse_head`).
+    let mut slots = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS_CEILING];
     let header_slots = limits.header_slots();
-    let mut response = httparse::Response::new(&mut slots[..header_slots]);
-    let head_len = match response.parse(window) {
+    let mut response = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut response,
+        window,
+        &mut slots[..header_slots],
+    );
+    let head_len = match parsed {
         Ok(httparse::Status::Complete(head_len)) => head_len,
         Ok(httparse::Status::Partial) => return Ok(Attempt::Partial),
         Err(httparse::Error::TooManyHeaders) => {
@@ -316,19 +322,26 @@ fn parse_response_head<'b>(
         &window[..head_len],
         response.headers.first().map(|header| header.name),
     );
-    if !any_list_has_token(headers.get_all("Upgrade"), "websocket") {
+    let [upgrade, connection, accept, extensions, subprotocol] = headers.occurrences([
+        "Upgrade",
+        "Connection",
+        "Sec-WebSocket-Accept",
+        "Sec-WebSocket-Extensions",
+        "Sec-WebSocket-Protocol",
+    ]);
+    if !any_list_has_token(headers.values_of("Upgrade", upgrade), "websocket") {
         return Err(ResponseError::NotWebSocketUpgrade);
     }
-    if !any_list_has_token(headers.get_all("Connection"), "upgrade") {
+    if !any_list_has_token(headers.values_of("Connection", connection), "upgrade") {
         return Err(ResponseError::MissingConnectionUpgrade);
     }
     let accept =
-        single_value(headers, "Sec-WebSocket-Accept")?.ok_or(ResponseError::MissingAccept)?;
+        single_value(accept, "Sec-WebSocket-Accept")?.ok_or(ResponseError::MissingAccept)?;
     if accept != expected_accept.as_bytes() {
         return Err(ResponseError::AcceptMismatch);
     }
     let all_extensions_offered = headers
-        .get_all("Sec-WebSocket-Extensions")
+        .values_of("Sec-WebSocket-Extensions", extensions)
         .flat_map(extension_elements)
         .all(|element| {
             let name = extension_name(element);
@@ -339,7 +352,7 @@ fn parse_response_head<'b>(
     if !all_extensions_offered {
         return Err(ResponseError::UnrequestedExtension);
     }
-    let subprotocol = match single_value(headers, "Sec-WebSocket-Protocol")? {
+    let subprotocol = match single_value(subprotocol, "Sec-WebSocket-Protocol")? {
         None => None,
         Some(selected) => {
             // A token is ASCII, so a token is always valid UTF-8.
@@ -366,17 +379,14 @@ fn parse_response_head<'b>(
     ))
 }
 
-/// The value of a header that may appear at most once.
+/// The value of header `name`, which may appear at most once.
 fn single_value<'b>(
-    headers: Headers<'b>,
+    occurrence: Occurrence<'b>,
     name: &'static str,
 ) -> Result<Option<&'b [u8]>, ResponseError> {
-    let mut values = headers.get_all(name);
-    let first = values.next();
-    if values.next().is_some() {
-        return Err(ResponseError::DuplicateHeader(name));
-    }
-    Ok(first)
+    occurrence
+        .at_most_once()
+        .map_err(|()| ResponseError::DuplicateHeader(name))
 }
 
 fn is_reserved_request_header(name: &str) -> bool {
