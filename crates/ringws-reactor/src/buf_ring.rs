@@ -116,6 +116,10 @@ pub(crate) struct BufRing {
     holds: Vec<u16>,
     /// Buffers with at least one hold.
     held: u32,
+    /// Per buffer: lent to the worker (between `take` and `recycle`).
+    lent_ids: Vec<bool>,
+    /// `mincore`'s answer for the offered buffers, one byte per page.
+    residency: Vec<u8>,
 }
 
 impl BufRing {
@@ -149,6 +153,8 @@ impl BufRing {
             reserve: (0..entries).rev().collect(),
             holds: vec![0; usize::from(entries)],
             held: 0,
+            lent_ids: vec![false; usize::from(entries)],
+            residency: Vec::new(),
         };
         this.offer(initial);
         Ok(this)
@@ -205,7 +211,79 @@ impl BufRing {
             return None;
         }
         self.lent += 1;
+        self.lent_ids[usize::from(bid)] = true;
         Some(self.buffer_ptr(bid))
+    }
+
+    /// Pages of the offered buffers that are resident (`mincore`).
+    pub(crate) fn resident_pages(&mut self) -> io::Result<usize> {
+        let len = self.offered_bytes();
+        self.residency.resize(len.div_ceil(PAGE), 0);
+        // SAFETY: the range starts at the page-aligned base of the buffers
+        // mapping and lies inside it (offered ≤ entries); `residency` has one
+        // byte per page of it, as `mincore` writes.
+        let result = unsafe {
+            libc::mincore(
+                self.buffers.ptr.as_ptr().cast(),
+                len,
+                self.residency.as_mut_ptr(),
+            )
+        };
+        if result != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(self.residency.iter().filter(|&&page| page & 1 != 0).count())
+    }
+
+    /// Bytes of the buffers offered so far: ids `0..offered` (the reserve
+    /// hands them out in order).
+    fn offered_bytes(&self) -> usize {
+        usize::from(self.offered) * self.buffer_size as usize
+    }
+
+    /// Gives the pages of the offered buffers that are in the ring (not lent)
+    /// back to the kernel (`MADV_DONTNEED`): they read as zeroes and become
+    /// resident again when a receive next writes them. Pages shared with a
+    /// lent buffer are kept. Returns the bytes given back.
+    ///
+    /// # Safety
+    ///
+    /// No receive may be writing into a buffer in the ring while this runs,
+    /// and none may have completed into one whose completion the worker has
+    /// not reaped yet: the kernel would have written bytes the worker has
+    /// still to read, and they would be zeroed.
+    pub(crate) unsafe fn release_ring_pages(&mut self) -> usize {
+        let size = self.buffer_size as usize;
+        let base = self.buffers.ptr.as_ptr() as usize;
+        let mut released = 0;
+        let mut bid = 0;
+        let offered = usize::from(self.offered);
+        while bid < offered {
+            if self.lent_ids[bid] {
+                bid += 1;
+                continue;
+            }
+            let run_start = bid;
+            while bid < offered && !self.lent_ids[bid] {
+                bid += 1;
+            }
+            // Whole pages inside the run only.
+            let start = (base + run_start * size).next_multiple_of(PAGE);
+            let end = (base + bid * size) / PAGE * PAGE;
+            if end > start {
+                // SAFETY: `start..end` is page-aligned and inside the buffers
+                // mapping, and covers only buffers in the ring, which the
+                // caller guarantees no receive is writing or has written
+                // unread. Anonymous private pages given back read as zeroes.
+                let result = unsafe {
+                    libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED)
+                };
+                if result == 0 {
+                    released += end - start;
+                }
+            }
+        }
+        released
     }
 
     fn buffer_ptr(&self, bid: u16) -> *mut u8 {
@@ -274,6 +352,7 @@ impl BufRing {
         debug_assert!(bid < self.entries);
         debug_assert!(!self.is_held(bid), "recycled a held buffer");
         self.lent = self.lent.saturating_sub(1);
+        self.lent_ids[usize::from(bid)] = false;
         self.write_entry(bid);
         self.publish();
     }
@@ -450,6 +529,41 @@ mod tests {
         }
         ring.recycle(1);
         assert_eq!(ring.lent(), 0);
+    }
+
+    #[test]
+    fn ring_pages_go_back_to_the_kernel_and_lent_ones_stay() {
+        // 8 buffers of 6 KiB: buffer boundaries fall inside pages.
+        let mut ring = BufRing::new(8, 6 << 10).unwrap();
+        assert_eq!(ring.resident_pages().unwrap(), 0);
+        for bid in 0..8 {
+            let buffer = ring.take(bid).unwrap();
+            // SAFETY: buffer `bid` is lent (taken) and 6 KiB long.
+            unsafe { std::ptr::write_bytes(buffer, 0xA5, 6 << 10) };
+        }
+        // 48 KiB: 12 pages, all written.
+        assert_eq!(ring.resident_pages().unwrap(), 12);
+        // Buffers 2 and 3 stay lent (12 KiB from 12 KiB to 24 KiB: pages 3–5).
+        for bid in [0, 1, 4, 5, 6, 7] {
+            ring.recycle(bid);
+        }
+        // SAFETY: no kernel is attached to this ring.
+        let released = unsafe { ring.release_ring_pages() };
+        // Pages 0–2 (buffers 0, 1) and 6–11 (buffers 4–7) go back.
+        assert_eq!(released, 9 * PAGE);
+        assert_eq!(ring.resident_pages().unwrap(), 3);
+        let lent = ring.buffer_ptr(2);
+        // SAFETY: buffers 2 and 3 are lent: 12 KiB from `lent`.
+        let bytes = unsafe { std::slice::from_raw_parts(lent, 12 << 10) };
+        assert!(bytes.iter().all(|&b| b == 0xA5), "a lent buffer lost bytes");
+        // A released buffer is resident again once written, and reads as
+        // zeroes (read after counting: reading maps pages too).
+        let buffer = ring.take(7).unwrap();
+        // SAFETY: buffer 7 is lent again and 6 KiB long.
+        let bytes = unsafe { std::slice::from_raw_parts_mut(buffer, 6 << 10) };
+        bytes[0] = 1;
+        assert_eq!(ring.resident_pages().unwrap(), 4);
+        assert!(bytes[1..].iter().all(|&b| b == 0));
     }
 
     #[test]

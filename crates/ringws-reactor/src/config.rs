@@ -47,6 +47,7 @@ pub struct Config {
     pub(crate) stop_timeout: Duration,
     pub(crate) thread_name: String,
     pub(crate) socket_send_buffer: Option<usize>,
+    pub(crate) buffer_release_period: Option<Duration>,
 }
 
 impl Default for Config {
@@ -75,6 +76,7 @@ impl Config {
             stop_timeout: Duration::from_secs(2),
             thread_name: "ringws-worker".to_owned(),
             socket_send_buffer: None,
+            buffer_release_period: Some(Duration::from_secs(5)),
         }
     }
 
@@ -169,6 +171,20 @@ impl Config {
         self
     }
 
+    /// How often a worker that received anything checks whether its receive
+    /// buffers hold pages that the traffic no longer needs: when more are
+    /// resident than the period's receives wrote (by 1 MiB or more), the
+    /// pages of the buffers not in use go back to the kernel
+    /// (`MADV_DONTNEED`) and are faulted in again when next written. A burst
+    /// grows the ring up to every buffer (32 MiB by default); this lets a
+    /// quiet worker shrink back. 5 s by default; `None` keeps every page.
+    /// Only with `IORING_SETUP_DEFER_TASKRUN` (Linux 6.1), where receives
+    /// write buffers only while the worker waits for completions.
+    pub fn buffer_release_period(mut self, period: Option<Duration>) -> Config {
+        self.buffer_release_period = period;
+        self
+    }
+
     /// Number of workers.
     pub fn worker_count(&self) -> usize {
         self.workers
@@ -204,6 +220,9 @@ impl Config {
                 return fail("socket send buffer must be between 1 byte and 1 GiB");
             }
         }
+        if self.buffer_release_period == Some(Duration::ZERO) {
+            return fail("buffer release period must be positive (None turns releasing off)");
+        }
         if let CorePinning::Cores(cores) = &self.pinning {
             if cores.is_empty() {
                 return fail("core list is empty");
@@ -238,6 +257,10 @@ mod tests {
             (Config::new().max_connections(1 << 24), "max connections"),
             (Config::new().send_water_marks(10, 20), "low-water"),
             (Config::new().socket_send_buffer(0), "send buffer"),
+            (
+                Config::new().buffer_release_period(Some(Duration::ZERO)),
+                "buffer release period",
+            ),
             (Config::new().socket_send_buffer(1 << 31), "send buffer"),
             (
                 Config::new().pinning(CorePinning::Cores(vec![])),

@@ -43,6 +43,8 @@ pub(crate) const BUFFER_GROUP: u16 = 0;
 const ACCEPT_RETRY: Duration = Duration::from_millis(10);
 /// Most emptied send queues kept for reuse.
 const SEND_POOL_MAX: usize = 256;
+/// Page size, for counting the pages receives write.
+const PAGE: usize = 4096;
 
 /// What the worker's wheel holds: handler timers and the reactor's own.
 pub(crate) enum TimerEntry<T> {
@@ -52,6 +54,9 @@ pub(crate) enum TimerEntry<T> {
     Linger { slot: u32, generation: u32 },
     /// Re-arm accept after a resource error.
     AcceptRetry,
+    /// See whether the receive buffers hold pages the traffic no longer
+    /// needs (`Config::buffer_release_period`).
+    BufferRelease,
 }
 
 /// Counters of one worker, for stats and tests. Reset never.
@@ -101,6 +106,11 @@ pub struct WorkerStats {
     /// Receive buffers lent to the worker now: being delivered, or held by
     /// queued sends. 0 when the worker is idle and its queues are empty.
     pub recv_buffers_lent: u64,
+    /// Resident pages of the receive buffers at the last release check
+    /// (`Config::buffer_release_period`).
+    pub recv_pages_resident: u64,
+    /// Bytes of receive buffer pages given back to the kernel, in all.
+    pub recv_bytes_released: u64,
 }
 
 /// The worker's listener.
@@ -127,6 +137,7 @@ pub(crate) struct Settings {
     /// `SO_SNDBUF` for accepted and connected sockets; `None` leaves the
     /// kernel's autotuning on.
     pub socket_send_buffer: Option<usize>,
+    pub buffer_release_period: Option<Duration>,
 }
 
 /// The receive buffer being handed to `on_data`.
@@ -202,6 +213,11 @@ pub(crate) struct Core<H: Handler> {
     /// The buffer ring grew in this turn: the other receives that found it
     /// empty in the same turn ran dry together and do not double it again.
     pub ring_grown_this_turn: bool,
+    /// Pages that receives wrote since the last release check (a receive of
+    /// `n` bytes writes `n / 4096` pages, rounded up).
+    pub recv_pages_written: u64,
+    /// A [`TimerEntry::BufferRelease`] is pending.
+    pub release_check_pending: bool,
 }
 
 /// Closes a descriptor, ignoring errors (there is nothing left to do with it).
@@ -806,6 +822,26 @@ impl<H: Handler> Core<H> {
     }
 
     // ----- timers -----
+
+    /// Counts the pages a receive of `len` bytes wrote into its buffer and
+    /// makes sure a release check follows.
+    pub(crate) fn note_pages_written(&mut self, len: usize) {
+        self.recv_pages_written += len.div_ceil(PAGE) as u64;
+        if !self.release_check_pending {
+            self.arm_release_check();
+        }
+    }
+
+    /// Arms the next [`TimerEntry::BufferRelease`] one period from now
+    /// (nothing when releasing is off).
+    pub(crate) fn arm_release_check(&mut self) {
+        let Some(period) = self.settings.buffer_release_period else {
+            return;
+        };
+        let deadline = self.clock.deadline_after(self.now, period);
+        self.wheel.insert(deadline, TimerEntry::BufferRelease);
+        self.release_check_pending = true;
+    }
 
     pub(crate) fn now_tick(&self) -> Tick {
         self.clock.tick_at(self.now)

@@ -41,6 +41,11 @@ use crate::handler::{CloseCause, ConnId, Conns, Ctx, Handler, IoOp, StateEntry, 
 use crate::inbox::{Envelope, InboxSender, InboxShared};
 use crate::io::Io;
 use crate::ring::{self, build_ring, RingMode};
+
+/// Resident receive-buffer pages beyond what the last period's receives
+/// wrote that make a release worth its system calls and the page faults
+/// that follow it (1 MiB).
+const RELEASE_MIN_SPARE_PAGES: u64 = 256;
 use crate::send_queue::WorkerSinks;
 use crate::slot::{flag, Intent, Phase};
 use crate::user_data::{decode, encode, OpKind, UserData};
@@ -211,9 +216,12 @@ fn build_core<H: Handler>(
             close_linger: config.close_linger,
             max_connections: config.max_connections,
             socket_send_buffer: config.socket_send_buffer,
+            buffer_release_period: config.buffer_release_period,
         },
         delivery: None,
         ring_grown_this_turn: false,
+        recv_pages_written: 0,
+        release_check_pending: false,
     };
     core.arm_wake().map_err(|error| StartError::Ring {
         worker: id,
@@ -499,6 +507,7 @@ impl<H: Handler> Worker<H> {
         }
         if result > 0 {
             self.core.stats.bytes_received += result as u64;
+            self.core.note_pages_written(result as usize);
             match cqueue::buffer_select(flags) {
                 Some(bid) => self.deliver(index, bid, result as usize),
                 None => self
@@ -748,6 +757,7 @@ impl<H: Handler> Worker<H> {
                     }
                     self.core.arm_accept();
                 }
+                TimerEntry::BufferRelease => self.check_buffer_release(),
             }
         }
         self.timer_backlog = self
@@ -773,6 +783,39 @@ impl<H: Handler> Worker<H> {
     }
 
     // ----- end of turn -----
+
+    /// Gives the receive buffers' pages back to the kernel when they hold
+    /// more than the last period's receives wrote: after a burst has made
+    /// the ring grow, a quiet worker need not keep it resident. Checks again
+    /// after a period with traffic, so the check after the last of it runs.
+    fn check_buffer_release(&mut self) {
+        self.core.release_check_pending = false;
+        let written = std::mem::take(&mut self.core.recv_pages_written);
+        let Ok(resident) = self.core.bufs.resident_pages() else {
+            return;
+        };
+        self.core.stats.recv_pages_resident = resident as u64;
+        let spare = (resident as u64).saturating_sub(written);
+        // Only while receive copies run in this thread's `io_uring_enter`
+        // (DEFER_TASKRUN), and with every completion reaped: then no
+        // receive writes a buffer in the ring, or has written one unread,
+        // until the next enter.
+        let quiet =
+            self.core.ring_mode == RingMode::DeferTaskrun && self.core.ring.completion().is_empty();
+        if spare >= RELEASE_MIN_SPARE_PAGES && quiet {
+            // SAFETY: see above: under DEFER_TASKRUN receives write buffers
+            // only inside this thread's `io_uring_enter`, none runs until the
+            // next one, and the completion queue is empty, so every buffer
+            // written so far has been reaped (and is lent, or recycled after
+            // its bytes were read). Sockets' receives never go to io-wq.
+            let released = unsafe { self.core.bufs.release_ring_pages() };
+            self.core.stats.recv_bytes_released += released as u64;
+            self.core.stats.recv_pages_resident =
+                self.core.bufs.resident_pages().unwrap_or(resident) as u64;
+        } else if written > 0 {
+            self.core.arm_release_check();
+        }
+    }
 
     fn end_turn(&mut self) {
         self.redeliver();

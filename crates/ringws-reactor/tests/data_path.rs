@@ -393,3 +393,135 @@ fn paused_connections_receive_nothing_until_resumed() {
     assert_eq!(read_exact(&mut client, 9), b"held back");
     server.shutdown();
 }
+
+/// Echoes `size` bytes on each of `clients` at once, each from its own
+/// writer thread, and checks every echo.
+fn echo_burst(clients: &[TcpStream], size: usize, seed: u64) {
+    let threads: Vec<_> = clients
+        .iter()
+        .enumerate()
+        .map(|(index, client)| {
+            let mut writer = client.try_clone().unwrap();
+            let mut reader = client.try_clone().unwrap();
+            let payload = pattern(size, seed + index as u64);
+            let sent = payload.clone();
+            let writer = thread::spawn(move || writer.write_all(&sent).unwrap());
+            let reader = thread::spawn(move || read_exact(&mut reader, size) == payload);
+            (writer, reader)
+        })
+        .collect();
+    for (writer, reader) in threads {
+        writer.join().unwrap();
+        assert!(reader.join().unwrap(), "echo differs");
+    }
+}
+
+/// A one-worker echo server with 256 receive buffers of 32 KiB (64 offered
+/// at first) releasing every `period`, and `connections` clients.
+fn echo_server_releasing(
+    period: Option<std::time::Duration>,
+    connections: usize,
+) -> (Server, Vec<TcpStream>) {
+    let config = config(1)
+        .recv_buffers(256, 32 << 10)
+        .buffer_release_period(period);
+    let server = start_with(config, Mode::Echo, false);
+    let clients = (0..connections).map(|_| connect(server.addr)).collect();
+    (server, clients)
+}
+
+#[test]
+fn a_quiet_worker_gives_its_receive_buffer_pages_back() {
+    const SIZE: usize = 256 * 1024;
+    let period = std::time::Duration::from_millis(200);
+    let (server, clients) = echo_server_releasing(Some(period), 32);
+    // A burst writes the offered buffers (2 MiB).
+    echo_burst(&clients, SIZE, 1);
+    // The check after the burst finds the pages resident and unwritten
+    // since, and gives them back (bounded wait).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let released = loop {
+        let stats = server.stats()[0];
+        if stats.recv_bytes_released > 0 {
+            break stats;
+        }
+        assert!(std::time::Instant::now() < deadline, "{stats:?}");
+        thread::sleep(period / 4);
+    };
+    assert_eq!(released.recv_buffers_lent, 0);
+    assert_eq!(released.recv_pages_resident, 0, "{released:?}");
+    assert!(
+        released.recv_bytes_released >= 1 << 20,
+        "more than the release threshold went back: {released:?}"
+    );
+    // Buffers given back receive as before.
+    echo_burst(&clients, SIZE, 100);
+    server.shutdown();
+}
+
+#[test]
+fn receive_buffer_pages_stay_when_releasing_is_off() {
+    let (server, clients) = echo_server_releasing(None, 32);
+    echo_burst(&clients, 256 * 1024, 1);
+    thread::sleep(std::time::Duration::from_millis(300));
+    let stats = server.stats()[0];
+    assert_eq!(stats.recv_bytes_released, 0, "{stats:?}");
+    server.shutdown();
+}
+
+#[test]
+fn pages_given_back_between_receives_lose_no_bytes() {
+    const SIZE: usize = 40 * 1024;
+    let period = std::time::Duration::from_millis(20);
+    let (server, clients) = echo_server_releasing(Some(period), 8);
+    // Bursts with pauses longer than a period between them: releases fall
+    // between receives, and later receives write pages given back.
+    let mut first_release = None;
+    for round in 0..40u64 {
+        echo_burst(&clients, SIZE, round * 100);
+        thread::sleep(period * 2);
+        if first_release.is_none() && server.stats()[0].recv_bytes_released > 0 {
+            first_release = Some(round);
+        }
+        if first_release.is_some_and(|first| round >= first + 5) {
+            break;
+        }
+    }
+    assert!(
+        first_release.is_some_and(|first| first < 35),
+        "{first_release:?}"
+    );
+    let stats = server.stats()[0];
+    assert!(stats.recv_bytes_released > 0, "{stats:?}");
+    server.shutdown();
+}
+
+#[test]
+fn pages_of_buffers_held_by_queued_replies_are_kept() {
+    // Twice the ring (64 × 32 KiB): every buffer gets written.
+    const SIZE: usize = 4 << 20;
+    let config = config(1)
+        .recv_buffers(64, 32 * 1024)
+        .socket_send_buffer(4 * 1024)
+        .buffer_release_period(Some(std::time::Duration::from_millis(20)));
+    let server = start_with(config, Mode::EchoInPlace, false);
+    // A peer that writes and does not read yet: replies stall in the
+    // server's queue, holding the receive buffers they are sent from,
+    // while the buffers in the ring are given back around them.
+    let mut client = connect_small_rcvbuf(server.addr, 4 * 1024);
+    let mut writer = client.try_clone().unwrap();
+    let sent = pattern(SIZE, 7);
+    let payload = sent.clone();
+    let writer = thread::spawn(move || writer.write_all(&payload).unwrap());
+    let stats = stats_when(&server, |stats| {
+        stats.recv_buffers_lent > 0 && stats.recv_bytes_released > 0
+    });
+    assert!(stats.recv_buffers_lent > 0, "{stats:?}");
+    assert!(stats.recv_bytes_released > 0, "{stats:?}");
+    assert!(stats.payloads_sent_in_place > 0, "{stats:?}");
+    // Every reply carries the bytes it answers.
+    let (echoed, _) = unframe(&mut client, SIZE);
+    writer.join().unwrap();
+    assert!(echoed == sent, "a held buffer lost bytes");
+    server.shutdown();
+}

@@ -29,6 +29,9 @@ pub const DEFAULT_MAX_QUEUED_BYTES: usize = 4 << 20;
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 8 * 1024;
 /// Default reason of the Close 1001 sent to every connection on shutdown.
 pub const DEFAULT_SHUTDOWN_REASON: &str = "server shutting down";
+/// Default period of the receive-buffer release check
+/// ([`ServerBuilder::buffer_release_period`]).
+pub const DEFAULT_BUFFER_RELEASE_PERIOD: Duration = Duration::from_secs(5);
 /// Largest `socket_send_buffer`: the kernel doubles the value in an `int`.
 const MAX_SOCKET_SEND_BUFFER: usize = (i32::MAX / 2) as usize;
 
@@ -98,6 +101,8 @@ pub enum ConfigError {
     ShutdownReasonTooLong(usize),
     /// `socket_send_buffer` of 0 bytes, or 1 GiB or more.
     SocketSendBuffer(usize),
+    /// `buffer_release_period(Some(0))`.
+    ZeroBufferReleasePeriod,
     /// A client's subprotocol or extra header cannot go in an upgrade
     /// request (not a token, a control character, a header the handshake
     /// writes itself).
@@ -136,6 +141,9 @@ impl fmt::Display for ConfigError {
                 f,
                 "socket send buffer must be between 1 byte and 1 GiB - 1, got {bytes}"
             ),
+            ConfigError::ZeroBufferReleasePeriod => {
+                f.write_str("buffer release period must not be 0 (use None to keep every page)")
+            }
             ConfigError::ClientRequest(error) => write!(f, "invalid client request: {error}"),
         }
     }
@@ -215,6 +223,7 @@ pub struct ServerBuilder {
     max_connections: u32,
     recv_buffers: (u16, u32),
     socket_send_buffer: Option<usize>,
+    buffer_release_period: Option<Duration>,
     origin_check: Option<Arc<OriginFn>>,
     subprotocol: Option<Arc<SubprotocolFn>>,
     plain_http: Option<Arc<PlainHttpFn>>,
@@ -259,6 +268,7 @@ impl ServerBuilder {
             max_connections: 1_000_000,
             recv_buffers: (1024, 32 * 1024),
             socket_send_buffer: None,
+            buffer_release_period: Some(DEFAULT_BUFFER_RELEASE_PERIOD),
             origin_check: None,
             subprotocol: None,
             plain_http: None,
@@ -384,6 +394,20 @@ impl ServerBuilder {
         self
     }
 
+    /// How often a worker that received anything checks whether its receive
+    /// buffers hold more resident pages than that period's receives wrote;
+    /// if so (by 1 MiB or more), the pages of the buffers not in use go back
+    /// to the kernel and are faulted in again when next written. A burst can
+    /// make a worker's whole ring resident
+    /// ([`recv_buffers`](Self::recv_buffers), 32 MiB by default); this
+    /// lets a quiet server shrink back. Default: 5 s; `None` keeps every
+    /// page. Needs Linux 6.1 (`IORING_SETUP_DEFER_TASKRUN`); older kernels
+    /// keep every page.
+    pub fn buffer_release_period(mut self, period: Option<Duration>) -> Self {
+        self.buffer_release_period = period;
+        self
+    }
+
     /// Accepts or refuses an upgrade by its `Origin` header (`None` when the
     /// client sent none); refused upgrades are answered 403. Runs on the
     /// accepting worker. Default: every origin is accepted.
@@ -491,6 +515,9 @@ impl ServerBuilder {
                 return Err(ConfigError::SocketSendBuffer(bytes));
             }
         }
+        if self.buffer_release_period == Some(Duration::ZERO) {
+            return Err(ConfigError::ZeroBufferReleasePeriod);
+        }
         if validate_close(CloseCode::GOING_AWAY.0, self.shutdown_reason.as_bytes()).is_err() {
             return Err(ConfigError::ShutdownReasonTooLong(
                 self.shutdown_reason.len(),
@@ -513,6 +540,7 @@ impl ServerBuilder {
             .send_water_marks(high_water, low_water)
             .close_linger(self.close_timeout)
             .max_connections(self.max_connections)
+            .buffer_release_period(self.buffer_release_period)
             .thread_name("ringws");
         if let Some(bytes) = self.socket_send_buffer {
             reactor = reactor.socket_send_buffer(bytes);
@@ -612,6 +640,10 @@ mod tests {
             (
                 builder().socket_send_buffer(1 << 30),
                 ConfigError::SocketSendBuffer(1 << 30),
+            ),
+            (
+                builder().buffer_release_period(Some(Duration::ZERO)),
+                ConfigError::ZeroBufferReleasePeriod,
             ),
         ];
         for (builder, expected) in cases {

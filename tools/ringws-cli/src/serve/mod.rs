@@ -149,6 +149,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SIZE", value_parser = size)]
     pub socket_send_buffer: Option<usize>,
 
+    /// How often a worker checks whether its receive buffers hold pages the
+    /// traffic no longer needs, and gives them back; 0 or "none" keeps them.
+    #[arg(long, value_name = "DURATION|none", default_value = "5s", value_parser = optional_duration)]
+    pub buffer_release_period: OptionalDuration,
+
     /// How long a graceful shutdown waits for closing handshakes before it
     /// terminates what is left.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = duration)]
@@ -266,6 +271,7 @@ impl ServeArgs {
             .max_header_bytes(self.max_header_bytes)
             .max_connections_per_worker(self.max_connections_per_worker)
             .recv_buffers(self.recv_buffer_count, recv_buffer_size)
+            .buffer_release_period(self.buffer_release_period.0)
             .shutdown_reason(self.shutdown_reason.clone())
             .pinning(match (&self.cores, self.pin) {
                 (Some(cores), _) => Pinning::Cores(cores.0.clone()),
@@ -531,6 +537,10 @@ mod tests {
         assert_eq!(args.max_queued_bytes, ringws::DEFAULT_MAX_QUEUED_BYTES);
         assert_eq!(args.max_header_bytes, ringws::DEFAULT_MAX_HEADER_BYTES);
         assert_eq!(args.shutdown_reason, ringws::DEFAULT_SHUTDOWN_REASON);
+        assert_eq!(
+            args.buffer_release_period,
+            OptionalDuration(Some(ringws::DEFAULT_BUFFER_RELEASE_PERIOD))
+        );
         assert_eq!(args.mode, ServeMode::Echo);
         assert_eq!(args.backpressure, BackpressureArg::Drop);
     }
@@ -574,8 +584,11 @@ mod tests {
             "1s",
             "--shutdown-reason",
             "maintenance",
+            "--buffer-release-period",
+            "none",
         ])
         .unwrap();
+        assert_eq!(args.buffer_release_period, OptionalDuration(None));
         assert_eq!(args.mode, ServeMode::Broadcast);
         assert_eq!(args.workers, Some(2));
         assert_eq!(args.cores, Some(CoreList(vec![0, 1])));
