@@ -75,6 +75,12 @@ impl BytePool {
         self.free.push(buffer);
     }
 
+    /// Frees every pooled buffer (a quiet worker gives its memory back).
+    pub(crate) fn clear(&mut self) {
+        self.free = Vec::new();
+        self.pooled_bytes = 0;
+    }
+
     /// Buffers allocated because no free one fitted.
     pub(crate) fn allocated(&self) -> u64 {
         self.allocated
@@ -156,5 +162,24 @@ mod tests {
         }
         assert!(pool.pooled_bytes() <= MAX_POOLED_BYTES);
         assert_eq!(pool.free.len(), MAX_POOLED_BYTES / MAX_POOLED_CAPACITY);
+    }
+
+    #[test]
+    fn clear_frees_every_pooled_buffer() {
+        let mut pool = BytePool::default();
+        for _ in 0..4 {
+            let buffer = pool.take(4096);
+            pool.give(buffer);
+        }
+        let held: Vec<Vec<u8>> = (0..3).map(|_| pool.take(4096)).collect();
+        for buffer in held {
+            pool.give(buffer);
+        }
+        assert!(pool.pooled_bytes() >= 3 * 4096);
+        let allocated = pool.allocated();
+        pool.clear();
+        assert_eq!(pool.pooled_bytes(), 0);
+        drop(pool.take(4096));
+        assert_eq!(pool.allocated(), allocated + 1, "nothing left to reuse");
     }
 }

@@ -175,9 +175,11 @@ impl Config {
     /// buffers hold pages that the traffic no longer needs: when more are
     /// resident than the period's receives wrote (by 1 MiB or more), the
     /// pages of the buffers not in use go back to the kernel
-    /// (`MADV_DONTNEED`) and are faulted in again when next written. A burst
-    /// grows the ring up to every buffer (32 MiB by default); this lets a
-    /// quiet worker shrink back. 5 s by default; `None` keeps every page.
+    /// (`MADV_DONTNEED`) and are faulted in again when next written; the
+    /// byte pool is emptied too and, with glibc, the allocator's free pages
+    /// are returned (`malloc_trim`). A burst grows the ring up to every
+    /// buffer (32 MiB by default) and fills the pool; this lets a quiet
+    /// worker shrink back. 5 s by default; `None` keeps every page.
     /// Only with `IORING_SETUP_DEFER_TASKRUN` (Linux 6.1), where receives
     /// write buffers only while the worker waits for completions.
     pub fn buffer_release_period(mut self, period: Option<Duration>) -> Config {

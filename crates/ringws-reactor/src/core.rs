@@ -111,6 +111,9 @@ pub struct WorkerStats {
     pub recv_pages_resident: u64,
     /// Bytes of receive buffer pages given back to the kernel, in all.
     pub recv_bytes_released: u64,
+    /// Capacity of the buffers the worker's byte pool keeps for reuse (at
+    /// most 8 MiB); emptied when the receive buffers' pages go back.
+    pub pooled_bytes: u64,
 }
 
 /// The worker's listener.

@@ -809,6 +809,16 @@ impl<H: Handler> Worker<H> {
             // written so far has been reaped (and is lent, or recycled after
             // its bytes were read). Sockets' receives never go to io-wq.
             let released = unsafe { self.core.bufs.release_ring_pages() };
+            // The byte pool's buffers (frames assembled from several receive
+            // buffers, copied replies) go too, and the allocator hands the
+            // freed pages back: with messages larger than a receive buffer
+            // they held as much as the ring.
+            self.core.byte_pool.clear();
+            #[cfg(target_env = "gnu")]
+            // SAFETY: malloc_trim only walks the allocator's own free lists.
+            unsafe {
+                libc::malloc_trim(0);
+            }
             self.core.stats.recv_bytes_released += released as u64;
             self.core.stats.recv_pages_resident =
                 self.core.bufs.resident_pages().unwrap_or(resident) as u64;

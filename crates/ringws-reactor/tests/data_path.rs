@@ -450,6 +450,7 @@ fn a_quiet_worker_gives_its_receive_buffer_pages_back() {
     };
     assert_eq!(released.recv_buffers_lent, 0);
     assert_eq!(released.recv_pages_resident, 0, "{released:?}");
+    assert_eq!(released.pooled_bytes, 0, "{released:?}");
     assert!(
         released.recv_bytes_released >= 1 << 20,
         "more than the release threshold went back: {released:?}"
@@ -466,6 +467,10 @@ fn receive_buffer_pages_stay_when_releasing_is_off() {
     thread::sleep(std::time::Duration::from_millis(300));
     let stats = server.stats()[0];
     assert_eq!(stats.recv_bytes_released, 0, "{stats:?}");
+    assert!(
+        stats.pooled_bytes > 0,
+        "the burst's buffers stay pooled: {stats:?}"
+    );
     server.shutdown();
 }
 

@@ -397,7 +397,9 @@ impl ServerBuilder {
     /// How often a worker that received anything checks whether its receive
     /// buffers hold more resident pages than that period's receives wrote;
     /// if so (by 1 MiB or more), the pages of the buffers not in use go back
-    /// to the kernel and are faulted in again when next written. A burst can
+    /// to the kernel and are faulted in again when next written, and the
+    /// worker's pool of frame and send buffers is freed (with glibc, the
+    /// allocator's free pages are returned too). A burst can
     /// make a worker's whole ring resident
     /// ([`recv_buffers`](Self::recv_buffers), 32 MiB by default); this
     /// lets a quiet server shrink back. Default: 5 s; `None` keeps every
