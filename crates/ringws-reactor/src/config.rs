@@ -179,7 +179,9 @@ impl Config {
     /// byte pool is emptied too and, with glibc, the allocator's free pages
     /// are returned (`malloc_trim`). A burst grows the ring up to every
     /// buffer (32 MiB by default) and fills the pool; this lets a quiet
-    /// worker shrink back. 5 s by default; `None` keeps every page.
+    /// worker shrink back, at the cost of one pause of the worker's loop
+    /// per release (1–6 ms on a 2-core VM; see docs/benchmarks.md). 5 s by
+    /// default; `None` keeps every page.
     /// Only with `IORING_SETUP_DEFER_TASKRUN` (Linux 6.1), where receives
     /// write buffers only while the worker waits for completions.
     pub fn buffer_release_period(mut self, period: Option<Duration>) -> Config {

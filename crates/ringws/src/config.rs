@@ -402,9 +402,11 @@ impl ServerBuilder {
     /// allocator's free pages are returned too). A burst can
     /// make a worker's whole ring resident
     /// ([`recv_buffers`](Self::recv_buffers), 32 MiB by default); this
-    /// lets a quiet server shrink back. Default: 5 s; `None` keeps every
-    /// page. Needs Linux 6.1 (`IORING_SETUP_DEFER_TASKRUN`); older kernels
-    /// keep every page.
+    /// lets a quiet server shrink back. Giving memory back pauses the
+    /// worker once after a burst (1–6 ms for 16 MiB of buffers and a trim
+    /// of the allocator, measured on a 2-core VM); `None` keeps every page
+    /// and never pauses. Default: 5 s. Needs Linux 6.1
+    /// (`IORING_SETUP_DEFER_TASKRUN`); older kernels keep every page.
     pub fn buffer_release_period(mut self, period: Option<Duration>) -> Self {
         self.buffer_release_period = period;
         self
