@@ -246,9 +246,9 @@ impl ServerProcess {
         command.args(["-c", &core_arg]).current_dir(&tools.root);
         match kind {
             ServerKind::Ringws => {
-                // The receive buffers' page release is off: the idle-memory
-                // baseline, taken after a warm-up, must not move while the
-                // idle connections are measured against it.
+                // The receive buffers' page release stays off (its default):
+                // the idle-memory baseline, taken after a warm-up, must not
+                // move while the idle connections are measured against it.
                 command.arg(&tools.ringws).args([
                     "serve",
                     "--addr",

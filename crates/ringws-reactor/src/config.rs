@@ -76,7 +76,7 @@ impl Config {
             stop_timeout: Duration::from_secs(2),
             thread_name: "ringws-worker".to_owned(),
             socket_send_buffer: None,
-            buffer_release_period: Some(Duration::from_secs(5)),
+            buffer_release_period: None,
         }
     }
 
@@ -180,8 +180,8 @@ impl Config {
     /// are returned (`malloc_trim`). A burst grows the ring up to every
     /// buffer (32 MiB by default) and fills the pool; this lets a quiet
     /// worker shrink back, at the cost of one pause of the worker's loop
-    /// per release (1–6 ms on a 2-core VM; see docs/benchmarks.md). 5 s by
-    /// default; `None` keeps every page.
+    /// per release (1–6 ms on a 2-core VM; see docs/benchmarks.md), which
+    /// is why it is off (`None`, every page kept) unless asked for.
     /// Only with `IORING_SETUP_DEFER_TASKRUN` (Linux 6.1), where receives
     /// write buffers only while the worker waits for completions.
     pub fn buffer_release_period(mut self, period: Option<Duration>) -> Config {

@@ -29,9 +29,6 @@ pub const DEFAULT_MAX_QUEUED_BYTES: usize = 4 << 20;
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 8 * 1024;
 /// Default reason of the Close 1001 sent to every connection on shutdown.
 pub const DEFAULT_SHUTDOWN_REASON: &str = "server shutting down";
-/// Default period of the receive-buffer release check
-/// ([`ServerBuilder::buffer_release_period`]).
-pub const DEFAULT_BUFFER_RELEASE_PERIOD: Duration = Duration::from_secs(5);
 /// Largest `socket_send_buffer`: the kernel doubles the value in an `int`.
 const MAX_SOCKET_SEND_BUFFER: usize = (i32::MAX / 2) as usize;
 
@@ -268,7 +265,7 @@ impl ServerBuilder {
             max_connections: 1_000_000,
             recv_buffers: (1024, 32 * 1024),
             socket_send_buffer: None,
-            buffer_release_period: Some(DEFAULT_BUFFER_RELEASE_PERIOD),
+            buffer_release_period: None,
             origin_check: None,
             subprotocol: None,
             plain_http: None,
@@ -404,9 +401,10 @@ impl ServerBuilder {
     /// ([`recv_buffers`](Self::recv_buffers), 32 MiB by default); this
     /// lets a quiet server shrink back. Giving memory back pauses the
     /// worker once after a burst (1–6 ms for 16 MiB of buffers and a trim
-    /// of the allocator, measured on a 2-core VM); `None` keeps every page
-    /// and never pauses. Default: 5 s. Needs Linux 6.1
-    /// (`IORING_SETUP_DEFER_TASKRUN`); older kernels keep every page.
+    /// of the allocator, measured on a 2-core VM), so it is off by default
+    /// (`None`: every page kept, no pause); 5 s is a reasonable period.
+    /// Needs Linux 6.1 (`IORING_SETUP_DEFER_TASKRUN`); older kernels keep
+    /// every page.
     pub fn buffer_release_period(mut self, period: Option<Duration>) -> Self {
         self.buffer_release_period = period;
         self

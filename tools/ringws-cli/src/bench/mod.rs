@@ -55,8 +55,9 @@
 //! allocator's free pages are returned (`malloc_trim(0)`) and the anonymous
 //! resident memory is read (`/proc/self/smaps_rollup`, counted exactly from
 //! the page tables; the binary's code pages faulting in do not count; the
-//! server's receive-buffer page release is off, so the warm-up's pages stay
-//! in the baseline instead of leaving during the measurement);
+//! server's receive-buffer page release is off, as by default, so the
+//! warm-up's pages stay in the baseline instead of leaving during the
+//! measurement);
 //! after the server reports every connection open it is read again, and
 //! once more after another trim, which shows how much of the growth is
 //! freed handshake memory the allocator keeps. Growth ÷ connections is the
@@ -354,16 +355,12 @@ struct BenchServer {
 }
 
 impl BenchServer {
-    /// `keep_buffer_pages` turns the receive buffers' page release off, so
-    /// that a memory baseline cannot move while it is measured against.
-    fn start(core: Option<usize>, keep_buffer_pages: bool) -> Result<BenchServer, BenchError> {
+    fn start(core: Option<usize>) -> Result<BenchServer, BenchError> {
         let tids = Arc::new(Mutex::new(Vec::new()));
         let factory_tids = tids.clone();
         let addr: SocketAddr = ([127, 0, 0, 1], 0).into();
-        let release_period = (!keep_buffer_pages).then_some(ringws::DEFAULT_BUFFER_RELEASE_PERIOD);
         let server = Server::bind(addr)
             .workers(1)
-            .buffer_release_period(release_period)
             .pinning(match core {
                 Some(core) => Pinning::Cores(vec![core]),
                 None => Pinning::Off,
@@ -509,7 +506,7 @@ pub fn run(
             .duration_since(UNIX_EPOCH)
             .map_or(0, |since| since.as_secs()),
     };
-    let server = BenchServer::start(config.server_core, false)?;
+    let server = BenchServer::start(config.server_core)?;
     let result = run_workloads(config, &server, &mut progress);
     let report = server.server.shutdown(Duration::from_secs(2));
     if report.forced > 0 {
@@ -639,7 +636,7 @@ fn idle_memory(config: &BenchConfig) -> Result<IdleMemory, BenchError> {
     let _exact = probe::ExactAllocatorAccounting::begin();
     // A fresh server, so no earlier workload has already grown (and
     // touched) its connection tables: every idle connection pays its own way.
-    let server = BenchServer::start(config.server_core, true)?;
+    let server = BenchServer::start(config.server_core)?;
     let result = measure_idle(config, &server);
     server.server.shutdown(Duration::from_secs(2));
     result

@@ -150,8 +150,9 @@ pub struct ServeArgs {
     pub socket_send_buffer: Option<usize>,
 
     /// How often a worker checks whether its receive buffers hold pages the
-    /// traffic no longer needs, and gives them back; 0 or "none" keeps them.
-    #[arg(long, value_name = "DURATION|none", default_value = "5s", value_parser = optional_duration)]
+    /// traffic no longer needs, and gives them back (a pause of the worker
+    /// of a few ms, once after a burst); "none" or 0 keeps them.
+    #[arg(long, value_name = "DURATION|none", default_value = "none", value_parser = optional_duration)]
     pub buffer_release_period: OptionalDuration,
 
     /// How long a graceful shutdown waits for closing handshakes before it
@@ -537,10 +538,7 @@ mod tests {
         assert_eq!(args.max_queued_bytes, ringws::DEFAULT_MAX_QUEUED_BYTES);
         assert_eq!(args.max_header_bytes, ringws::DEFAULT_MAX_HEADER_BYTES);
         assert_eq!(args.shutdown_reason, ringws::DEFAULT_SHUTDOWN_REASON);
-        assert_eq!(
-            args.buffer_release_period,
-            OptionalDuration(Some(ringws::DEFAULT_BUFFER_RELEASE_PERIOD))
-        );
+        assert_eq!(args.buffer_release_period, OptionalDuration(None));
         assert_eq!(args.mode, ServeMode::Echo);
         assert_eq!(args.backpressure, BackpressureArg::Drop);
     }
@@ -585,10 +583,13 @@ mod tests {
             "--shutdown-reason",
             "maintenance",
             "--buffer-release-period",
-            "none",
+            "5s",
         ])
         .unwrap();
-        assert_eq!(args.buffer_release_period, OptionalDuration(None));
+        assert_eq!(
+            args.buffer_release_period,
+            OptionalDuration(Some(Duration::from_secs(5)))
+        );
         assert_eq!(args.mode, ServeMode::Broadcast);
         assert_eq!(args.workers, Some(2));
         assert_eq!(args.cores, Some(CoreList(vec![0, 1])));
