@@ -29,7 +29,7 @@ use std::io;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU16, Ordering};
 
-const PAGE: usize = 4096;
+pub(crate) const PAGE: usize = 4096;
 /// Byte offset of the ring's tail: it overlays the `resv` field of entry 0.
 const TAIL_OFFSET: usize = 14;
 /// Bytes of an entry the worker writes: `addr`, `len`, `bid`; the last two
@@ -271,10 +271,9 @@ impl BufRing {
             let start = (base + run_start * size).next_multiple_of(PAGE);
             let end = (base + bid * size) / PAGE * PAGE;
             if end > start {
-                // SAFETY: `start..end` is page-aligned and inside the buffers
-                // mapping, and covers only buffers in the ring, which the
-                // caller guarantees no receive is writing or has written
-                // unread. Anonymous private pages given back read as zeroes.
+                // Anonymous private pages given back read as zeroes.
+                // SAFETY: a page-aligned range inside the buffers mapping,
+                // of ring buffers no receive writes or has written unread.
                 let result = unsafe {
                     libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED)
                 };

@@ -27,7 +27,7 @@ use io_uring::{opcode, squeue, IoUring};
 use ringws_timer::{Tick, TimerKey, Wheel};
 use socket2::{SockAddr, Socket};
 
-use crate::buf_ring::BufRing;
+use crate::buf_ring::{BufRing, PAGE};
 use crate::byte_pool::BytePool;
 use crate::clock::Clock;
 use crate::handler::{CloseCause, ConnId, Handler, IoOp, WorkerId};
@@ -43,8 +43,6 @@ pub(crate) const BUFFER_GROUP: u16 = 0;
 const ACCEPT_RETRY: Duration = Duration::from_millis(10);
 /// Most emptied send queues kept for reuse.
 const SEND_POOL_MAX: usize = 256;
-/// Page size, for counting the pages receives write.
-const PAGE: usize = 4096;
 
 /// What the worker's wheel holds: handler timers and the reactor's own.
 pub(crate) enum TimerEntry<T> {
@@ -827,8 +825,11 @@ impl<H: Handler> Core<H> {
     // ----- timers -----
 
     /// Counts the pages a receive of `len` bytes wrote into its buffer and
-    /// makes sure a release check follows.
+    /// makes sure a release check follows (nothing when releasing is off).
     pub(crate) fn note_pages_written(&mut self, len: usize) {
+        if self.settings.buffer_release_period.is_none() {
+            return;
+        }
         self.recv_pages_written += len.div_ceil(PAGE) as u64;
         if !self.release_check_pending {
             self.arm_release_check();

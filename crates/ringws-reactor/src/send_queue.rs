@@ -168,6 +168,12 @@ impl Chunk {
         Some(Chunk::Inline(inline))
     }
 
+    /// A copy of `bytes`: inline when it fits (a frame header always does),
+    /// else an owned buffer.
+    pub fn copied(bytes: &[u8]) -> Chunk {
+        Chunk::inline(bytes).unwrap_or_else(|| Chunk::Owned(bytes.to_vec()))
+    }
+
     /// The chunk's bytes.
     pub fn as_bytes(&self) -> &[u8] {
         match self {
@@ -475,6 +481,11 @@ mod tests {
         assert_eq!(Chunk::inline(b"\x81\x05").unwrap().as_bytes(), b"\x81\x05");
         assert!(Chunk::inline(&[0; INLINE_CAPACITY]).is_some());
         assert!(Chunk::inline(&[0; INLINE_CAPACITY + 1]).is_none());
+        assert!(matches!(Chunk::copied(b"\x81\x05"), Chunk::Inline(_)));
+        let long = [7; INLINE_CAPACITY + 1];
+        let copied = Chunk::copied(&long);
+        assert!(matches!(copied, Chunk::Owned(_)));
+        assert_eq!(copied.as_bytes(), long);
     }
 
     #[test]

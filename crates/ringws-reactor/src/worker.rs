@@ -41,14 +41,14 @@ use crate::handler::{CloseCause, ConnId, Conns, Ctx, Handler, IoOp, StateEntry, 
 use crate::inbox::{Envelope, InboxSender, InboxShared};
 use crate::io::Io;
 use crate::ring::{self, build_ring, RingMode};
+use crate::send_queue::WorkerSinks;
+use crate::slot::{flag, Intent, Phase};
+use crate::user_data::{decode, encode, OpKind, UserData};
 
 /// Resident receive-buffer pages beyond what the last period's receives
 /// wrote that make a release worth its system calls and the page faults
 /// that follow it (1 MiB).
 const RELEASE_MIN_SPARE_PAGES: u64 = 256;
-use crate::send_queue::WorkerSinks;
-use crate::slot::{flag, Intent, Phase};
-use crate::user_data::{decode, encode, OpKind, UserData};
 
 /// Most commands taken from the inbox per turn.
 const INBOX_BUDGET: usize = 4096;
@@ -796,18 +796,15 @@ impl<H: Handler> Worker<H> {
         };
         self.core.stats.recv_pages_resident = resident as u64;
         let spare = (resident as u64).saturating_sub(written);
-        // Only while receive copies run in this thread's `io_uring_enter`
-        // (DEFER_TASKRUN), and with every completion reaped: then no
-        // receive writes a buffer in the ring, or has written one unread,
-        // until the next enter.
+        // Under DEFER_TASKRUN receives write buffers only inside this
+        // thread's `io_uring_enter` (sockets' receives never go to io-wq),
+        // and none runs until the next one; with the completion queue empty
+        // every buffer written so far has been reaped (lent, or recycled
+        // after its bytes were read).
         let quiet =
             self.core.ring_mode == RingMode::DeferTaskrun && self.core.ring.completion().is_empty();
         if spare >= RELEASE_MIN_SPARE_PAGES && quiet {
-            // SAFETY: see above: under DEFER_TASKRUN receives write buffers
-            // only inside this thread's `io_uring_enter`, none runs until the
-            // next one, and the completion queue is empty, so every buffer
-            // written so far has been reaped (and is lent, or recycled after
-            // its bytes were read). Sockets' receives never go to io-wq.
+            // SAFETY: `quiet`: no receive writes, or has written unread, a ring buffer.
             let released = unsafe { self.core.bufs.release_ring_pages() };
             // The byte pool's buffers (frames assembled from several receive
             // buffers, copied replies) go too, and the allocator hands the

@@ -445,7 +445,7 @@ impl<'a, H: Handler> Conn<'a, H> {
             return;
         }
         let len = output.len();
-        let chunk = Chunk::inline(output).unwrap_or_else(|| Chunk::Owned(output.to_vec()));
+        let chunk = Chunk::copied(output);
         // Refused only when TCP is already closing: nothing can go out then.
         let _ = self.io.send(self.id, chunk);
         proto.consume_output(len);

@@ -222,7 +222,7 @@ pub(crate) fn encode_frame(opcode: Opcode, payload: &[u8]) -> Vec<u8> {
 pub(crate) fn head_chunk(opcode: Opcode, payload_len: usize) -> Chunk {
     let (head, head_len) = frame_head(opcode, payload_len);
     // MAX_HEADER_LEN (14) fits INLINE_CAPACITY (22).
-    Chunk::inline(&head[..head_len]).unwrap_or_else(|| Chunk::Owned(head[..head_len].to_vec()))
+    Chunk::copied(&head[..head_len])
 }
 
 /// A message encoded once as a complete frame and shared by every

@@ -329,9 +329,7 @@ pub(crate) fn mask_out_frame<D>(
                 .data_frame_head(opcode_of(head.as_bytes()), payload.len(), true)
                 .map_err(|_| SendError::Closing)?;
             frame_head.mask_payload(&mut payload, 0);
-            let head_bytes = frame_head.as_bytes();
-            let head =
-                Chunk::inline(head_bytes).unwrap_or_else(|| Chunk::Owned(head_bytes.to_vec()));
+            let head = Chunk::copied(frame_head.as_bytes());
             Ok(OutFrame::Split { head, payload })
         }
         OutFrame::Whole { bytes, payload_len } => masked_copy(proto, &bytes, payload_len),

@@ -757,16 +757,9 @@ impl LoadWorker {
         let matched = mask_echo_as_next_payload(&head, echo.bytes_mut(), &self.plan.payload);
         let queued = match echo {
             Received::InPlace(bytes) => io.send_with_payload(conn, head.as_bytes(), bytes),
-            Received::Assembled(bytes) => match Chunk::inline(head.as_bytes()) {
-                Some(head) => io
-                    .send(conn, head)
-                    .and_then(|_| io.send(conn, Chunk::Owned(bytes))),
-                None => {
-                    let queued = io.send_with_payload(conn, head.as_bytes(), &bytes);
-                    io.give_buffer(bytes);
-                    queued
-                }
-            },
+            Received::Assembled(bytes) => io
+                .send(conn, Chunk::copied(head.as_bytes()))
+                .and_then(|_| io.send(conn, Chunk::Owned(bytes))),
         };
         if queued.is_ok() {
             self.count_sent(peer, stamp);
@@ -1060,8 +1053,7 @@ impl LoadWorker {
             };
             match event {
                 Event::Binary(bytes) => {
-                    let payload = Payload::new(bytes, data_addresses.clone());
-                    let received = payload.received(data);
+                    let received = Payload::new(bytes, data_addresses.clone()).received(data);
                     self.on_message(io, conn, peer, Opcode::Binary, received, now);
                 }
                 Event::Text(text) => {
@@ -1069,8 +1061,7 @@ impl LoadWorker {
                         Cow::Borrowed(text) => Cow::Borrowed(text.as_bytes()),
                         Cow::Owned(text) => Cow::Owned(text.into_bytes()),
                     };
-                    let payload = Payload::new(bytes, data_addresses.clone());
-                    let received = payload.received(data);
+                    let received = Payload::new(bytes, data_addresses.clone()).received(data);
                     self.on_message(io, conn, peer, Opcode::Text, received, now);
                 }
                 // The Pong is queued by the state machine and flushed below.
