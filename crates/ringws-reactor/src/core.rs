@@ -32,6 +32,7 @@ use crate::byte_pool::BytePool;
 use crate::clock::Clock;
 use crate::handler::{CloseCause, ConnId, Handler, IoOp, WorkerId};
 use crate::inbox::{InboxSender, InboxShared};
+use crate::published::{PublishedStats, PUBLISH_PERIOD};
 use crate::ring::RingMode;
 use crate::send_queue::{Chunk, ReceivedBytes, SendQueue, SendSpec, WorkerSinks};
 use crate::slot::{flag, Intent, Phase, Slot};
@@ -208,6 +209,12 @@ pub(crate) struct Core<H: Handler> {
     pub wait_timeouts: u32,
     pub stopping: bool,
     pub stats: WorkerStats,
+    /// Where other threads read `stats` (see [`crate::published`]).
+    pub published: Arc<PublishedStats>,
+    /// The busy worker publishes again once a turn starts after this.
+    pub next_publish: Instant,
+    /// The turn count at the last publish.
+    pub published_turn: Option<u64>,
     pub settings: Settings,
     /// Set while a receive buffer's bytes are in `on_data`.
     pub delivery: Option<Delivery>,
@@ -246,6 +253,29 @@ fn set_linger_zero(fd: RawFd) {
 }
 
 impl<H: Handler> Core<H> {
+    /// The worker's counters with the figures kept elsewhere (pool, ring)
+    /// filled in.
+    pub(crate) fn stats_snapshot(&self) -> WorkerStats {
+        WorkerStats {
+            buffers_allocated: self.byte_pool.allocated(),
+            recv_buffers_offered: u64::from(self.bufs.offered()),
+            recv_buffers_lent: u64::from(self.bufs.lent()),
+            pooled_bytes: self.byte_pool.pooled_bytes() as u64,
+            ..self.stats
+        }
+    }
+
+    /// Copies the counters to where other threads read them, unless no
+    /// turn has run since they were last copied.
+    pub(crate) fn publish_stats(&mut self) {
+        if self.published_turn == Some(self.stats.turns) {
+            return;
+        }
+        self.published.publish(&self.stats_snapshot());
+        self.published_turn = Some(self.stats.turns);
+        self.next_publish = self.now + PUBLISH_PERIOD;
+    }
+
     // ----- slab -----
 
     pub(crate) fn conn_id(&self, slot: u32) -> ConnId {

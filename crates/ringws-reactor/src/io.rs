@@ -94,13 +94,7 @@ impl<H: Handler> Io<'_, H> {
 
     /// This worker's counters.
     pub fn stats(&self) -> WorkerStats {
-        WorkerStats {
-            buffers_allocated: self.core.byte_pool.allocated(),
-            recv_buffers_offered: u64::from(self.core.bufs.offered()),
-            recv_buffers_lent: u64::from(self.core.bufs.lent()),
-            pooled_bytes: self.core.byte_pool.pooled_bytes() as u64,
-            ..self.core.stats
-        }
+        self.core.stats_snapshot()
     }
 
     /// Connections this worker holds (including closing ones).

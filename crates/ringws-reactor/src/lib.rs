@@ -80,6 +80,7 @@ mod handler;
 mod inbox;
 mod io;
 mod notify;
+mod published;
 mod reactor;
 mod ring;
 mod send_queue;
@@ -96,6 +97,7 @@ pub use crate::error::{
 pub use crate::handler::{CloseCause, ConnId, Conns, Ctx, Handler, IoOp, WorkerId};
 pub use crate::inbox::InboxSender;
 pub use crate::io::{ConnectOptions, Io};
+pub use crate::published::PublishedStats;
 pub use crate::reactor::{Reactor, ReactorHandle};
 pub use crate::ring::RingMode;
 pub use crate::send_queue::{Chunk, InlineBytes, ReceivedBytes, INLINE_CAPACITY};

@@ -11,6 +11,7 @@ use crate::config::{Config, CorePinning, ListenConfig};
 use crate::error::{StartError, WorkerError};
 use crate::handler::{Handler, WorkerId};
 use crate::inbox::{InboxSender, InboxShared};
+use crate::published::PublishedStats;
 use crate::worker::{worker_main, WorkerInfo, WorkerSetup};
 
 /// Entry point: starts the workers.
@@ -54,6 +55,9 @@ impl Reactor {
             .map(|inbox| InboxSender::new(inbox.clone()))
             .collect();
         let cores = pinning_plan(&config.pinning, workers);
+        let published: Vec<Arc<PublishedStats>> = (0..workers)
+            .map(|_| Arc::new(PublishedStats::new()))
+            .collect();
         let config = Arc::new(config);
         let factory = Arc::new(factory);
         let (ready_tx, ready_rx) = mpsc::channel();
@@ -66,6 +70,7 @@ impl Reactor {
                 peers: senders.clone(),
                 listener: listeners[index].take(),
                 core_id: cores[index],
+                published: published[index].clone(),
             };
             let config = config.clone();
             let factory = factory.clone();
@@ -115,6 +120,7 @@ impl Reactor {
             senders,
             threads,
             workers: infos.into_iter().flatten().collect(),
+            published,
             local_addr,
         })
     }
@@ -125,6 +131,7 @@ pub struct ReactorHandle<C> {
     senders: Arc<[InboxSender<C>]>,
     threads: Vec<JoinHandle<Result<(), WorkerError>>>,
     workers: Vec<WorkerInfo>,
+    published: Vec<Arc<PublishedStats>>,
     local_addr: Option<SocketAddr>,
 }
 
@@ -147,6 +154,14 @@ impl<C: Send> ReactorHandle<C> {
     /// What each worker reported at startup (ring mode, pinning, address).
     pub fn workers(&self) -> &[WorkerInfo] {
         &self.workers
+    }
+
+    /// Every worker's stats as it last published them (at most about a
+    /// millisecond old while it is busy, current while it is idle, final
+    /// after it stopped), indexed by [`WorkerId::index`]. The `Arc`s outlive
+    /// the workers and may be kept by other threads.
+    pub fn published_stats(&self) -> &[Arc<PublishedStats>] {
+        &self.published
     }
 
     /// The inbox of every worker, indexed by [`WorkerId::index`].

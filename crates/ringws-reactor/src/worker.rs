@@ -40,6 +40,7 @@ use crate::error::{classify_ring_error, read_disabled_sysctl, RingUnavailable, S
 use crate::handler::{CloseCause, ConnId, Conns, Ctx, Handler, IoOp, StateEntry, WorkerId};
 use crate::inbox::{Envelope, InboxSender, InboxShared};
 use crate::io::Io;
+use crate::published::PublishedStats;
 use crate::ring::{self, build_ring, RingMode};
 use crate::send_queue::WorkerSinks;
 use crate::slot::{flag, Intent, Phase};
@@ -77,6 +78,7 @@ pub(crate) struct WorkerSetup<C> {
     pub peers: Arc<[InboxSender<C>]>,
     pub listener: Option<Socket>,
     pub core_id: Option<core_affinity::CoreId>,
+    pub published: Arc<PublishedStats>,
 }
 
 /// The worker thread's body: set up, report readiness, run until stopped.
@@ -210,6 +212,9 @@ fn build_core<H: Handler>(
         wait_timeouts: 0,
         stopping: false,
         stats: WorkerStats::default(),
+        published: setup.published,
+        next_publish: now,
+        published_turn: None,
         settings: Settings {
             send_high_water: config.send_high_water,
             send_low_water: config.send_low_water,
@@ -256,6 +261,7 @@ struct Worker<H: Handler> {
 impl<H: Handler> Worker<H> {
     fn run_to_end(mut self) -> Result<(), WorkerError> {
         let outcome = self.run();
+        self.core.publish_stats();
         self.core.inbox.close();
         while self.core.inbox.pop().is_some() {}
         let clean = matches!(outcome, Ok(true));
@@ -291,6 +297,9 @@ impl<H: Handler> Worker<H> {
             self.fire_timers();
             self.drain_inbox();
             self.end_turn();
+            if self.core.now >= self.core.next_publish {
+                self.core.publish_stats();
+            }
             if self.core.stopping {
                 self.begin_stop();
                 if self.stop_complete() {
@@ -325,6 +334,8 @@ impl<H: Handler> Worker<H> {
         if self.has_pending_work() || !self.core.inbox.try_sleep() {
             return ring::submit_no_wait(&self.core.ring);
         }
+        // Readers of an idle worker's stats see them as they are.
+        self.core.publish_stats();
         let mut timeout = self.core.wheel.next_expiry().map(|tick| {
             self.core
                 .clock

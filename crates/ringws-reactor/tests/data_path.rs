@@ -9,7 +9,7 @@ use std::net::TcpStream;
 use std::thread;
 
 use common::*;
-use ringws_reactor::CloseCause;
+use ringws_reactor::{CloseCause, PublishedStats, WorkerStats};
 
 #[test]
 fn two_thousand_connections_are_spread_over_two_workers() {
@@ -529,4 +529,52 @@ fn pages_of_buffers_held_by_queued_replies_are_kept() {
     writer.join().unwrap();
     assert!(echoed == sent, "a held buffer lost bytes");
     server.shutdown();
+}
+
+/// Polls `published` until `done` holds or the test's wait runs out.
+fn published_until(published: &PublishedStats, done: impl Fn(&WorkerStats) -> bool) -> WorkerStats {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let stats = published.snapshot();
+        if done(&stats) || std::time::Instant::now() >= deadline {
+            return stats;
+        }
+        thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn other_threads_read_stats_the_workers_published() {
+    let server = start(2, Mode::Echo);
+    let published = server.handle.published_stats().to_vec();
+    assert_eq!(published.len(), 2);
+    let mut clients: Vec<TcpStream> = (0..8).map(|_| connect(server.addr)).collect();
+    for (index, client) in clients.iter_mut().enumerate() {
+        write_all(client, &[index as u8; 1000]);
+        assert_eq!(read_exact(client, 1000), [index as u8; 1000]);
+    }
+
+    // Idle workers publish before they sleep: what a thread reads without
+    // asking matches what the worker reports when asked (that command's
+    // own turn included).
+    let asked = server.stats();
+    for (worker, stats) in asked.iter().enumerate() {
+        let read = published_until(&published[worker], |read| read == stats);
+        assert_eq!(&read, stats, "worker {worker}'s published stats");
+    }
+    let mut total = asked[0];
+    total.add(&asked[1]);
+    assert_eq!(total.accepted, 8);
+    assert_eq!(total.bytes_received, 8000);
+    assert_eq!(total.bytes_sent, 8000);
+    assert_eq!(total.recv_buffers_lent, 0, "idle workers lend no buffer");
+
+    // After the workers stop, the last figures stay readable.
+    drop(clients);
+    for _ in 0..8 {
+        server.wait_for(|event| matches!(event, Event::Closed { .. }).then_some(()));
+    }
+    server.shutdown();
+    let closed: u64 = published.iter().map(|p| p.snapshot().closed).sum();
+    assert_eq!(closed, 8, "the final publish counts every close");
 }

@@ -11,7 +11,7 @@ use ringws_proto::handshake::{
     write_plain_response, HeadLimits, PlainRequest, RequestKind, ServerHandshake, UpgradeRequest,
 };
 use ringws_proto::Connection;
-use ringws_reactor::{CloseCause, Ctx, Io, TimerKey};
+use ringws_reactor::{CloseCause, Ctx, Io, ReactorHandle, TimerKey};
 
 use crate::config::Settings;
 use crate::conn::{flag, Conn, Session, Stage};
@@ -28,6 +28,18 @@ pub(crate) struct ServerShared {
     pub local_addr: OnceLock<SocketAddr>,
     /// The report of the shutdown, once one has run.
     pub shutdown: Mutex<Option<ShutdownReport>>,
+}
+
+impl ServerShared {
+    /// Links each worker to the reactor's side of it: its inbox and its
+    /// published io figures.
+    pub(crate) fn attach(&self, reactor: &ReactorHandle<Command>) {
+        let sides = reactor.senders().iter().zip(reactor.published_stats());
+        for (link, (sender, published)) in self.links.iter().zip(sides) {
+            let _ = link.sender.set(sender.clone());
+            let _ = link.io.set(published.clone());
+        }
+    }
 }
 
 /// Which per-connection timer fired.

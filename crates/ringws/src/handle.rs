@@ -22,11 +22,11 @@ use ringws_proto::close::validate_close;
 use ringws_proto::frame::{
     encode_header, FrameHeader, Opcode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN,
 };
-use ringws_reactor::{Chunk, InboxSender};
+use ringws_reactor::{Chunk, InboxSender, PublishedStats};
 
 use crate::error::{CloseError, Gone, SendError};
 use crate::stats::WorkerCounters;
-use crate::ConnId;
+use crate::{ConnId, IoStats};
 
 /// Slots per page of the liveness table.
 pub(crate) const PAGE_SLOTS: usize = 1024;
@@ -110,6 +110,8 @@ pub(crate) struct WorkerLink {
     pub sender: OnceLock<InboxSender<Command>>,
     pub live: LiveTable,
     pub counters: WorkerCounters,
+    /// The reactor's figures for this worker, set by `start`.
+    pub io: OnceLock<Arc<PublishedStats>>,
 }
 
 impl WorkerLink {
@@ -119,7 +121,16 @@ impl WorkerLink {
             sender: OnceLock::new(),
             live: LiveTable::new(max_slots),
             counters: WorkerCounters::default(),
+            io: OnceLock::new(),
         }
+    }
+
+    /// The io figures the worker last published (zeros before `start` has
+    /// attached them).
+    pub(crate) fn io_stats(&self) -> IoStats {
+        self.io
+            .get()
+            .map_or_else(IoStats::default, |published| published.snapshot())
     }
 
     /// Queues a command for the worker; `false` when it has stopped.

@@ -210,7 +210,7 @@ pub use crate::stats::{
 };
 pub use ringws_proto::close::CloseCode;
 pub use ringws_proto::handshake::{BuildError, ResponseError, UrlError};
-pub use ringws_reactor::{ConnId, WorkerId};
+pub use ringws_reactor::{ConnId, WorkerId, WorkerStats as IoStats};
 
 /// Sizes of the per-connection state, for memory accounting (see the
 /// crate docs). Not part of the stable API.

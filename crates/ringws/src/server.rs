@@ -15,7 +15,7 @@ use crate::error::{ServerError, StartError};
 use crate::handle::{Command, ConnHandle, PreparedMessage, WorkerLink};
 use crate::handler::Handler;
 use crate::stats::Stats;
-use crate::{ConnId, WorkerId};
+use crate::{ConnId, IoStats, WorkerId};
 
 /// How long, after terminating what the deadline left, shutdown waits for
 /// the workers to report every connection gone.
@@ -72,7 +72,12 @@ impl ServerControl {
 
     /// Counters of every worker and their sum, read from atomics.
     pub fn stats(&self) -> Stats {
-        Stats::collect(self.shared.links.iter().map(|link| &link.counters))
+        Stats::collect(
+            self.shared
+                .links
+                .iter()
+                .map(|link| (&link.counters, link.io_stats())),
+        )
     }
 
     /// A handle to connection `id` (`None` for an id of another server).
@@ -145,7 +150,7 @@ impl ServerControl {
         let connections = || -> u64 {
             links
                 .iter()
-                .map(|link| link.counters.snapshot().connections())
+                .map(|link| link.counters.snapshot(IoStats::default()).connections())
                 .sum()
         };
         let acked = |phase: u64| {
@@ -231,9 +236,7 @@ impl ServerHandle {
         let reactor = Reactor::start(config, move |id| {
             Engine::new(engine_shared.clone(), id, factory(id))
         })?;
-        for (link, sender) in shared.links.iter().zip(reactor.senders()) {
-            let _ = link.sender.set(sender.clone());
-        }
+        shared.attach(&reactor);
         let Some(local_addr) = reactor.local_addr() else {
             reactor.stop();
             let _ = reactor.join();

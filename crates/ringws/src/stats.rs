@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::handler::{CloseKind, Initiator};
+use crate::IoStats;
 
 /// Statuses counted individually in [`StatusCounts`]; anything else goes to
 /// the last bucket.
@@ -166,7 +167,8 @@ impl WorkerCounters {
         self.close_duration_sum_us.add(whole_micros(took));
     }
 
-    pub(crate) fn snapshot(&self) -> WorkerStats {
+    /// The counters now, with the worker's published io figures.
+    pub(crate) fn snapshot(&self, io: IoStats) -> WorkerStats {
         WorkerStats {
             handshaking: self.handshaking.get(),
             open: self.open.get(),
@@ -200,6 +202,7 @@ impl WorkerCounters {
                 counts: self.close_durations.each_ref().map(Counter::get),
                 sum_micros: self.close_duration_sum_us.get(),
             },
+            io,
         }
     }
 }
@@ -379,6 +382,11 @@ pub struct WorkerStats {
     pub commands_for_gone: u64,
     /// Close durations.
     pub close_durations: DurationHistogram,
+    /// The worker's io_uring loop: bytes and operations, loop turns, and
+    /// the memory its receive buffers and buffer pool hold. Published by
+    /// the worker at most about a millisecond apart while it is busy, and
+    /// current while it is idle.
+    pub io: IoStats,
 }
 
 impl WorkerStats {
@@ -412,6 +420,7 @@ impl WorkerStats {
         self.backpressure_closes += other.backpressure_closes;
         self.commands_for_gone += other.commands_for_gone;
         self.close_durations.add(&other.close_durations);
+        self.io.add(&other.io);
     }
 }
 
@@ -425,8 +434,13 @@ pub struct Stats {
 }
 
 impl Stats {
-    pub(crate) fn collect<'a>(counters: impl Iterator<Item = &'a WorkerCounters>) -> Stats {
-        let workers: Vec<WorkerStats> = counters.map(WorkerCounters::snapshot).collect();
+    /// Every worker's counters and its published io figures.
+    pub(crate) fn collect<'a>(
+        workers: impl Iterator<Item = (&'a WorkerCounters, IoStats)>,
+    ) -> Stats {
+        let workers: Vec<WorkerStats> = workers
+            .map(|(counters, io)| counters.snapshot(io))
+            .collect();
         let mut total = WorkerStats::default();
         for worker in &workers {
             total.add(worker);
@@ -485,7 +499,15 @@ mod tests {
             Duration::from_millis(3),
         );
         b.closed(1006, Initiator::Remote, CloseKind::Abnormal, Duration::ZERO);
-        let stats = Stats::collect([&a, &b].into_iter());
+        let mut io_a = IoStats::default();
+        io_a.bytes_received = 10;
+        io_a.recv_buffers_lent = 1;
+        let mut io_b = IoStats::default();
+        io_b.bytes_received = 5;
+        let stats = Stats::collect([(&a, io_a), (&b, io_b)].into_iter());
+        assert_eq!(stats.workers[0].io, io_a);
+        assert_eq!(stats.total.io.bytes_received, 15);
+        assert_eq!(stats.total.io.recv_buffers_lent, 1);
         assert_eq!(stats.workers.len(), 2);
         assert_eq!(stats.total.open, 2);
         assert_eq!(stats.total.closing_remote, 1);
@@ -523,7 +545,7 @@ mod tests {
             counters.closed(1000, Initiator::Remote, CloseKind::Clean, took);
             recorded.record(took);
         }
-        let snapshot = counters.snapshot().close_durations;
+        let snapshot = counters.snapshot(IoStats::default()).close_durations;
         // 0 + 1_500 + 2_123_456 + 30_000_000 microseconds: sub-microsecond
         // parts are dropped per close, never rounded up.
         assert_eq!(snapshot.sum(), Duration::from_micros(32_124_956));

@@ -82,6 +82,21 @@ fn text_and_binary_echo_through_every_send_path() {
     assert_eq!(stats.messages_in, 9);
     assert_eq!(stats.protocol_errors, 0);
     assert_eq!(server.stats().total.protocol_errors, 0);
+
+    // The io_uring loop's own figures come with the stats: published by the
+    // client's worker before it sleeps, so poll briefly for the last turn.
+    let deadline = std::time::Instant::now() + WAIT;
+    let io = loop {
+        let io = client.stats().total.io;
+        if io.closed == 3 || std::time::Instant::now() >= deadline {
+            break io;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    assert_eq!((io.connected, io.closed), (3, 3));
+    assert!(io.bytes_sent > 3 << 20, "three 1 MiB messages: {io:?}");
+    assert!(io.bytes_received > 3 << 20, "and their echoes: {io:?}");
+    assert_eq!(io.recv_buffers_lent, 0);
     client.shutdown(Duration::from_secs(1));
     server.shutdown(Duration::from_secs(1));
 }

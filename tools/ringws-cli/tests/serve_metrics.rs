@@ -148,6 +148,39 @@ async fn counters_reflect_the_traffic_just_sent() {
         2.0
     );
     close_duration_sum_fits_its_buckets(&metrics, 2.0);
+
+    // The io_uring loop's figures: the sockets carried the payloads plus
+    // framing and HTTP; the idle workers lend no receive buffer; the
+    // 70,000-byte messages, larger than a receive buffer, were assembled in
+    // buffers the workers keep for reuse.
+    let io_bytes =
+        |direction: &str| metrics.get("ringws_io_bytes_total", &[TOTAL, ("direction", direction)]);
+    assert!(io_bytes("received") > bytes, "{}", io_bytes("received"));
+    assert!(io_bytes("sent") > bytes, "{}", io_bytes("sent"));
+    assert!(metrics.get("ringws_io_sends_total", &[TOTAL]) >= messages);
+    assert!(metrics.get("ringws_io_loop_turns_total", &[TOTAL]) > 0.0);
+    assert!(metrics.get("ringws_recv_buffers", &[TOTAL, ("state", "offered")]) > 0.0);
+    assert_eq!(
+        metrics.get("ringws_recv_buffers", &[TOTAL, ("state", "lent")]),
+        0.0
+    );
+    assert!(metrics.get("ringws_pooled_bytes", &[TOTAL]) >= 70_000.0);
+    assert_eq!(
+        metrics.get("ringws_recv_buffer_released_bytes_total", &[TOTAL]),
+        0.0,
+        "the buffer release is off by default"
+    );
+    for name in [
+        "ringws_io_sends_total",
+        "ringws_io_loop_turns_total",
+        "ringws_pooled_bytes",
+    ] {
+        assert_eq!(
+            metrics.sum_workers(name, &[]),
+            metrics.get(name, &[TOTAL]),
+            "{name} per worker"
+        );
+    }
     for state in ["open", "closing_local", "closing_remote"] {
         assert_eq!(
             metrics.get("ringws_connections", &[TOTAL, ("state", state)]),

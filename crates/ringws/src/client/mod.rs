@@ -848,9 +848,7 @@ impl<D: Send + 'static> ClientHandle<D> {
             WORKER_OF.with(|worker_of| worker_of.set(marker));
             Engine::new(for_workers.clone(), id, factory(id))
         })?;
-        for (link, sender) in engine.links.iter().zip(reactor.senders()) {
-            let _ = link.sender.set(sender.clone());
-        }
+        engine.attach(&reactor);
         let shared = Arc::new(ClientShared {
             control: ServerControl { shared: engine },
             request,

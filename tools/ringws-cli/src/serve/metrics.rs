@@ -211,6 +211,28 @@ fn close_durations(stats: &WorkerStats) -> Vec<Sample> {
     samples
 }
 
+fn io_bytes(stats: &WorkerStats) -> Vec<Sample> {
+    labelled(
+        "direction",
+        [
+            ("received", stats.io.bytes_received),
+            ("sent", stats.io.bytes_sent),
+        ]
+        .map(|(direction, value)| (direction.to_owned(), value)),
+    )
+}
+
+fn recv_buffers(stats: &WorkerStats) -> Vec<Sample> {
+    labelled(
+        "state",
+        [
+            ("offered", stats.io.recv_buffers_offered),
+            ("lent", stats.io.recv_buffers_lent),
+        ]
+        .map(|(state, value)| (state.to_owned(), value)),
+    )
+}
+
 /// A duration as an exact decimal number of seconds, to the microsecond
 /// (the resolution of the engine's sum): `0` → `0`, 1.5 ms → `0.0015`,
 /// 2 s → `2`.
@@ -359,6 +381,72 @@ const FAMILIES: &[Family] = &[
         kind: "histogram",
         samples: close_durations,
     },
+    Family {
+        name: "ringws_io_bytes_total",
+        help: "Bytes the worker's sockets received and sent: frames, handshakes and HTTP answers.",
+        kind: "counter",
+        samples: io_bytes,
+    },
+    Family {
+        name: "ringws_io_loop_turns_total",
+        help: "Turns of the worker's io_uring loop (each reaps every completion ready, then submits in one system call).",
+        kind: "counter",
+        samples: |s| plain(s.io.turns),
+    },
+    Family {
+        name: "ringws_io_sends_total",
+        help: "Send operations submitted (at most one vectored send per connection per loop turn).",
+        kind: "counter",
+        samples: |s| plain(s.io.sends),
+    },
+    Family {
+        name: "ringws_io_partial_sends_total",
+        help: "Sends that wrote less than offered because the socket's send buffer was full.",
+        kind: "counter",
+        samples: |s| plain(s.io.partial_sends),
+    },
+    Family {
+        name: "ringws_io_payloads_sent_in_place_total",
+        help: "Payloads sent from the receive buffer they arrived in, uncopied.",
+        kind: "counter",
+        samples: |s| plain(s.io.payloads_sent_in_place),
+    },
+    Family {
+        name: "ringws_io_accept_errors_total",
+        help: "Accepts that failed (for example EMFILE: out of file descriptors).",
+        kind: "counter",
+        samples: |s| plain(s.io.accept_errors),
+    },
+    Family {
+        name: "ringws_recv_buffer_exhaustions_total",
+        help: "Receives that found the worker's receive buffer ring empty (it grows, up to its configured count, when this happens).",
+        kind: "counter",
+        samples: |s| plain(s.io.recv_enobufs),
+    },
+    Family {
+        name: "ringws_recv_buffers",
+        help: "Receive buffers offered to the kernel, and those lent out now (being read, or held by queued sends).",
+        kind: "gauge",
+        samples: recv_buffers,
+    },
+    Family {
+        name: "ringws_recv_buffer_resident_bytes",
+        help: "Resident bytes of the receive buffers at the last release check (0 while the buffer release is off).",
+        kind: "gauge",
+        samples: |s| plain(s.io.recv_resident_bytes()),
+    },
+    Family {
+        name: "ringws_recv_buffer_released_bytes_total",
+        help: "Bytes of receive buffer pages given back to the kernel by the buffer release.",
+        kind: "counter",
+        samples: |s| plain(s.io.recv_bytes_released),
+    },
+    Family {
+        name: "ringws_pooled_bytes",
+        help: "Capacity of the buffers the worker keeps for reuse (assembled messages, copied replies).",
+        kind: "gauge",
+        samples: |s| plain(s.io.pooled_bytes),
+    },
 ];
 
 /// The text exposition of `stats`: every family, per worker and in total.
@@ -448,6 +536,8 @@ mod tests {
         let mut busy = WorkerStats::default();
         busy.messages_in = 7;
         busy.open = 2;
+        busy.io.bytes_received = 9;
+        busy.io.recv_pages_resident = 3;
         let mut total = busy;
         total.messages_in += 5;
         let stats = Stats {
@@ -472,6 +562,17 @@ mod tests {
         assert_eq!(
             value("ringws_connections", "worker=\"0\",state=\"open\""),
             Some(2.0)
+        );
+        assert_eq!(
+            value(
+                "ringws_io_bytes_total",
+                "worker=\"0\",direction=\"received\""
+            ),
+            Some(9.0)
+        );
+        assert_eq!(
+            value("ringws_recv_buffer_resident_bytes", "worker=\"0\""),
+            Some(3.0 * 4096.0)
         );
         assert_eq!(
             value(
