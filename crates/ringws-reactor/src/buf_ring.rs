@@ -241,10 +241,13 @@ impl BufRing {
         usize::from(self.offered) * self.buffer_size as usize
     }
 
-    /// Gives the pages of the offered buffers that are in the ring (not lent)
-    /// back to the kernel (`MADV_DONTNEED`): they read as zeroes and become
-    /// resident again when a receive next writes them. Pages shared with a
-    /// lent buffer are kept. Returns the bytes given back.
+    /// Gives back to the kernel (`MADV_DONTNEED`) the pages of the offered
+    /// buffers from id `from` on that are in the ring (not lent), covering
+    /// about `max_buffers` buffers: they read as zeroes and become resident
+    /// again when a receive next writes them. Pages shared with a lent
+    /// buffer are kept. Returns the bytes given back and the id to go on
+    /// from, or `None` when the offered buffers are done. Slices end where a
+    /// buffer starts on a page boundary, so no page is split between two.
     ///
     /// # Safety
     ///
@@ -252,37 +255,49 @@ impl BufRing {
     /// and none may have completed into one whose completion the worker has
     /// not reaped yet: the kernel would have written bytes the worker has
     /// still to read, and they would be zeroed.
-    pub(crate) unsafe fn release_ring_pages(&mut self) -> usize {
+    pub(crate) unsafe fn release_ring_pages(
+        &mut self,
+        from: usize,
+        max_buffers: usize,
+    ) -> (usize, Option<usize>) {
         let size = self.buffer_size as usize;
         let base = self.buffers.ptr.as_ptr() as usize;
-        let mut released = 0;
-        let mut bid = 0;
         let offered = usize::from(self.offered);
-        while bid < offered {
+        let mut end = from.saturating_add(max_buffers.max(1)).min(offered);
+        while end < offered && !(end * size).is_multiple_of(PAGE) {
+            end += 1;
+        }
+        let mut released = 0;
+        let mut bid = from;
+        while bid < end {
             if self.lent_ids[bid] {
                 bid += 1;
                 continue;
             }
             let run_start = bid;
-            while bid < offered && !self.lent_ids[bid] {
+            while bid < end && !self.lent_ids[bid] {
                 bid += 1;
             }
             // Whole pages inside the run only.
             let start = (base + run_start * size).next_multiple_of(PAGE);
-            let end = (base + bid * size) / PAGE * PAGE;
-            if end > start {
+            let run_end = (base + bid * size) / PAGE * PAGE;
+            if run_end > start {
                 // Anonymous private pages given back read as zeroes.
                 // SAFETY: a page-aligned range inside the buffers mapping,
                 // of ring buffers no receive writes or has written unread.
                 let result = unsafe {
-                    libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED)
+                    libc::madvise(
+                        start as *mut libc::c_void,
+                        run_end - start,
+                        libc::MADV_DONTNEED,
+                    )
                 };
                 if result == 0 {
-                    released += end - start;
+                    released += run_end - start;
                 }
             }
         }
-        released
+        (released, (end < offered).then_some(end))
     }
 
     fn buffer_ptr(&self, bid: u16) -> *mut u8 {
@@ -547,9 +562,9 @@ mod tests {
             ring.recycle(bid);
         }
         // SAFETY: no kernel is attached to this ring.
-        let released = unsafe { ring.release_ring_pages() };
+        let released = unsafe { ring.release_ring_pages(0, usize::MAX) };
         // Pages 0–2 (buffers 0, 1) and 6–11 (buffers 4–7) go back.
-        assert_eq!(released, 9 * PAGE);
+        assert_eq!(released, (9 * PAGE, None));
         assert_eq!(ring.resident_pages().unwrap(), 3);
         let lent = ring.buffer_ptr(2);
         // SAFETY: buffers 2 and 3 are lent: 12 KiB from `lent`.
@@ -563,6 +578,42 @@ mod tests {
         bytes[0] = 1;
         assert_eq!(ring.resident_pages().unwrap(), 4);
         assert!(bytes[1..].iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn ring_pages_go_back_in_slices_that_split_no_page() {
+        // 16 buffers of 6 KiB (24 pages); buffer 5 stays lent.
+        let mut ring = BufRing::new(16, 6 << 10).unwrap();
+        for bid in 0..16 {
+            let buffer = ring.take(bid).unwrap();
+            // SAFETY: buffer `bid` is lent (taken) and 6 KiB long.
+            unsafe { std::ptr::write_bytes(buffer, 0x5A, 6 << 10) };
+            if bid != 5 {
+                ring.recycle(bid);
+            }
+        }
+        assert_eq!(ring.resident_pages().unwrap(), 24);
+        let mut slices = Vec::new();
+        let mut from = Some(0);
+        while let Some(start) = from {
+            // SAFETY: no kernel is attached to this ring.
+            let (released, next) = unsafe { ring.release_ring_pages(start, 3) };
+            slices.push((start, released / PAGE));
+            from = next;
+        }
+        // Three buffers asked for, four taken: buffer 3 ends mid-page, so
+        // each slice runs on to the next buffer starting on a page boundary.
+        // Buffer 5 (bytes 30–36 KiB: pages 7 and 8) and the pages it shares
+        // are kept; every other page goes back.
+        assert_eq!(slices, [(0, 6), (4, 4), (8, 6), (12, 6)]);
+        assert_eq!(ring.resident_pages().unwrap(), 2);
+        let lent = ring.buffer_ptr(5);
+        // SAFETY: buffer 5 is lent: 6 KiB from `lent`.
+        let bytes = unsafe { std::slice::from_raw_parts(lent, 6 << 10) };
+        assert!(
+            bytes.iter().all(|&b| b == 0x5A),
+            "the lent buffer lost bytes"
+        );
     }
 
     #[test]

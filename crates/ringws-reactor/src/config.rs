@@ -179,9 +179,12 @@ impl Config {
     /// byte pool is emptied too and, with glibc, the allocator's free pages
     /// are returned (`malloc_trim`). A burst grows the ring up to every
     /// buffer (32 MiB by default) and fills the pool; this lets a quiet
-    /// worker shrink back, at the cost of one pause of the worker's loop
-    /// per release (1–6 ms on a 2-core VM; see docs/benchmarks.md), which
-    /// is why it is off (`None`, every page kept) unless asked for.
+    /// worker shrink back. The ring's pages go back 64 buffers per loop
+    /// turn (0.16–0.28 ms a turn on a 2-core VM; see docs/benchmarks.md),
+    /// and traffic that resumes stops the release; the trim runs on an
+    /// idle-priority thread on the worker's core. Off (`None`, every page
+    /// kept) unless asked for: the slices still delay a message by up to a
+    /// slice, and the next burst faults the pages in again.
     /// Only with `IORING_SETUP_DEFER_TASKRUN` (Linux 6.1), where receives
     /// write buffers only while the worker waits for completions.
     pub fn buffer_release_period(mut self, period: Option<Duration>) -> Config {

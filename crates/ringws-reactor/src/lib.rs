@@ -44,7 +44,11 @@
 //! * `slot`: the per-connection reactor state (40 bytes, no heap when idle).
 //! * `send_queue`: [`Chunk`] and the per-connection queue with its stable
 //!   iovec array and `msghdr`.
-//! * `buf_ring`: the provided buffer ring (`IORING_REGISTER_PBUF_RING`).
+//! * `buf_ring`: the provided buffer ring (`IORING_REGISTER_PBUF_RING`)
+//!   and giving its pages back in slices.
+//! * `byte_pool`: the worker's recycled byte buffers.
+//! * `published`: [`PublishedStats`], a worker's stats for other threads.
+//! * `trim`: the idle-priority thread that trims the allocator for a worker.
 //! * `inbox` and `notify`: the cross-core queue and the sleep/wake protocol
 //!   (loom-checked).
 //! * `ring`: ring setup with flag fallback ([`RingMode`]) and waiting.
@@ -85,6 +89,7 @@ mod reactor;
 mod ring;
 mod send_queue;
 mod slot;
+mod trim;
 mod user_data;
 mod worker;
 

@@ -150,8 +150,9 @@ pub struct ServeArgs {
     pub socket_send_buffer: Option<usize>,
 
     /// How often a worker checks whether its receive buffers hold pages the
-    /// traffic no longer needs, and gives them back (a pause of the worker
-    /// of a few ms, once after a burst); "none" or 0 keeps them.
+    /// traffic no longer needs, and gives them back (in slices of at most
+    /// a few tenths of a ms per loop turn, once after a burst); "none" or 0
+    /// keeps them.
     #[arg(long, value_name = "DURATION|none", default_value = "none", value_parser = optional_duration)]
     pub buffer_release_period: OptionalDuration,
 
