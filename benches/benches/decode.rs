@@ -9,6 +9,11 @@
 //! - `connection_read`: `Connection::read` in the caller's loop, the whole
 //!   receive path up to a borrowed `Event::Binary` per frame.
 //!
+//! And the send side, `encode_frames/client_head_and_payload`: a client's
+//! `Connection::data_frame_head` (a fresh mask key each) and the masked
+//! copy of a 512-byte payload after its header, 64 frames into one buffer,
+//! as `ringws load` builds its messages.
+//!
 //! Run: `cargo bench -p ringws-benches --bench decode -- --warm-up-time 1 --measurement-time 3`
 
 use std::hint::black_box;
@@ -105,5 +110,34 @@ fn bench_decode(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench_decode);
+/// Frames written per iteration of the encode bench.
+const ENCODED_FRAMES: usize = 64;
+
+/// `ENCODED_FRAMES` masked frames of `payload` into `out`, as a client
+/// builds them; returns the bytes written.
+fn encode_frames(connection: &mut Connection, payload: &[u8], out: &mut Vec<u8>) -> usize {
+    out.clear();
+    for _ in 0..ENCODED_FRAMES {
+        let head = connection
+            .data_frame_head(Opcode::Binary, payload.len(), true)
+            .expect("an open connection sends");
+        out.extend_from_slice(head.as_bytes());
+        head.append_payload(out, payload);
+    }
+    out.len()
+}
+
+fn bench_encode(c: &mut Criterion) {
+    let mut connection = Connection::new(Role::Client, Config::default());
+    let payload = vec![0x5a; PAYLOAD_LEN];
+    let mut out = Vec::with_capacity(ENCODED_FRAMES * (PAYLOAD_LEN + MAX_HEADER_LEN));
+    let mut group = c.benchmark_group("encode_frames");
+    group.throughput(Throughput::Elements(ENCODED_FRAMES as u64));
+    group.bench_function("client_head_and_payload", |b| {
+        b.iter(|| encode_frames(&mut connection, black_box(&payload), &mut out))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_decode, bench_encode);
 criterion_main!(benches);

@@ -88,8 +88,7 @@ use std::borrow::Cow;
 use crate::close::{self, CloseCode};
 use crate::error::{ProtocolError, SendError};
 use crate::frame::{
-    decode_header, encode_header, Decoded, FrameHeader, Opcode, Role, MAX_CONTROL_PAYLOAD,
-    MAX_HEADER_LEN,
+    decode_header, encode_header_word, Decoded, FrameHeader, Opcode, Role, MAX_CONTROL_PAYLOAD,
 };
 use crate::mask;
 use crate::message::{AssembledMessage, DataFrame, Limits, MessageAssembler, MessageKind};
@@ -181,9 +180,15 @@ pub struct Read<'a> {
 
 /// The encoded header of an outgoing data frame whose payload the caller
 /// sends from its own buffer.
+///
+/// The header bytes come first and aligned, so that copies of it move them
+/// as the one aligned block they were stored as (see
+/// [`encode_header_word`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C, align(16))]
 pub struct FrameHead {
-    bytes: [u8; MAX_HEADER_LEN],
+    /// The header in the first `len` bytes.
+    bytes: [u8; 16],
     len: u8,
     mask: Option<[u8; 4]>,
 }
@@ -645,6 +650,7 @@ impl Connection {
         head.mask_payload(&mut self.output[start..], 0);
     }
 
+    #[inline]
     fn head(&mut self, fin: bool, opcode: Opcode, payload_len: usize) -> FrameHead {
         let header = FrameHeader {
             fin,
@@ -653,10 +659,9 @@ impl Connection {
             mask: self.next_mask(),
             payload_len: payload_len as u64,
         };
-        let mut bytes = [0u8; MAX_HEADER_LEN];
-        let len = encode_header(&header, &mut bytes);
+        let (word, len) = encode_header_word(&header);
         FrameHead {
-            bytes,
+            bytes: word.to_le_bytes(),
             len: len as u8,
             mask: header.mask,
         }
@@ -675,6 +680,7 @@ impl Connection {
     /// and [`Opcode::Continuation`] to continue one started with `fin ==
     /// false`. For text, the message as a whole must be UTF-8 (fragments may
     /// split a code point); the caller vouches for that.
+    #[inline]
     pub fn data_frame_head(
         &mut self,
         opcode: Opcode,

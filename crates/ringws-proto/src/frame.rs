@@ -258,30 +258,39 @@ pub fn decode_header(input: &[u8], role: Role, allowed_rsv: u8) -> Result<Decode
 /// `rsv` within 3 bits and `payload_len` below 2^63 is the caller's part (a
 /// length from a Rust slice always is).
 pub fn encode_header(header: &FrameHeader, out: &mut [u8; MAX_HEADER_LEN]) -> usize {
+    let (word, len) = encode_header_word(header);
+    out.copy_from_slice(&word.to_le_bytes()[..MAX_HEADER_LEN]);
+    len
+}
+
+/// [`encode_header`] into the low bytes of a `u128` (little-endian, the
+/// rest zero), with the header's length. Built in registers, it is stored
+/// whole: a header written byte by byte and then copied as a block stalls
+/// the copy's load (it cannot be forwarded from several smaller stores).
+#[inline]
+pub fn encode_header_word(header: &FrameHeader) -> (u128, usize) {
     debug_assert!(header.rsv <= 0x7, "rsv is a 3-bit field");
     debug_assert!(header.payload_len >> 63 == 0, "payload length over 2^63");
     let fin = if header.fin { FIN_BIT } else { 0 };
-    out[0] = fin | ((header.rsv & 0x7) << RSV_SHIFT) | header.opcode.bits();
+    let first = fin | ((header.rsv & 0x7) << RSV_SHIFT) | header.opcode.bits();
     let mask_bit = if header.mask.is_some() { MASK_BIT } else { 0 };
-    let mut len = 2;
-    match header.payload_len {
-        short @ 0..=125 => out[1] = mask_bit | short as u8,
-        medium @ 126..=0xFFFF => {
-            out[1] = mask_bit | LEN_16;
-            out[2..4].copy_from_slice(&(medium as u16).to_be_bytes());
-            len += 2;
-        }
-        long => {
-            out[1] = mask_bit | LEN_64;
-            out[2..10].copy_from_slice(&long.to_be_bytes());
-            len += 8;
-        }
-    }
+    // The extended length is big-endian on the wire: byte-swapped, it reads
+    // in the right order from a little-endian word.
+    let (second, extended, mut len) = match header.payload_len {
+        short @ 0..=125 => (mask_bit | short as u8, 0, 2),
+        medium @ 126..=0xFFFF => (
+            mask_bit | LEN_16,
+            u128::from((medium as u16).swap_bytes()),
+            4,
+        ),
+        long => (mask_bit | LEN_64, u128::from(long.swap_bytes()), 10),
+    };
+    let mut word = u128::from(first) | u128::from(second) << 8 | extended << 16;
     if let Some(key) = header.mask {
-        out[len..len + 4].copy_from_slice(&key);
+        word |= u128::from(u32::from_le_bytes(key)) << (8 * len);
         len += 4;
     }
-    len
+    (word, len)
 }
 
 #[cfg(test)]
@@ -490,6 +499,11 @@ mod tests {
                 300,
                 Some(KEY),
                 &[0x82, 0xFE, 0x01, 0x2C, 0x11, 0x22, 0x33, 0x44],
+            ),
+            (
+                0x0102_0304_0506,
+                Some(KEY),
+                &[0x82, 0xFF, 0, 0, 1, 2, 3, 4, 5, 6, 0x11, 0x22, 0x33, 0x44],
             ),
         ];
         for &(payload_len, mask, expected) in cases {
