@@ -58,7 +58,12 @@ pub(crate) enum TimerEntry<T> {
     BufferRelease,
 }
 
-/// Counters of one worker, for stats and tests. Reset never.
+/// One worker's io_uring loop: counters (never reset) of connections,
+/// bytes, operations and loop turns, and gauges of the memory its receive
+/// buffers and byte pool hold. The worker reads them with
+/// [`Io::stats`](crate::Io::stats); other threads read what it published
+/// ([`PublishedStats`](crate::PublishedStats)), which `ringws` shows as
+/// `WorkerStats::io` and `ringws serve` in `/metrics`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct WorkerStats {
