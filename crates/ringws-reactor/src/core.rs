@@ -866,17 +866,18 @@ impl<H: Handler> Core<H> {
             return;
         }
         self.recv_pages_written += len.div_ceil(PAGE) as u64;
-        if !self.release_check_pending {
-            self.arm_release_check();
-        }
+        self.arm_release_check();
     }
 
     /// Arms the next [`TimerEntry::BufferRelease`] one period from now
-    /// (nothing when releasing is off).
+    /// (nothing when releasing is off or one is pending already).
     pub(crate) fn arm_release_check(&mut self) {
         let Some(period) = self.settings.buffer_release_period else {
             return;
         };
+        if self.release_check_pending {
+            return;
+        }
         let deadline = self.clock.deadline_after(self.now, period);
         self.wheel.insert(deadline, TimerEntry::BufferRelease);
         self.release_check_pending = true;

@@ -855,9 +855,7 @@ impl<H: Handler> Worker<H> {
             return;
         };
         if self.core.recv_pages_written > 0 || !self.ring_buffers_unwritten() {
-            if !self.core.release_check_pending {
-                self.core.arm_release_check();
-            }
+            self.core.arm_release_check();
             return;
         }
         // SAFETY: checked just above: no receive writes, or has written unread, a ring buffer.

@@ -15,7 +15,7 @@ use crate::error::{ServerError, StartError};
 use crate::handle::{Command, ConnHandle, PreparedMessage, WorkerLink};
 use crate::handler::Handler;
 use crate::stats::Stats;
-use crate::{ConnId, IoStats, WorkerId};
+use crate::{ConnId, WorkerId};
 
 /// How long, after terminating what the deadline left, shutdown waits for
 /// the workers to report every connection gone.
@@ -150,7 +150,7 @@ impl ServerControl {
         let connections = || -> u64 {
             links
                 .iter()
-                .map(|link| link.counters.snapshot(IoStats::default()).connections())
+                .map(|link| link.counters.snapshot().connections())
                 .sum()
         };
         let acked = |phase: u64| {

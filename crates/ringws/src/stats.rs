@@ -167,8 +167,9 @@ impl WorkerCounters {
         self.close_duration_sum_us.add(whole_micros(took));
     }
 
-    /// The counters now, with the worker's published io figures.
-    pub(crate) fn snapshot(&self, io: IoStats) -> WorkerStats {
+    /// The counters now (`io` left empty: the reactor's figures are read
+    /// elsewhere).
+    pub(crate) fn snapshot(&self) -> WorkerStats {
         WorkerStats {
             handshaking: self.handshaking.get(),
             open: self.open.get(),
@@ -202,7 +203,7 @@ impl WorkerCounters {
                 counts: self.close_durations.each_ref().map(Counter::get),
                 sum_micros: self.close_duration_sum_us.get(),
             },
-            io,
+            io: IoStats::default(),
         }
     }
 }
@@ -439,7 +440,10 @@ impl Stats {
         workers: impl Iterator<Item = (&'a WorkerCounters, IoStats)>,
     ) -> Stats {
         let workers: Vec<WorkerStats> = workers
-            .map(|(counters, io)| counters.snapshot(io))
+            .map(|(counters, io)| WorkerStats {
+                io,
+                ..counters.snapshot()
+            })
             .collect();
         let mut total = WorkerStats::default();
         for worker in &workers {
@@ -545,7 +549,7 @@ mod tests {
             counters.closed(1000, Initiator::Remote, CloseKind::Clean, took);
             recorded.record(took);
         }
-        let snapshot = counters.snapshot(IoStats::default()).close_durations;
+        let snapshot = counters.snapshot().close_durations;
         // 0 + 1_500 + 2_123_456 + 30_000_000 microseconds: sub-microsecond
         // parts are dropped per close, never rounded up.
         assert_eq!(snapshot.sum(), Duration::from_micros(32_124_956));

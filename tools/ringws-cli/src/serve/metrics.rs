@@ -145,16 +145,28 @@ fn labelled(label: &'static str, values: impl IntoIterator<Item = (String, u64)>
         .collect()
 }
 
-fn connections(stats: &WorkerStats) -> Vec<Sample> {
+/// [`labelled`] with label values known at compile time.
+fn labelled_static(
+    label: &'static str,
+    values: impl IntoIterator<Item = (&'static str, u64)>,
+) -> Vec<Sample> {
     labelled(
+        label,
+        values
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), value)),
+    )
+}
+
+fn connections(stats: &WorkerStats) -> Vec<Sample> {
+    labelled_static(
         "state",
         [
             ("handshaking", stats.handshaking),
             ("open", stats.open),
             ("closing_local", stats.closing_local),
             ("closing_remote", stats.closing_remote),
-        ]
-        .map(|(state, value)| (state.to_owned(), value)),
+        ],
     )
 }
 
@@ -212,24 +224,22 @@ fn close_durations(stats: &WorkerStats) -> Vec<Sample> {
 }
 
 fn io_bytes(stats: &WorkerStats) -> Vec<Sample> {
-    labelled(
+    labelled_static(
         "direction",
         [
             ("received", stats.io.bytes_received),
             ("sent", stats.io.bytes_sent),
-        ]
-        .map(|(direction, value)| (direction.to_owned(), value)),
+        ],
     )
 }
 
 fn recv_buffers(stats: &WorkerStats) -> Vec<Sample> {
-    labelled(
+    labelled_static(
         "state",
         [
             ("offered", stats.io.recv_buffers_offered),
             ("lent", stats.io.recv_buffers_lent),
-        ]
-        .map(|(state, value)| (state.to_owned(), value)),
+        ],
     )
 }
 
