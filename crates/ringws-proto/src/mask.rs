@@ -16,7 +16,12 @@
 //!   (x86_64 with AVX2), [`UnmaskImpl::Neon`] (aarch64): 16 or 32 bytes per
 //!   instruction.
 //!
-//! `docs/benchmarks.md` ("Unmask") has the measurements behind the choice.
+//! The masked copies a client sends with ([`mask_into`], [`mask_extend`],
+//! [`mask_comparing`]) take the AVX2 path when [`unmask`] chose AVX2, and
+//! portable 32-byte block loops otherwise.
+//!
+//! `docs/benchmarks.md` ("Unmask", "Masked copy") has the measurements behind
+//! the choices.
 //! Every path is tested equal to the byte loop for every length up to 256,
 //! every payload offset mod 4 and every alignment up to 32, plus large and
 //! random cases.
@@ -167,6 +172,14 @@ fn block_key(key: [u8; 4]) -> [u8; COPY_BLOCK] {
     std::array::from_fn(|i| key[i & 3])
 }
 
+#[cfg(target_arch = "x86_64")]
+/// Whether the masked copies below run their AVX2 path, chosen along with
+/// [`unmask`]'s AVX2.
+#[inline]
+fn copies_use_avx2(len: usize) -> bool {
+    len >= SIMD_MIN_LEN && UnmaskImpl::selected() == UnmaskImpl::Avx2
+}
+
 /// Writes `src` masked with `mask` (from payload position `offset`) into
 /// `dst`: a masked copy in one pass, for a sender that builds each frame from
 /// a shared payload (a copy followed by an in-place XOR reads and writes
@@ -177,6 +190,16 @@ fn block_key(key: [u8; 4]) -> [u8; COPY_BLOCK] {
 /// If `dst` and `src` differ in length.
 pub fn mask_into(dst: &mut [u8], src: &[u8], mask: [u8; 4], offset: usize) {
     assert_eq!(dst.len(), src.len(), "mask_into: lengths differ");
+    #[cfg(target_arch = "x86_64")]
+    if copies_use_avx2(src.len()) {
+        // SAFETY: `copies_use_avx2` saw AVX2 chosen, which `is_available` checked.
+        return unsafe { x86::mask_into_avx2(dst, src, mask, offset) };
+    }
+    mask_into_portable(dst, src, mask, offset);
+}
+
+#[inline(always)]
+fn mask_into_portable(dst: &mut [u8], src: &[u8], mask: [u8; 4], offset: usize) {
     let key = rotated_mask(mask, offset);
     let block = block_key(key);
     let mut dst_blocks = dst.chunks_exact_mut(COPY_BLOCK);
@@ -196,12 +219,34 @@ pub fn mask_into(dst: &mut [u8], src: &[u8], mask: [u8; 4], offset: usize) {
 /// `out` in one pass: unlike growing `out` and calling [`mask_into`], the new
 /// bytes are written once, not zeroed first.
 pub fn mask_extend(out: &mut Vec<u8>, src: &[u8], mask: [u8; 4], offset: usize) {
-    let key = rotated_mask(mask, offset);
-    let block = block_key(key);
     let start = out.len();
     out.reserve(src.len());
     let spare = &mut out.spare_capacity_mut()[..src.len()];
-    let mut dst_blocks = spare.chunks_exact_mut(COPY_BLOCK);
+    #[cfg(target_arch = "x86_64")]
+    if copies_use_avx2(src.len()) {
+        // SAFETY: `copies_use_avx2` saw AVX2 chosen, which `is_available` checked.
+        unsafe { x86::mask_uninit_avx2(spare, src, mask, offset) };
+    } else {
+        mask_uninit_portable(spare, src, mask, offset);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    mask_uninit_portable(spare, src, mask, offset);
+    // SAFETY: `reserve` made room for `src.len()` more bytes, and the masked
+    // copy wrote every one of them (whole blocks, then the rest).
+    unsafe { out.set_len(start + src.len()) };
+}
+
+/// Writes every byte of `dst` (as long as `src`) with `src` masked.
+#[inline(always)]
+fn mask_uninit_portable(
+    dst: &mut [std::mem::MaybeUninit<u8>],
+    src: &[u8],
+    mask: [u8; 4],
+    offset: usize,
+) {
+    let key = rotated_mask(mask, offset);
+    let block = block_key(key);
+    let mut dst_blocks = dst.chunks_exact_mut(COPY_BLOCK);
     let mut src_blocks = src.chunks_exact(COPY_BLOCK);
     for (dst, input) in (&mut dst_blocks).zip(&mut src_blocks) {
         for ((dst, input), key) in dst.iter_mut().zip(input).zip(&block) {
@@ -212,9 +257,6 @@ pub fn mask_extend(out: &mut Vec<u8>, src: &[u8], mask: [u8; 4], offset: usize) 
     for (i, (dst, input)) in dst_rest.iter_mut().zip(src_blocks.remainder()).enumerate() {
         dst.write(input ^ key[i & 3]);
     }
-    // SAFETY: `reserve` made room for `src.len()` more bytes, and the two
-    // loops above wrote every one of them (whole blocks, then the rest).
-    unsafe { out.set_len(start + src.len()) };
 }
 
 /// Masks `buf` in place with `mask` (from payload position `offset`), like
@@ -228,6 +270,16 @@ pub fn mask_extend(out: &mut Vec<u8>, src: &[u8], mask: [u8; 4], offset: usize) 
 /// If `buf` and `expected` differ in length.
 pub fn mask_comparing(buf: &mut [u8], expected: &[u8], mask: [u8; 4], offset: usize) -> bool {
     assert_eq!(buf.len(), expected.len(), "mask_comparing: lengths differ");
+    #[cfg(target_arch = "x86_64")]
+    if copies_use_avx2(buf.len()) {
+        // SAFETY: `copies_use_avx2` saw AVX2 chosen, which `is_available` checked.
+        return unsafe { x86::mask_comparing_avx2(buf, expected, mask, offset) };
+    }
+    mask_comparing_portable(buf, expected, mask, offset)
+}
+
+#[inline(always)]
+fn mask_comparing_portable(buf: &mut [u8], expected: &[u8], mask: [u8; 4], offset: usize) -> bool {
     let key = rotated_mask(mask, offset);
     let block = block_key(key);
     // Differences are OR-ed into a block and tested once at the end, so the
@@ -320,9 +372,11 @@ mod x86 {
 
     use super::{rotated_mask, unmask_short};
     use std::arch::x86_64::{
-        __m128i, __m256i, _mm256_loadu_si256, _mm256_set1_epi32, _mm256_storeu_si256,
-        _mm256_xor_si256, _mm_loadu_si128, _mm_set1_epi32, _mm_storeu_si128, _mm_xor_si128,
+        __m128i, __m256i, _mm256_loadu_si256, _mm256_or_si256, _mm256_set1_epi32,
+        _mm256_setzero_si256, _mm256_storeu_si256, _mm256_testz_si256, _mm256_xor_si256,
+        _mm_loadu_si128, _mm_set1_epi32, _mm_storeu_si128, _mm_xor_si128,
     };
+    use std::mem::MaybeUninit;
 
     /// From this length on, the loop starts at a vector-aligned address so
     /// that none of its loads or stores splits a cache line.
@@ -431,6 +485,166 @@ mod x86 {
         }
     }
 
+    /// The unaligned vectors at each end of an in-place AVX2 pass, loaded
+    /// before its aligned loop over `start..end` stored anything.
+    struct Edges {
+        start: usize,
+        end: usize,
+        head: __m256i,
+        tail: __m256i,
+    }
+
+    /// Stores the edge vectors the loop did not cover, XORed with the key
+    /// at their positions: the lanes they share with the loop get the bytes
+    /// the loop wrote.
+    #[target_feature(enable = "avx2")]
+    fn store_edges_avx2(buf: &mut [u8], edges: Edges, mask: [u8; 4], offset: usize) {
+        const W: usize = 32;
+        if edges.start != 0 {
+            let key = _mm256_set1_epi32(mask_lane(mask, offset));
+            store256(array_at_mut::<W>(buf, 0), _mm256_xor_si256(edges.head, key));
+        }
+        let last = buf.len() - W;
+        if edges.end != buf.len() {
+            let key = _mm256_set1_epi32(mask_lane(mask, offset.wrapping_add(last)));
+            store256(
+                array_at_mut::<W>(buf, last),
+                _mm256_xor_si256(edges.tail, key),
+            );
+        }
+    }
+
+    /// The masked copy into `dst` with AVX2.
+    ///
+    /// # Safety
+    ///
+    /// The CPU must support AVX2.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn mask_into_avx2(dst: &mut [u8], src: &[u8], mask: [u8; 4], offset: usize) {
+        assert_eq!(dst.len(), src.len(), "mask_into: lengths differ");
+        if src.len() < 32 {
+            return super::mask_into_portable(dst, src, mask, offset);
+        }
+        // SAFETY: `dst` has `src.len()` writable bytes; the caller
+        // guarantees AVX2.
+        unsafe { mask_to_avx2(dst.as_mut_ptr(), src, mask, offset) }
+    }
+
+    /// [`mask_into_avx2`] into memory not yet initialised.
+    ///
+    /// # Safety
+    ///
+    /// The CPU must support AVX2.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn mask_uninit_avx2(
+        dst: &mut [MaybeUninit<u8>],
+        src: &[u8],
+        mask: [u8; 4],
+        offset: usize,
+    ) {
+        assert_eq!(dst.len(), src.len(), "mask_uninit: lengths differ");
+        if src.len() < 32 {
+            return super::mask_uninit_portable(dst, src, mask, offset);
+        }
+        // SAFETY: `dst` has `src.len()` writable bytes, which are only
+        // written; the caller guarantees AVX2.
+        unsafe { mask_to_avx2(dst.as_mut_ptr().cast(), src, mask, offset) }
+    }
+
+    /// Writes `src` masked to `dst`, 32 bytes per step. The vector at
+    /// `len - 32` overlaps the loop's last one when `len` is not a multiple
+    /// of 32; both write the same bytes, computed from the unchanged `src`.
+    ///
+    /// # Safety
+    ///
+    /// The CPU must support AVX2; `src.len()` is at least 32; `dst` is valid
+    /// for `src.len()` bytes of writes and does not overlap `src`.
+    #[target_feature(enable = "avx2")]
+    unsafe fn mask_to_avx2(dst: *mut u8, src: &[u8], mask: [u8; 4], offset: usize) {
+        const W: usize = 32;
+        let len = src.len();
+        let key = _mm256_set1_epi32(mask_lane(mask, offset));
+        for (start, input) in (0..).step_by(W).zip(src.chunks_exact(W)) {
+            let masked = _mm256_xor_si256(load256(array_at::<W>(input, 0)), key);
+            // SAFETY: `start + W <= len`, and `dst` has `len` writable bytes.
+            unsafe { _mm256_storeu_si256(dst.wrapping_add(start).cast(), masked) };
+        }
+        if !len.is_multiple_of(W) {
+            let last = len - W;
+            let key = _mm256_set1_epi32(mask_lane(mask, offset.wrapping_add(last)));
+            let masked = _mm256_xor_si256(load256(array_at::<W>(src, last)), key);
+            // SAFETY: `last + W == len`, and `dst` has `len` writable bytes.
+            unsafe { _mm256_storeu_si256(dst.wrapping_add(last).cast(), masked) };
+        }
+    }
+
+    /// Masks `buf` in place and compares it with `expected`, 32 bytes per
+    /// step, with the edge vectors of [`unmask_avx2`]: they are loaded, and
+    /// compared, before the loop stores anything. Differences are OR-ed into
+    /// vectors tested once at the end, so the loop has no branch.
+    ///
+    /// # Safety
+    ///
+    /// The CPU must support AVX2.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn mask_comparing_avx2(
+        buf: &mut [u8],
+        expected: &[u8],
+        mask: [u8; 4],
+        offset: usize,
+    ) -> bool {
+        const W: usize = 32;
+        let len = buf.len();
+        if len < W {
+            return super::mask_comparing_portable(buf, expected, mask, offset);
+        }
+        let start = loop_start::<W>(buf);
+        let end = len - (len - start) % W;
+        let last = len - W;
+        let head = load256(array_at::<W>(buf, 0));
+        let tail = load256(array_at::<W>(buf, last));
+        let zero = _mm256_setzero_si256();
+        let mut differences = _mm256_or_si256(
+            _mm256_xor_si256(head, load256(array_at::<W>(expected, 0))),
+            _mm256_xor_si256(tail, load256(array_at::<W>(expected, last))),
+        );
+
+        let key = _mm256_set1_epi32(mask_lane(mask, offset.wrapping_add(start)));
+        // Four accumulators, one per lane of a block, so the OR chains run
+        // side by side instead of one after another.
+        let mut block_differences = [differences, zero, zero, zero];
+        let mut blocks = buf[start..end].chunks_exact_mut(4 * W);
+        let mut wanted_blocks = expected[start..end].chunks_exact(4 * W);
+        for (block, wanted) in (&mut blocks).zip(&mut wanted_blocks) {
+            for (i, accumulator) in block_differences.iter_mut().enumerate() {
+                let lane = array_at_mut::<W>(block, i * W);
+                let bytes = load256(lane);
+                let wanted = load256(array_at::<W>(wanted, i * W));
+                *accumulator = _mm256_or_si256(*accumulator, _mm256_xor_si256(bytes, wanted));
+                store256(lane, _mm256_xor_si256(bytes, key));
+            }
+        }
+        let [a, b, c, d] = block_differences;
+        differences = _mm256_or_si256(_mm256_or_si256(a, b), _mm256_or_si256(c, d));
+        let lanes = blocks.into_remainder().chunks_exact_mut(W);
+        for (lane, wanted) in lanes.zip(wanted_blocks.remainder().chunks_exact(W)) {
+            let lane = array_at_mut::<W>(lane, 0);
+            let bytes = load256(lane);
+            let wanted = load256(array_at::<W>(wanted, 0));
+            differences = _mm256_or_si256(differences, _mm256_xor_si256(bytes, wanted));
+            store256(lane, _mm256_xor_si256(bytes, key));
+        }
+
+        let edges = Edges {
+            start,
+            end,
+            head,
+            tail,
+        };
+        store_edges_avx2(buf, edges, mask, offset);
+        _mm256_testz_si256(differences, differences) == 1
+    }
+
     /// AVX2 unmasking: 128 bytes per loop iteration.
     ///
     /// # Safety
@@ -461,14 +675,13 @@ mod x86 {
             xor256_in_place(lane, key);
         }
 
-        if start != 0 {
-            let key = _mm256_set1_epi32(mask_lane(mask, offset));
-            store256(array_at_mut::<W>(buf, 0), _mm256_xor_si256(head, key));
-        }
-        if end != len {
-            let key = _mm256_set1_epi32(mask_lane(mask, offset.wrapping_add(last)));
-            store256(array_at_mut::<W>(buf, last), _mm256_xor_si256(tail, key));
-        }
+        let edges = Edges {
+            start,
+            end,
+            head,
+            tail,
+        };
+        store_edges_avx2(buf, edges, mask, offset);
     }
 }
 
@@ -604,6 +817,124 @@ mod mask_into_tests {
     #[should_panic(expected = "lengths differ")]
     fn lengths_must_match() {
         mask_into(&mut [0; 3], &[0; 4], [1, 2, 3, 4], 0);
+    }
+
+    /// The masked copies' paths: the portable loops and, where the CPU has
+    /// it, AVX2; each is checked on its own whatever `unmask` chose.
+    type Comparing = fn(&mut [u8], &[u8], [u8; 4], usize) -> bool;
+    type Into = fn(&mut [u8], &[u8], [u8; 4], usize);
+    type Uninit = fn(&mut [std::mem::MaybeUninit<u8>], &[u8], [u8; 4], usize);
+
+    fn copy_paths() -> Vec<(&'static str, Comparing, Into, Uninit)> {
+        let mut paths: Vec<(&'static str, Comparing, Into, Uninit)> = vec![(
+            "portable",
+            mask_comparing_portable,
+            mask_into_portable,
+            mask_uninit_portable,
+        )];
+        #[cfg(target_arch = "x86_64")]
+        if UnmaskImpl::Avx2.is_available() {
+            paths.push((
+                "avx2",
+                // SAFETY: AVX2 is available, checked just above.
+                |buf, expected, mask, offset| unsafe {
+                    x86::mask_comparing_avx2(buf, expected, mask, offset)
+                },
+                // SAFETY: AVX2 is available, checked just above.
+                |dst, src, mask, offset| unsafe { x86::mask_into_avx2(dst, src, mask, offset) },
+                // SAFETY: AVX2 is available, checked just above.
+                |dst, src, mask, offset| unsafe { x86::mask_uninit_avx2(dst, src, mask, offset) },
+            ));
+        }
+        paths
+    }
+
+    /// Lengths around every edge the paths have: the 32-byte vector, the
+    /// 128-byte unrolled block, and the 256 bytes from which the loop aligns.
+    fn edge_lengths() -> impl Iterator<Item = usize> {
+        (0..=140).chain([
+            159, 160, 161, 255, 256, 257, 287, 288, 289, 383, 384, 385, 511, 512, 513, 1000,
+        ])
+    }
+
+    #[test]
+    fn every_masked_copy_path_equals_the_byte_loop_at_every_alignment() {
+        let data: Vec<u8> = (0..1100u32).map(|i| (i * 37 + 19) as u8).collect();
+        let mask = [0xc4, 0x1f, 0x80, 0x6b];
+        for (name, _, into, uninit) in copy_paths() {
+            for len in edge_lengths() {
+                for start in [0, 1, 7, 31] {
+                    let offset = start + len;
+                    let src = &data[start..start + len];
+                    let mut expected = src.to_vec();
+                    unmask_bytewise(&mut expected, mask, offset);
+
+                    let mut out = vec![0xAAu8; len + 64];
+                    into(&mut out[start..start + len], src, mask, offset);
+                    assert_eq!(
+                        &out[start..start + len],
+                        &expected[..],
+                        "{name} into: len {len} start {start}"
+                    );
+                    assert!(
+                        out[..start]
+                            .iter()
+                            .chain(&out[start + len..])
+                            .all(|&b| b == 0xAA),
+                        "{name} into wrote outside: len {len}"
+                    );
+
+                    let mut spare = vec![std::mem::MaybeUninit::new(0x55u8); len];
+                    uninit(&mut spare, src, mask, offset);
+                    // SAFETY: every element was initialised with 0x55 above.
+                    let written: Vec<u8> =
+                        spare.iter().map(|b| unsafe { b.assume_init() }).collect();
+                    assert_eq!(written, expected, "{name} uninit: len {len} start {start}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_comparing_path_masks_in_place_and_finds_any_one_differing_byte() {
+        let data: Vec<u8> = (0..1100u32).map(|i| (i * 53 + 3) as u8).collect();
+        let mask = [0x0d, 0xf0, 0x5a, 0x99];
+        for (name, comparing, _, _) in copy_paths() {
+            for len in edge_lengths() {
+                // `start` moves the buffer against 32-byte alignment, and so
+                // where the aligned loop begins.
+                for start in [0, 5, 32 - 7] {
+                    let offset = len / 3;
+                    let src = &data[..len];
+                    let mut masked = src.to_vec();
+                    unmask_bytewise(&mut masked, mask, offset);
+                    let mut storage = vec![0u8; len + 64];
+                    storage[start..start + len].copy_from_slice(src);
+                    let buf = &mut storage[start..start + len];
+                    assert!(
+                        comparing(buf, src, mask, offset),
+                        "{name}: len {len} start {start} equal input"
+                    );
+                    assert_eq!(buf, &masked[..], "{name}: len {len} start {start}");
+                    let flips: Vec<usize> = if len <= 300 {
+                        (0..len).collect()
+                    } else {
+                        (0..len).step_by(7).chain([len - 1]).collect()
+                    };
+                    for flipped in flips {
+                        let mut expected = src.to_vec();
+                        expected[flipped] ^= 0x01;
+                        storage[start..start + len].copy_from_slice(src);
+                        let buf = &mut storage[start..start + len];
+                        assert!(
+                            !comparing(buf, &expected, mask, offset),
+                            "{name}: len {len} start {start} byte {flipped}"
+                        );
+                        assert_eq!(buf, &masked[..], "{name}: masked all the same");
+                    }
+                }
+            }
+        }
     }
 }
 
