@@ -895,6 +895,35 @@ mod mask_into_tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn masked_copy_paths_agree_on_random_inputs(
+            data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..3000),
+            mask in proptest::prelude::any::<[u8; 4]>(),
+            offset in proptest::prelude::any::<usize>(),
+            start in 0usize..40,
+            flipped in proptest::option::of(proptest::prelude::any::<proptest::sample::Index>()),
+        ) {
+            let mut masked = data.clone();
+            unmask_bytewise(&mut masked, mask, offset);
+            let mut expected = data.clone();
+            if let (Some(index), false) = (flipped, data.is_empty()) {
+                expected[index.index(data.len())] ^= 0x40;
+            }
+            for (name, comparing, into, _) in copy_paths() {
+                let mut storage = vec![0u8; start + data.len()];
+                let buf = &mut storage[start..];
+                into(buf, &data, mask, offset);
+                proptest::prop_assert_eq!(&buf[..], &masked[..], "{} into", name);
+
+                buf.copy_from_slice(&data);
+                let matched = comparing(buf, &expected, mask, offset);
+                proptest::prop_assert_eq!(matched, expected == data, "{} comparing", name);
+                proptest::prop_assert_eq!(&buf[..], &masked[..], "{} comparing", name);
+            }
+        }
+    }
+
     #[test]
     fn every_comparing_path_masks_in_place_and_finds_any_one_differing_byte() {
         let data: Vec<u8> = (0..1100u32).map(|i| (i * 53 + 3) as u8).collect();
