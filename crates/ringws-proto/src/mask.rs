@@ -222,21 +222,22 @@ pub fn mask_extend(out: &mut Vec<u8>, src: &[u8], mask: [u8; 4], offset: usize) 
     let start = out.len();
     out.reserve(src.len());
     let spare = &mut out.spare_capacity_mut()[..src.len()];
-    #[cfg(target_arch = "x86_64")]
-    if copies_use_avx2(src.len()) {
-        // SAFETY: `copies_use_avx2` saw AVX2 chosen, which `is_available` checked.
-        unsafe { x86::mask_uninit_avx2(spare, src, mask, offset) };
-    } else {
-        mask_uninit_portable(spare, src, mask, offset);
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    mask_uninit_portable(spare, src, mask, offset);
+    mask_uninit(spare, src, mask, offset);
     // SAFETY: `reserve` made room for `src.len()` more bytes, and the masked
     // copy wrote every one of them (whole blocks, then the rest).
     unsafe { out.set_len(start + src.len()) };
 }
 
 /// Writes every byte of `dst` (as long as `src`) with `src` masked.
+fn mask_uninit(dst: &mut [std::mem::MaybeUninit<u8>], src: &[u8], mask: [u8; 4], offset: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if copies_use_avx2(src.len()) {
+        // SAFETY: `copies_use_avx2` saw AVX2 chosen, which `is_available` checked.
+        return unsafe { x86::mask_uninit_avx2(dst, src, mask, offset) };
+    }
+    mask_uninit_portable(dst, src, mask, offset);
+}
+
 #[inline(always)]
 fn mask_uninit_portable(
     dst: &mut [std::mem::MaybeUninit<u8>],
@@ -485,32 +486,28 @@ mod x86 {
         }
     }
 
-    /// The unaligned vectors at each end of an in-place AVX2 pass, loaded
-    /// before its aligned loop over `start..end` stored anything.
-    struct Edges {
-        start: usize,
-        end: usize,
-        head: __m256i,
-        tail: __m256i,
-    }
-
-    /// Stores the edge vectors the loop did not cover, XORed with the key
-    /// at their positions: the lanes they share with the loop get the bytes
-    /// the loop wrote.
+    /// Stores the edge vectors of an in-place AVX2 pass (`head` and `tail`,
+    /// loaded before its aligned loop over `start..end` stored anything)
+    /// where the loop did not cover them, XORed with the key at their
+    /// positions: the lanes they share with the loop get the bytes the loop
+    /// wrote.
     #[target_feature(enable = "avx2")]
-    fn store_edges_avx2(buf: &mut [u8], edges: Edges, mask: [u8; 4], offset: usize) {
+    fn store_edges_avx2(
+        buf: &mut [u8],
+        (start, end): (usize, usize),
+        (head, tail): (__m256i, __m256i),
+        mask: [u8; 4],
+        offset: usize,
+    ) {
         const W: usize = 32;
-        if edges.start != 0 {
+        if start != 0 {
             let key = _mm256_set1_epi32(mask_lane(mask, offset));
-            store256(array_at_mut::<W>(buf, 0), _mm256_xor_si256(edges.head, key));
+            store256(array_at_mut::<W>(buf, 0), _mm256_xor_si256(head, key));
         }
         let last = buf.len() - W;
-        if edges.end != buf.len() {
+        if end != buf.len() {
             let key = _mm256_set1_epi32(mask_lane(mask, offset.wrapping_add(last)));
-            store256(
-                array_at_mut::<W>(buf, last),
-                _mm256_xor_si256(edges.tail, key),
-            );
+            store256(array_at_mut::<W>(buf, last), _mm256_xor_si256(tail, key));
         }
     }
 
@@ -635,13 +632,7 @@ mod x86 {
             store256(lane, _mm256_xor_si256(bytes, key));
         }
 
-        let edges = Edges {
-            start,
-            end,
-            head,
-            tail,
-        };
-        store_edges_avx2(buf, edges, mask, offset);
+        store_edges_avx2(buf, (start, end), (head, tail), mask, offset);
         _mm256_testz_si256(differences, differences) == 1
     }
 
@@ -675,13 +666,7 @@ mod x86 {
             xor256_in_place(lane, key);
         }
 
-        let edges = Edges {
-            start,
-            end,
-            head,
-            tail,
-        };
-        store_edges_avx2(buf, edges, mask, offset);
+        store_edges_avx2(buf, (start, end), (head, tail), mask, offset);
     }
 }
 
