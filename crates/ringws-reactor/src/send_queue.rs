@@ -10,6 +10,10 @@
 //! `pending`, so an [`Chunk::Inline`] chunk (whose bytes live inside the
 //! vector) never moves under the kernel.
 //!
+//! Frames a handler builds in place go to an open tail buffer kept beside
+//! the chunk lists, which flies and comes back as a plain buffer: a reply
+//! costs no [`Chunk`] and no trip through `pending` or `inflight`.
+//!
 //! A queue exists only while a connection has unsent bytes; an idle
 //! connection owns none (the worker keeps a small pool of emptied queues).
 
@@ -249,21 +253,30 @@ pub(crate) enum SendSpec {
 }
 
 /// The send side of one connection.
+///
+/// The bytes to send are, in order: the chunks of `pending`, then `tail`.
+/// The send in flight covers the chunks of `inflight`, then
+/// `inflight_tail`. A reply built with [`append_with`](Self::append_with)
+/// alone (the common case: one frame or a few per connection and turn)
+/// lives in `tail` and flies as `inflight_tail`, so it never becomes a
+/// [`Chunk`] nor passes through either chunk list.
 pub(crate) struct SendQueue {
     /// Chunks not yet handed to the kernel.
     pending: VecDeque<Chunk>,
     /// Bytes of `pending.front()` already written.
     pending_offset: usize,
+    /// The buffer [`append_with`](Self::append_with) appends to, after
+    /// every pending chunk; empty (and unallocated) when there is none.
+    tail: Vec<u8>,
     /// Chunks of the send in flight (untouched until it completes).
     inflight: Vec<Chunk>,
-    /// Bytes of `inflight[0]` written before the send in flight.
+    /// The tail buffer of the send in flight, after its chunks; empty when
+    /// the send carries none.
+    inflight_tail: Vec<u8>,
+    /// Bytes of the first range in flight written before the send in flight.
     inflight_offset: usize,
-    /// Unsent bytes in `pending` and `inflight`.
+    /// Unsent bytes in `pending`, `tail`, `inflight` and `inflight_tail`.
     queued: usize,
-    /// `pending.back()` is a buffer [`append_with`](Self::append_with)
-    /// started and nothing else was queued after it: later frames may be
-    /// appended to it. Never true of a chunk in flight.
-    open_tail: bool,
     iovecs: [libc::iovec; MAX_IOVECS],
     msg: libc::msghdr,
 }
@@ -273,10 +286,11 @@ impl SendQueue {
         Box::new(SendQueue {
             pending: VecDeque::new(),
             pending_offset: 0,
+            tail: Vec::new(),
             inflight: Vec::new(),
+            inflight_tail: Vec::new(),
             inflight_offset: 0,
             queued: 0,
-            open_tail: false,
             iovecs: [libc::iovec {
                 iov_base: std::ptr::null_mut(),
                 iov_len: 0,
@@ -296,6 +310,15 @@ impl SendQueue {
         self.queued == 0
     }
 
+    /// Moves a non-empty tail to the end of `pending`: something is about
+    /// to be queued after it, or it cannot fly as the tail.
+    fn seal_tail(&mut self) {
+        if !self.tail.is_empty() {
+            let tail = std::mem::take(&mut self.tail);
+            self.pending.push_back(Chunk::Owned(tail));
+        }
+    }
+
     /// Appends a chunk; empty chunks are dropped.
     pub(crate) fn push(&mut self, chunk: Chunk) {
         let len = chunk.len();
@@ -303,43 +326,39 @@ impl SendQueue {
             return;
         }
         self.queued += len;
+        self.seal_tail();
         self.pending.push_back(chunk);
-        self.open_tail = false;
     }
 
-    /// Appends the bytes `build` writes (at most about `len`) to the last
-    /// pending buffer when the previous chunk came from here and it has
-    /// room for `len` more, else to a new buffer from `pool`: frames
-    /// queued in one loop turn then leave in one buffer, one iovec, and
-    /// cost no allocation each. `build` must only append. Returns the
-    /// bytes appended.
+    /// Appends the bytes `build` writes (at most about `len`) to the tail
+    /// buffer when it has room for `len` more, else to a new buffer from
+    /// `pool`, which becomes the tail: frames queued in one loop turn then
+    /// leave in one buffer, one iovec, and cost no allocation each. The
+    /// tail is never a buffer in flight, nor followed by another chunk.
+    /// `build` must only append. Returns the bytes appended.
     pub(crate) fn append_with(
         &mut self,
         len: usize,
         pool: &mut BytePool,
         build: impl FnOnce(&mut Vec<u8>),
     ) -> usize {
-        if self.open_tail {
-            if let Some(Chunk::Owned(buffer)) = self.pending.back_mut() {
-                if buffer.capacity() - buffer.len() >= len {
-                    let before = buffer.len();
-                    build(buffer);
-                    let appended = buffer.len().saturating_sub(before);
-                    self.queued += appended;
-                    return appended;
-                }
+        if self.tail.is_empty() || self.tail.capacity() - self.tail.len() < len {
+            let mut buffer = pool.take(len.max(COALESCE_BYTES));
+            build(&mut buffer);
+            let appended = buffer.len();
+            if appended == 0 {
+                pool.give(buffer);
+                return 0;
             }
+            self.seal_tail();
+            self.tail = buffer;
+            self.queued += appended;
+            return appended;
         }
-        let mut buffer = pool.take(len.max(COALESCE_BYTES));
-        build(&mut buffer);
-        let appended = buffer.len();
-        if appended == 0 {
-            pool.give(buffer);
-            return 0;
-        }
+        let before = self.tail.len();
+        build(&mut self.tail);
+        let appended = self.tail.len().saturating_sub(before);
         self.queued += appended;
-        self.pending.push_back(Chunk::Owned(buffer));
-        self.open_tail = true;
         appended
     }
 
@@ -350,18 +369,33 @@ impl SendQueue {
             + self.inflight.capacity() * std::mem::size_of::<Chunk>()
     }
 
-    /// Moves up to [`MAX_IOVECS`] chunks into flight and describes them, or
+    /// Moves up to [`MAX_IOVECS`] ranges into flight and describes them, or
     /// returns `None` when nothing is pending. The pointers stay valid, and
     /// the memory they describe unchanged, until
     /// [`complete`](Self::complete) or [`clear`](Self::clear).
     pub(crate) fn prepare(&mut self) -> Option<SendSpec> {
-        debug_assert!(self.inflight.is_empty(), "one send in flight at a time");
+        debug_assert!(
+            self.inflight.is_empty() && self.inflight_tail.is_empty(),
+            "one send in flight at a time"
+        );
         if self.pending.is_empty() {
-            return None;
+            if self.tail.is_empty() {
+                return None;
+            }
+            // The common case: the tail alone, no chunk list touched.
+            self.inflight_tail = std::mem::take(&mut self.tail);
+            self.inflight_offset = 0;
+            let (ptr, len) = (self.inflight_tail.as_ptr(), self.inflight_tail.len());
+            self.iovecs[0] = libc::iovec {
+                iov_base: ptr as *mut libc::c_void,
+                iov_len: len,
+            };
+            if let Ok(len) = u32::try_from(len) {
+                return Some(SendSpec::Single { ptr, len });
+            }
+            return Some(self.vectored(1));
         }
         let count = self.pending.len().min(MAX_IOVECS);
-        // The tail may be about to fly: nothing is appended to it any more.
-        self.open_tail = false;
         self.inflight.extend(self.pending.drain(..count));
         self.inflight_offset = std::mem::take(&mut self.pending_offset);
         for (index, chunk) in self.inflight.iter().enumerate() {
@@ -373,7 +407,16 @@ impl SendQueue {
                 iov_len: rest.len(),
             };
         }
-        if count == 1 {
+        let mut ranges = count;
+        if self.pending.is_empty() && !self.tail.is_empty() && ranges < MAX_IOVECS {
+            self.inflight_tail = std::mem::take(&mut self.tail);
+            self.iovecs[ranges] = libc::iovec {
+                iov_base: self.inflight_tail.as_ptr() as *mut libc::c_void,
+                iov_len: self.inflight_tail.len(),
+            };
+            ranges += 1;
+        }
+        if ranges == 1 {
             // One buffer: a plain send spares the kernel the msghdr copy.
             let iov = self.iovecs[0];
             if let Ok(len) = u32::try_from(iov.iov_len) {
@@ -383,26 +426,38 @@ impl SendQueue {
                 });
             }
         }
-        self.msg.msg_iov = self.iovecs.as_mut_ptr();
-        self.msg.msg_iovlen = count;
-        Some(SendSpec::Vectored(&self.msg))
+        Some(self.vectored(ranges))
     }
 
-    /// Bytes described by the send in flight.
-    fn inflight_bytes(&self) -> usize {
-        self.iovecs[..self.inflight.len()]
-            .iter()
-            .map(|iov| iov.iov_len)
-            .sum()
+    /// Points the `msghdr` at the first `ranges` iovecs.
+    fn vectored(&mut self, ranges: usize) -> SendSpec {
+        self.msg.msg_iov = self.iovecs.as_mut_ptr();
+        self.msg.msg_iovlen = ranges;
+        SendSpec::Vectored(&self.msg)
+    }
+
+    /// Ranges described by the send in flight.
+    fn inflight_ranges(&self) -> usize {
+        self.inflight.len() + usize::from(!self.inflight_tail.is_empty())
     }
 
     /// Accounts for a completed send of `written` bytes: hands fully written
-    /// chunks to `sink` and puts the rest back at the front of `pending`.
-    /// Returns whether the write was partial.
+    /// chunks and buffers to `sink` and puts the rest back at the front of
+    /// `pending`. Returns whether the write was partial.
     pub(crate) fn complete(&mut self, written: usize, sink: &mut impl TakeBack) -> bool {
-        let requested = self.inflight_bytes();
+        let requested: usize = self.iovecs[..self.inflight_ranges()]
+            .iter()
+            .map(|iov| iov.iov_len)
+            .sum();
         let written = written.min(requested);
         self.queued -= written;
+        if self.inflight.is_empty() && written == requested {
+            // The common case: the tail alone, all of it written.
+            let buffer = std::mem::take(&mut self.inflight_tail);
+            sink.take_back(Chunk::Owned(buffer));
+            self.inflight_offset = 0;
+            return false;
+        }
         let mut left = written + self.inflight_offset;
         let mut consumed = 0;
         for chunk in &self.inflight {
@@ -414,8 +469,16 @@ impl SendQueue {
                 break;
             }
         }
+        let has_tail = !self.inflight_tail.is_empty();
+        let tail_written =
+            has_tail && consumed == self.inflight.len() && left >= self.inflight_tail.len();
+        // Put the unsent ranges back in order, before anything queued since
+        // (which is all in `pending` and `tail`, after them).
+        if has_tail && !tail_written {
+            let rest = std::mem::take(&mut self.inflight_tail);
+            self.pending.push_front(Chunk::Owned(rest));
+        }
         let mut rest = self.inflight.drain(consumed..);
-        // Put the unsent chunks back in order, before anything pushed since.
         for chunk in rest.by_ref().rev() {
             self.pending.push_front(chunk);
         }
@@ -423,21 +486,31 @@ impl SendQueue {
         for chunk in self.inflight.drain(..) {
             sink.take_back(chunk);
         }
-        self.pending_offset = if self.pending.is_empty() { 0 } else { left };
+        if tail_written {
+            let buffer = std::mem::take(&mut self.inflight_tail);
+            sink.take_back(Chunk::Owned(buffer));
+            left = 0;
+        }
+        self.pending_offset = if written == requested { 0 } else { left };
         self.inflight_offset = 0;
         written < requested
     }
 
-    /// Hands every chunk to `sink` (no send may be in flight) and keeps the
-    /// allocations for reuse, shrinking oversized ones.
+    /// Hands every chunk and buffer to `sink` (no send may be in flight)
+    /// and keeps the allocations for reuse, shrinking oversized ones.
     pub(crate) fn clear(&mut self, sink: &mut impl TakeBack) {
         for chunk in self.pending.drain(..).chain(self.inflight.drain(..)) {
             sink.take_back(chunk);
         }
+        if self.tail.capacity() > 0 {
+            sink.take_back(Chunk::Owned(std::mem::take(&mut self.tail)));
+        }
+        if self.inflight_tail.capacity() > 0 {
+            sink.take_back(Chunk::Owned(std::mem::take(&mut self.inflight_tail)));
+        }
         self.pending_offset = 0;
         self.inflight_offset = 0;
         self.queued = 0;
-        self.open_tail = false;
         self.msg.msg_iov = std::ptr::null_mut();
         self.msg.msg_iovlen = 0;
         if self.pending.capacity() > 4 * MAX_IOVECS {
@@ -450,9 +523,9 @@ impl SendQueue {
 mod tests {
     use super::*;
 
-    /// The bytes `spec` describes.
-    fn iov_bytes(queue: &SendQueue, spec: SendSpec) -> Vec<u8> {
-        let ranges: Vec<(*const u8, usize)> = match spec {
+    /// The ranges (address, length) `spec` describes.
+    pub(super) fn spec_ranges(queue: &SendQueue, spec: SendSpec) -> Vec<(*const u8, usize)> {
+        match spec {
             SendSpec::Single { ptr, len } => vec![(ptr, len as usize)],
             SendSpec::Vectored(msg) => {
                 assert!(std::ptr::eq(msg, &queue.msg));
@@ -461,7 +534,12 @@ mod tests {
                     .map(|iov| (iov.iov_base as *const u8, iov.iov_len))
                     .collect()
             }
-        };
+        }
+    }
+
+    /// The bytes `spec` describes.
+    fn iov_bytes(queue: &SendQueue, spec: SendSpec) -> Vec<u8> {
+        let ranges = spec_ranges(queue, spec);
         let mut out = Vec::new();
         for (ptr, len) in ranges {
             // SAFETY: the range points into a chunk in `inflight`, alive and
@@ -685,18 +763,17 @@ mod pool_tests {
         assert!(queue.is_empty());
     }
 
+    /// Chunks and buffers waiting to be sent (none in flight).
+    fn queued_buffers(queue: &SendQueue) -> usize {
+        queue.pending.len() + usize::from(!queue.tail.is_empty())
+    }
+
     /// Everything `queue` would send, in order, sending it all.
     fn drain_all(queue: &mut SendQueue, pool: &mut BytePool) -> (Vec<u8>, usize) {
         let mut sent = Vec::new();
         let mut sends = 0;
         while let Some(spec) = queue.prepare() {
-            let ranges: Vec<(*const u8, usize)> = match spec {
-                SendSpec::Single { ptr, len } => vec![(ptr, len as usize)],
-                SendSpec::Vectored(_) => queue.iovecs[..queue.msg.msg_iovlen]
-                    .iter()
-                    .map(|iov| (iov.iov_base as *const u8, iov.iov_len))
-                    .collect(),
-            };
+            let ranges = super::tests::spec_ranges(queue, spec);
             let mut written = 0;
             for (ptr, len) in ranges {
                 // SAFETY: the range points into a chunk in flight, alive and
@@ -722,7 +799,7 @@ mod pool_tests {
         }
         assert_eq!(queue.queued(), 16 * 520);
         // 4 KiB buffers hold 7 frames each: three buffers, not sixteen.
-        assert_eq!(queue.pending.len(), 3);
+        assert_eq!(queued_buffers(&queue), 3);
         let (sent, sends) = drain_all(&mut queue, &mut pool);
         let expected: Vec<u8> = (0..16u8).flat_map(|byte| [byte; 520]).collect();
         assert_eq!(sent, expected);
@@ -751,9 +828,38 @@ mod pool_tests {
         queue.push(Chunk::from(b"three".to_vec()));
         queue.append_with(4, &mut pool, |buffer| buffer.extend_from_slice(b"four"));
         queue.append_with(4, &mut pool, |buffer| buffer.extend_from_slice(b"five"));
-        assert_eq!(queue.pending.len(), 4);
+        assert_eq!(queued_buffers(&queue), 4);
         let (sent, _) = drain_all(&mut queue, &mut pool);
         assert_eq!(sent, b"netwothreefourfive");
+    }
+
+    #[test]
+    fn the_tail_waits_when_the_chunks_before_it_fill_a_send() {
+        // Exactly a send's worth of chunks before the tail, and more.
+        for extra in [0u8, 6] {
+            let mut queue = SendQueue::new();
+            let mut pool = BytePool::default();
+            let chunks = MAX_IOVECS as u8 + extra;
+            for byte in 0..chunks {
+                queue.push(Chunk::Owned(vec![byte; 3]));
+            }
+            queue.append_with(4, &mut pool, |buffer| buffer.extend_from_slice(b"tail"));
+            let first = queue.prepare().unwrap();
+            assert!(matches!(first, SendSpec::Vectored(_)));
+            assert_eq!(queue.msg.msg_iovlen, MAX_IOVECS);
+            assert!(queue.inflight_tail.is_empty());
+            // Still open: appended to while the chunks fly.
+            queue.append_with(4, &mut pool, |buffer| buffer.extend_from_slice(b"more"));
+            assert_eq!(queue.tail, b"tailmore");
+            queue.complete(3 * MAX_IOVECS, &mut pool);
+            let (sent, sends) = drain_all(&mut queue, &mut pool);
+            let mut expected: Vec<u8> = (MAX_IOVECS as u8..chunks)
+                .flat_map(|byte| [byte; 3])
+                .collect();
+            expected.extend_from_slice(b"tailmore");
+            assert_eq!(sent, expected);
+            assert_eq!(sends, 1);
+        }
     }
 
     #[test]
@@ -764,7 +870,7 @@ mod pool_tests {
         queue.append_with(20_000, &mut pool, |buffer| {
             buffer.extend(std::iter::repeat_n(2u8, 20_000));
         });
-        assert_eq!(queue.pending.len(), 2);
+        assert_eq!(queued_buffers(&queue), 2);
         // An empty build queues nothing.
         assert_eq!(queue.append_with(0, &mut pool, |_| {}), 0);
         assert_eq!(queue.queued(), 20_100);
@@ -772,5 +878,126 @@ mod pool_tests {
         assert_eq!(sent.len(), 20_100);
         assert!(sent[..100].iter().all(|&byte| byte == 1));
         assert!(sent[100..].iter().all(|&byte| byte == 2));
+    }
+}
+
+#[cfg(test)]
+mod model_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// One step of a connection's sending life.
+    #[derive(Debug, Clone)]
+    enum Step {
+        /// Queue bytes as a chunk of the given kind (0 owned, 1 shared,
+        /// 2 inline when they fit).
+        Push(u8, Vec<u8>),
+        /// Queue bytes through `append_with`, announcing `extra` more than
+        /// it writes.
+        Append(Vec<u8>, usize),
+        /// Start a send if none is in flight.
+        Prepare,
+        /// Complete the send in flight having written `permille` of it
+        /// (above 1000: more than asked, which is clamped).
+        Complete(u16),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        let bytes = prop::collection::vec(any::<u8>(), 0..300);
+        prop_oneof![
+            (0u8..3, bytes.clone()).prop_map(|(kind, bytes)| Step::Push(kind, bytes)),
+            (bytes, 0usize..5000).prop_map(|(bytes, extra)| Step::Append(bytes, extra)),
+            Just(Step::Prepare),
+            (0u16..1100).prop_map(Step::Complete),
+        ]
+    }
+
+    /// The ranges `spec` describes, copied.
+    fn ranges(queue: &SendQueue, spec: SendSpec) -> Vec<Vec<u8>> {
+        super::tests::spec_ranges(queue, spec)
+            .into_iter()
+            // SAFETY: each range points into a chunk or buffer in flight,
+            // alive and unchanged until `complete`.
+            .map(|(ptr, len)| unsafe { std::slice::from_raw_parts(ptr, len) }.to_vec())
+            .collect()
+    }
+
+    proptest! {
+        /// Whatever is queued, in whatever order with sends of any size
+        /// in between, the bytes written are the bytes queued, in order;
+        /// the memory in flight never changes until its send completes; the
+        /// unsent count is exact; and every owned buffer written goes back.
+        #[test]
+        fn written_bytes_are_the_queued_bytes_in_order(
+            steps in prop::collection::vec(step(), 1..160),
+        ) {
+            let mut queue = SendQueue::new();
+            let mut pool = BytePool::default();
+            let mut expected = Vec::new();
+            let mut written = Vec::new();
+            let mut flying: Option<(SendSpec, Vec<Vec<u8>>)> = None;
+            for step in steps {
+                match step {
+                    Step::Push(kind, bytes) => {
+                        expected.extend_from_slice(&bytes);
+                        let chunk = match kind {
+                            0 => Chunk::Owned(bytes),
+                            1 => Chunk::Shared(Arc::from(bytes)),
+                            _ => Chunk::copied(&bytes),
+                        };
+                        queue.push(chunk);
+                    }
+                    Step::Append(bytes, extra) => {
+                        expected.extend_from_slice(&bytes);
+                        let appended = queue.append_with(bytes.len() + extra, &mut pool, |out| {
+                            out.extend_from_slice(&bytes)
+                        });
+                        prop_assert_eq!(appended, bytes.len());
+                    }
+                    Step::Prepare => {
+                        if flying.is_none() {
+                            if let Some(spec) = queue.prepare() {
+                                let copied = ranges(&queue, spec);
+                                prop_assert!(copied.len() <= MAX_IOVECS);
+                                prop_assert!(copied.iter().all(|range| !range.is_empty()));
+                                flying = Some((spec, copied));
+                            }
+                        }
+                    }
+                    Step::Complete(permille) => {
+                        if let Some((spec, copied)) = flying.take() {
+                            prop_assert_eq!(&ranges(&queue, spec), &copied);
+                            let requested: usize = copied.iter().map(Vec::len).sum();
+                            let count = requested * usize::from(permille) / 1000;
+                            let all: Vec<u8> = copied.concat();
+                            written.extend_from_slice(&all[..count.min(requested)]);
+                            let partial = queue.complete(count, &mut pool);
+                            prop_assert_eq!(partial, count < requested);
+                        }
+                    }
+                }
+                prop_assert_eq!(queue.queued(), expected.len() - written.len());
+            }
+            if let Some((spec, copied)) = flying.take() {
+                prop_assert_eq!(&ranges(&queue, spec), &copied);
+                let requested: usize = copied.iter().map(Vec::len).sum();
+                written.extend_from_slice(&copied.concat());
+                prop_assert!(!queue.complete(requested, &mut pool));
+            }
+            // Each send of the drain writes a range at least: bounded.
+            let mut sends = 0;
+            while let Some(spec) = queue.prepare() {
+                sends += 1;
+                prop_assert!(sends <= 1000, "the queue never drains");
+                let copied = ranges(&queue, spec);
+                let requested: usize = copied.iter().map(Vec::len).sum();
+                written.extend_from_slice(&copied.concat());
+                prop_assert!(!queue.complete(requested, &mut pool));
+            }
+            prop_assert_eq!(&written, &expected);
+            prop_assert!(queue.is_empty());
+            prop_assert!(queue.pending.is_empty() && queue.tail.is_empty());
+            prop_assert!(queue.inflight.is_empty() && queue.inflight_tail.is_empty());
+        }
     }
 }
