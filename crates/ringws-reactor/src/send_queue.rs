@@ -378,36 +378,25 @@ impl SendQueue {
             self.inflight.is_empty() && self.inflight_tail.is_empty(),
             "one send in flight at a time"
         );
-        if self.pending.is_empty() {
-            if self.tail.is_empty() {
-                return None;
-            }
-            // The common case: the tail alone, no chunk list touched.
-            self.inflight_tail = std::mem::take(&mut self.tail);
-            self.inflight_offset = 0;
-            let (ptr, len) = (self.inflight_tail.as_ptr(), self.inflight_tail.len());
-            self.iovecs[0] = libc::iovec {
-                iov_base: ptr as *mut libc::c_void,
-                iov_len: len,
-            };
-            if let Ok(len) = u32::try_from(len) {
-                return Some(SendSpec::Single { ptr, len });
-            }
-            return Some(self.vectored(1));
+        if self.pending.is_empty() && self.tail.is_empty() {
+            return None;
         }
-        let count = self.pending.len().min(MAX_IOVECS);
-        self.inflight.extend(self.pending.drain(..count));
-        self.inflight_offset = std::mem::take(&mut self.pending_offset);
-        for (index, chunk) in self.inflight.iter().enumerate() {
-            let bytes = chunk.as_bytes();
-            let skip = if index == 0 { self.inflight_offset } else { 0 };
-            let rest = &bytes[skip..];
-            self.iovecs[index] = libc::iovec {
-                iov_base: rest.as_ptr() as *mut libc::c_void,
-                iov_len: rest.len(),
-            };
+        // Without pending chunks (the common case) no chunk list is touched.
+        let mut ranges = 0;
+        if !self.pending.is_empty() {
+            ranges = self.pending.len().min(MAX_IOVECS);
+            self.inflight.extend(self.pending.drain(..ranges));
+            self.inflight_offset = std::mem::take(&mut self.pending_offset);
+            for (index, chunk) in self.inflight.iter().enumerate() {
+                let bytes = chunk.as_bytes();
+                let skip = if index == 0 { self.inflight_offset } else { 0 };
+                let rest = &bytes[skip..];
+                self.iovecs[index] = libc::iovec {
+                    iov_base: rest.as_ptr() as *mut libc::c_void,
+                    iov_len: rest.len(),
+                };
+            }
         }
-        let mut ranges = count;
         if self.pending.is_empty() && !self.tail.is_empty() && ranges < MAX_IOVECS {
             self.inflight_tail = std::mem::take(&mut self.tail);
             self.iovecs[ranges] = libc::iovec {
@@ -436,28 +425,19 @@ impl SendQueue {
         SendSpec::Vectored(&self.msg)
     }
 
-    /// Ranges described by the send in flight.
-    fn inflight_ranges(&self) -> usize {
-        self.inflight.len() + usize::from(!self.inflight_tail.is_empty())
+    /// Bytes described by the send in flight.
+    fn inflight_bytes(&self) -> usize {
+        let ranges = self.inflight.len() + usize::from(!self.inflight_tail.is_empty());
+        self.iovecs[..ranges].iter().map(|iov| iov.iov_len).sum()
     }
 
     /// Accounts for a completed send of `written` bytes: hands fully written
     /// chunks and buffers to `sink` and puts the rest back at the front of
     /// `pending`. Returns whether the write was partial.
     pub(crate) fn complete(&mut self, written: usize, sink: &mut impl TakeBack) -> bool {
-        let requested: usize = self.iovecs[..self.inflight_ranges()]
-            .iter()
-            .map(|iov| iov.iov_len)
-            .sum();
+        let requested = self.inflight_bytes();
         let written = written.min(requested);
         self.queued -= written;
-        if self.inflight.is_empty() && written == requested {
-            // The common case: the tail alone, all of it written.
-            let buffer = std::mem::take(&mut self.inflight_tail);
-            sink.take_back(Chunk::Owned(buffer));
-            self.inflight_offset = 0;
-            return false;
-        }
         let mut left = written + self.inflight_offset;
         let mut consumed = 0;
         for chunk in &self.inflight {
@@ -469,14 +449,16 @@ impl SendQueue {
                 break;
             }
         }
-        let has_tail = !self.inflight_tail.is_empty();
-        let tail_written =
-            has_tail && consumed == self.inflight.len() && left >= self.inflight_tail.len();
         // Put the unsent ranges back in order, before anything queued since
-        // (which is all in `pending` and `tail`, after them).
-        if has_tail && !tail_written {
-            let rest = std::mem::take(&mut self.inflight_tail);
-            self.pending.push_front(Chunk::Owned(rest));
+        // (which is all in `pending` and `tail`, after them): the tail's rest
+        // first, so the chunks' rests go in front of it.
+        if !self.inflight_tail.is_empty() {
+            let tail = Chunk::Owned(std::mem::take(&mut self.inflight_tail));
+            if written == requested {
+                sink.take_back(tail);
+            } else {
+                self.pending.push_front(tail);
+            }
         }
         let mut rest = self.inflight.drain(consumed..);
         for chunk in rest.by_ref().rev() {
@@ -485,11 +467,6 @@ impl SendQueue {
         drop(rest);
         for chunk in self.inflight.drain(..) {
             sink.take_back(chunk);
-        }
-        if tail_written {
-            let buffer = std::mem::take(&mut self.inflight_tail);
-            sink.take_back(Chunk::Owned(buffer));
-            left = 0;
         }
         self.pending_offset = if written == requested { 0 } else { left };
         self.inflight_offset = 0;
