@@ -475,11 +475,13 @@ impl<H: Handler> ringws_reactor::Handler for Engine<H> {
         };
         link.counters
             .closed(first_code.0, info.initiator, info.kind, info.close_duration);
+        // A connection the shutdown deadline cut is already counted forced;
+        // one that the close timeout cut first is forced all the same.
         if session.has(flag::IN_SHUTDOWN) && !session.has(flag::SHUTDOWN_FORCED) {
-            if info.kind == CloseKind::Clean {
-                link.counters.shutdown_clean.inc();
-            } else {
-                link.counters.shutdown_other.inc();
+            match info.kind {
+                CloseKind::Clean => link.counters.shutdown_clean.inc(),
+                CloseKind::Forced => link.counters.shutdown_forced.inc(),
+                CloseKind::Abnormal => link.counters.shutdown_other.inc(),
             }
         }
         self.handler.on_closed(id, session.data, &info);

@@ -6,10 +6,14 @@
 //!
 //! Each worker shares a table of `AtomicU32`, one per connection slot,
 //! allocated in pages of [`PAGE_SLOTS`] the first time a slot of the page is
-//! used. While a connection is open its slot holds the connection's
-//! generation; when it is gone, the generation plus one. A handle compares
-//! the slot's value with its id's generation: one relaxed load, no lock, no
-//! reference count per connection. The check is advisory: a connection can
+//! used. Each slot holds a generation shifted left by one, with the low bit
+//! set while that generation's connection is open: a fresh page (all zero),
+//! a connection that has not opened yet or never will (a client attempt that
+//! failed), and one that is gone all read as closed, whatever generation a
+//! handle names. A handle compares the slot's value with its id's
+//! generation and the open bit: one acquire load, no lock, no reference
+//! count per connection. Generations compare modulo 2^31: a stale handle
+//! could read as open only after its slot was reused 2^31 times. The check is advisory: a connection can
 //! end between the check and the moment the worker runs the command; the
 //! worker then drops the command and counts it
 //! ([`WorkerStats::commands_for_gone`](crate::WorkerStats::commands_for_gone)).
@@ -65,12 +69,12 @@ impl LiveTable {
 
     /// The worker opened `conn`.
     pub(crate) fn mark_open(&self, conn: ConnId) {
-        self.set(conn.slot(), conn.generation());
+        self.set(conn.slot(), open_value(conn.generation()));
     }
 
     /// The worker finished `conn`.
     pub(crate) fn mark_gone(&self, conn: ConnId) {
-        self.set(conn.slot(), conn.generation().wrapping_add(1));
+        self.set(conn.slot(), gone_value(conn.generation()));
     }
 
     pub(crate) fn is_open(&self, conn: ConnId) -> bool {
@@ -79,7 +83,7 @@ impl LiveTable {
 
     fn is_open_at(&self, slot: u32, generation: u32) -> bool {
         self.cell(slot)
-            .is_some_and(|cell| cell.load(Ordering::Acquire) == generation)
+            .is_some_and(|cell| cell.load(Ordering::Acquire) == open_value(generation))
     }
 
     /// Bytes of the table's pages allocated so far.
@@ -91,6 +95,16 @@ impl LiveTable {
             * PAGE_SLOTS
             * std::mem::size_of::<AtomicU32>()
     }
+}
+
+/// A slot's value while the connection of `generation` is open.
+fn open_value(generation: u32) -> u32 {
+    (generation << 1) | 1
+}
+
+/// A slot's value once the connection of `generation` is gone.
+fn gone_value(generation: u32) -> u32 {
+    generation << 1
 }
 
 impl fmt::Debug for LiveTable {
@@ -437,17 +451,34 @@ mod tests {
     #[test]
     fn the_liveness_table_follows_generations_per_slot() {
         let table = LiveTable::new(3000);
-        assert!(!table.is_open_at(1500, 7), "unallocated pages read as gone");
+        for generation in [0, 1, 7] {
+            assert!(
+                !table.is_open_at(1500, generation),
+                "unallocated pages read as gone"
+            );
+        }
         assert_eq!(table.allocated_bytes(), 0);
-        table.set(1500, 7);
+        table.set(1500, open_value(7));
         assert!(table.is_open_at(1500, 7));
         assert_eq!(table.allocated_bytes(), PAGE_SLOTS * 4);
-        // The slot's next connection has a later generation.
-        assert!(!table.is_open_at(1500, 8));
-        table.set(1500, 8);
+        // A fresh page reads as gone for every generation, 0 included.
+        assert!(!table.is_open_at(1501, 0) && !table.is_open_at(1501, 1));
+        // The slot's next connection has a later generation; until it
+        // opens, neither the old nor the new one reads as open.
+        table.set(1500, gone_value(7));
+        for generation in [6, 7, 8, 9] {
+            assert!(!table.is_open_at(1500, generation), "{generation}");
+        }
+        table.set(1500, open_value(8));
         assert!(table.is_open_at(1500, 8) && !table.is_open_at(1500, 7));
+        // An attempt that never opened (generation 9) after 8 is gone.
+        table.set(1500, gone_value(8));
+        assert!(!table.is_open_at(1500, 9) && !table.is_open_at(1500, 8));
+        // Generations wrap without panicking.
+        table.set(1500, open_value(u32::MAX));
+        assert!(table.is_open_at(1500, u32::MAX));
         // Slots beyond the table are ignored, not a panic.
-        table.set(5000, 0);
+        table.set(5000, open_value(0));
         assert!(!table.is_open_at(5000, 0));
         assert_eq!(table.allocated_bytes(), PAGE_SLOTS * 4);
     }

@@ -33,8 +33,11 @@ pub struct ShutdownReport {
     /// deadline (including those that had exchanged both Closes and were
     /// only waiting for the peer's FIN when the deadline cut the wait).
     pub clean: u64,
-    /// Of those, terminated at the deadline before their closing handshake
-    /// completed.
+    /// Of those, cut by ringws before their closing handshake completed:
+    /// at the deadline, or earlier by the close timeout or `terminate()`
+    /// (the ones whose `on_closed` reports [`CloseKind::Forced`]).
+    ///
+    /// [`CloseKind::Forced`]: crate::CloseKind::Forced
     pub forced: u64,
     /// Of those, ended otherwise before the deadline (peer dropped TCP).
     pub abnormal: u64,

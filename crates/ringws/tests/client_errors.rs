@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use client_common::*;
 use ringws::{
-    ClientControl, Conn, ConnId, ConnectError, Handler, Message, ResponseError, UrlError,
+    ClientControl, Conn, ConnId, ConnectError, Handler, Message, ResponseError, SendError, UrlError,
 };
 
 #[test]
@@ -33,6 +33,43 @@ fn a_refused_tcp_connect_is_reported_as_refused() {
     assert_eq!(error.to_string(), "connection refused");
     assert_eq!(client.stats().total.connections(), 0);
     client.shutdown(Duration::from_secs(1));
+}
+
+#[test]
+fn a_handle_to_an_attempt_that_never_opened_reads_as_gone() {
+    // The second attempt reuses the first connection's slot with the next
+    // generation; it fails before opening, so its handle must not read as
+    // open nor accept commands.
+    let (server, server_events) = start_server(|builder| builder);
+    let (client, events) = start_client(|builder| builder.workers(1));
+    let first = client.connect(&url(&server, "/"), Plan::tagged(1)).unwrap();
+    let handle = opened(&events, first);
+    server_opened(&server_events);
+    handle.close(1000, "").unwrap();
+    closed(&events, first);
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let second = client
+        .connect(&format!("ws://127.0.0.1:{port}/"), Plan::tagged(2))
+        .unwrap();
+    assert_eq!(
+        (second.worker(), second.slot()),
+        (first.worker(), first.slot()),
+        "the attempt reuses the slot"
+    );
+    let (_, error) = connect_failed(&events, 2);
+    assert_eq!(error, ConnectError::Refused);
+    let handle = client.handle(second).unwrap();
+    assert!(!handle.is_open());
+    assert_eq!(handle.send_text("to nobody"), Err(SendError::Gone));
+    assert!(handle.close(1000, "").is_err());
+    // Nor does the old connection's handle come back to life.
+    assert!(!client.handle(first).unwrap().is_open());
+    client.shutdown(Duration::from_secs(1));
+    server.shutdown(Duration::from_secs(1));
 }
 
 #[test]

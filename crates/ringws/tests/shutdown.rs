@@ -81,3 +81,23 @@ fn a_control_shuts_down_while_another_thread_joins() {
     assert_eq!(control.shutdown(WAIT), report);
     drop(client);
 }
+
+#[test]
+fn a_silent_peer_cut_by_the_close_timeout_during_shutdown_is_counted_forced() {
+    // The close timeout (300 ms) ends the wait for the peer's Close before
+    // the shutdown deadline (3 s) does: forced all the same, in `on_closed`
+    // and in the report alike.
+    let (server, events) = start(builder().close_timeout(Duration::from_millis(300)));
+    let silent = RawClient::connect(server.local_addr());
+    let (id, _, _) = events.opened_blocking();
+    let report = server.shutdown(Duration::from_secs(3));
+    let info = events.closed_blocking(id);
+    assert_eq!(info.kind, ringws::CloseKind::Forced, "{info:?}");
+    assert_eq!(
+        (report.total, report.clean, report.forced, report.abnormal),
+        (1, 0, 1, 0),
+        "{report:?}"
+    );
+    assert!(report.elapsed < Duration::from_secs(3), "{report:?}");
+    drop(silent);
+}
