@@ -334,7 +334,11 @@ impl ServerBuilder {
 
     /// Unsent bytes a connection may have before sends are refused (the
     /// policy decides what happens then). A message is accepted while fewer
-    /// than this many bytes are queued. Default: 4 MiB.
+    /// than this many bytes are queued. Pongs are never refused; instead,
+    /// when a Ping arrives with the queue at this limit, ringws stops
+    /// reading that connection until the queue drains to half of it, so a
+    /// peer that pings and never reads is slowed by TCP rather than growing
+    /// the queue. Default: 4 MiB.
     pub fn max_queued_bytes(mut self, bytes: usize) -> Self {
         self.max_queued_bytes = bytes;
         self

@@ -43,6 +43,9 @@ pub(crate) mod flag {
     pub const SHUTDOWN_FORCED: u8 = 1 << 5;
     /// Opened by this side (client role, see `crate::client`).
     pub const CLIENT: u8 = 1 << 6;
+    /// Reading is paused because the send queue reached its limit while
+    /// Pongs were being queued; it resumes when the queue drains.
+    pub const INPUT_HELD: u8 = 1 << 7;
 }
 
 /// Where a connection is.
@@ -110,6 +113,10 @@ impl<D> Session<D> {
 
     pub(crate) fn set(&mut self, bits: u8) {
         self.flags |= bits;
+    }
+
+    pub(crate) fn clear(&mut self, bits: u8) {
+        self.flags &= !bits;
     }
 
     pub(crate) fn proto(&self) -> Option<&Connection> {
@@ -703,7 +710,12 @@ impl<'a, H: Handler> Conn<'a, H> {
                         }
                     }
                 }
-                Event::Ping(payload) => handler.on_ping(self, payload),
+                Event::Ping(payload) => {
+                    handler.on_ping(self, payload);
+                    if self.hold_input_when_full() {
+                        return pos;
+                    }
+                }
                 Event::Pong(payload) => {
                     self.pong_received(payload);
                     handler.on_pong(self, payload);
@@ -713,6 +725,28 @@ impl<'a, H: Handler> Conn<'a, H> {
                 }
                 Event::ProtocolError(error) => self.protocol_error(error),
             }
+        }
+    }
+
+    /// Every Ping is answered with a Pong that bypasses the backpressure
+    /// policy, so a peer that sends Pings and reads nothing would grow the
+    /// send queue without bound. At the queue's limit, reading stops
+    /// (the kernel's buffer fills and TCP slows the peer) until the queue
+    /// drains to its low-water mark; the unread bytes wait in the reactor.
+    fn hold_input_when_full(&mut self) -> bool {
+        if self.queued_bytes() < self.worker.settings().max_queued_bytes {
+            return false;
+        }
+        self.session.set(flag::INPUT_HELD);
+        self.io.pause_recv(self.id);
+        true
+    }
+
+    /// Reading resumes once the queue that held it has drained.
+    pub(crate) fn release_input(&mut self) {
+        if self.session.has(flag::INPUT_HELD) {
+            self.session.clear(flag::INPUT_HELD);
+            self.io.resume_recv(self.id);
         }
     }
 

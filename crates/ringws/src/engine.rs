@@ -431,6 +431,7 @@ impl<H: Handler> ringws_reactor::Handler for Engine<H> {
             session,
             worker: &mut self.worker,
         };
+        conn.release_input();
         self.handler.on_drain(&mut conn);
     }
 

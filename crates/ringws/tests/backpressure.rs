@@ -77,3 +77,95 @@ fn the_close_policy_closes_with_its_code_after_the_backlog() {
     assert_eq!(stats.total.dropped_messages, 1);
     server.shutdown(WAIT);
 }
+
+/// Echoes, and records the largest send queue seen when a Ping arrives.
+struct PingWatch {
+    peak_queued: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl ringws::Handler for PingWatch {
+    type ConnData = ();
+    fn on_message(&mut self, conn: &mut ringws::Conn<'_, Self>, message: ringws::Message<'_>) {
+        let _ = conn.send_binary(message.as_bytes());
+    }
+    fn on_ping(&mut self, conn: &mut ringws::Conn<'_, Self>, _payload: &[u8]) {
+        self.peak_queued
+            .fetch_max(conn.queued_bytes(), std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn a_peer_that_pings_and_never_reads_is_held_back_at_the_queue_limit() {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    let limit = 64 * 1024;
+    let peak_queued = Arc::new(AtomicUsize::new(0));
+    let seen = peak_queued.clone();
+    let server = builder()
+        .max_queued_bytes(limit)
+        .socket_send_buffer(4096)
+        .start(move |_| PingWatch {
+            peak_queued: seen.clone(),
+        })
+        .unwrap();
+    let mut client = RawClient::connect(server.local_addr());
+    // 16 MiB of Pings, more than the kernel's buffers on both sides hold:
+    // without a bound the server would queue 16 MiB of Pongs.
+    let ping = masked_frame(true, 0x9, &[0x55; 125]);
+    let pings_per_batch = 1000;
+    let batches = (16 << 20) / (ping.len() * pings_per_batch);
+    let batch: Vec<u8> = ping.repeat(pings_per_batch);
+    let mut writer = client.stream.try_clone().unwrap();
+    let written = Arc::new(AtomicUsize::new(0));
+    let progress = written.clone();
+    let pinger = std::thread::spawn(move || {
+        for _ in 0..batches {
+            writer.write_all(&batch).unwrap();
+            progress.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+    // Wait until the writer is stuck (TCP pushed back) or done, bounded.
+    let start = Instant::now();
+    let mut last = (usize::MAX, Instant::now());
+    while start.elapsed() < Duration::from_secs(20) {
+        let now = written.load(Ordering::Relaxed);
+        if now == batches {
+            break;
+        }
+        if now != last.0 {
+            last = (now, Instant::now());
+        } else if last.1.elapsed() > Duration::from_millis(300) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let blocked_at = written.load(Ordering::Relaxed);
+    let peak = peak_queued.load(Ordering::Relaxed);
+    // One Pong (127 bytes) may land past the limit before reading stops.
+    assert!(
+        peak < limit + 128,
+        "send queue peaked at {peak} bytes, limit {limit}"
+    );
+    assert!(
+        blocked_at < batches,
+        "TCP slowed the peer: {blocked_at} of {batches} batches written"
+    );
+    // Once the peer reads, every Ping gets its Pong, in order, and the
+    // connection goes on.
+    client
+        .stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    for n in 0..batches * pings_per_batch {
+        let (_, opcode, payload) = client.read_frame().expect("a Pong");
+        assert_eq!((opcode, payload.len()), (0xA, 125), "frame {n}");
+    }
+    pinger.join().unwrap();
+    client.write_frame(true, 0x2, b"after");
+    assert_eq!(client.read_frame().unwrap().2, b"after");
+    drop(client);
+    server.shutdown(WAIT);
+}
