@@ -2,7 +2,9 @@
 //! the receive loop, timers and cross-thread commands. It wraps the
 //! application's [`Handler`] and calls it with [`Conn`] references.
 
+use std::cell::Cell;
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
@@ -28,9 +30,33 @@ pub(crate) struct ServerShared {
     pub local_addr: OnceLock<SocketAddr>,
     /// The report of the shutdown, once one has run.
     pub shutdown: Mutex<Option<ShutdownReport>>,
+    /// A shutdown has begun (blocking or in the background).
+    pub shutdown_begun: AtomicBool,
+}
+
+thread_local! {
+    /// On a worker thread: the address of its engine's shared state (0
+    /// elsewhere), so calls that wait for the workers can refuse there
+    /// instead of blocking the worker they wait for.
+    static WORKER_OF: Cell<usize> = const { Cell::new(0) };
 }
 
 impl ServerShared {
+    pub(crate) fn new(settings: Settings, links: Box<[Arc<WorkerLink>]>) -> ServerShared {
+        ServerShared {
+            settings,
+            links,
+            local_addr: OnceLock::new(),
+            shutdown: Mutex::new(None),
+            shutdown_begun: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether the calling thread is one of this engine's workers.
+    pub(crate) fn on_worker_thread(self: &Arc<Self>) -> bool {
+        WORKER_OF.with(Cell::get) == Arc::as_ptr(self) as usize
+    }
+
     /// Links each worker to the reactor's side of it: its inbox and its
     /// published io figures.
     pub(crate) fn attach(&self, reactor: &ReactorHandle<Command>) {
@@ -111,7 +137,10 @@ pub(crate) struct Engine<H: Handler> {
 }
 
 impl<H: Handler> Engine<H> {
+    /// Runs on the worker's own thread (the reactor calls the factory
+    /// there), which it marks as a worker of `shared`.
     pub(crate) fn new(shared: Arc<ServerShared>, id: WorkerId, handler: H) -> Engine<H> {
+        WORKER_OF.with(|worker_of| worker_of.set(Arc::as_ptr(&shared) as usize));
         Engine {
             handler,
             worker: Worker {

@@ -165,3 +165,27 @@ impl std::error::Error for ServerError {
         std::error::Error::source(&self.0)
     }
 }
+
+/// Why [`ServerControl::shutdown`](crate::ServerControl::shutdown) refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ShutdownError {
+    /// Called on one of the engine's own worker threads (inside a
+    /// callback): waiting there for the workers would stall the worker it
+    /// waits for. Use
+    /// [`ServerControl::begin_shutdown`](crate::ServerControl::begin_shutdown).
+    OnWorkerThread,
+}
+
+impl fmt::Display for ShutdownError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ShutdownError::OnWorkerThread => f.write_str(
+                "shutdown() waits for the workers and cannot run on one of them; \
+                 use begin_shutdown() in callbacks",
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ShutdownError {}

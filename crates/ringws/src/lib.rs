@@ -126,7 +126,13 @@
 //! * **Shutdown** ([`ServerControl::shutdown`]): stop accepting, Close 1001
 //!   with the configured reason to every connection on every worker, wait
 //!   for the closing handshakes until the deadline, terminate the rest, stop
-//!   the workers, and return a [`ShutdownReport`].
+//!   the workers, and return a [`ShutdownReport`]. In callbacks, where that
+//!   wait would stall the worker, [`ServerControl::begin_shutdown`] starts
+//!   it without waiting (`shutdown` there returns
+//!   [`ShutdownError::OnWorkerThread`]).
+//! * **Pings** are always answered; a peer that pings and never reads is
+//!   held back: at [`ServerBuilder::max_queued_bytes`] its connection stops
+//!   being read until the queue drains.
 //!
 //! ## Client
 //!
@@ -197,7 +203,7 @@ pub use crate::config::{
     DEFAULT_MAX_QUEUED_BYTES, DEFAULT_PING_INTERVAL, DEFAULT_PONG_TIMEOUT, DEFAULT_SHUTDOWN_REASON,
 };
 pub use crate::conn::Conn;
-pub use crate::error::{CloseError, Gone, SendError, ServerError, StartError};
+pub use crate::error::{CloseError, Gone, SendError, ServerError, ShutdownError, StartError};
 pub use crate::handle::{ConnHandle, PreparedMessage};
 pub use crate::handler::{
     CloseKind, ClosedInfo, Handler, HttpRequest, HttpResponse, Initiator, Message, OwnedMessage,

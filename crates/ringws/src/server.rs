@@ -4,14 +4,15 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
 
 use ringws_reactor::{Reactor, ReactorHandle};
 
 use crate::config::Settings;
 use crate::engine::{Engine, ServerShared};
-use crate::error::{ServerError, StartError};
+use crate::error::{ServerError, ShutdownError, StartError};
 use crate::handle::{Command, ConnHandle, PreparedMessage, WorkerLink};
 use crate::handler::Handler;
 use crate::stats::Stats;
@@ -134,18 +135,62 @@ impl ServerControl {
     /// then stop the workers. Blocks until the workers have been told to
     /// stop (join them with [`ServerHandle::join`]). A second call returns
     /// the first call's report.
-    pub fn shutdown(&self, deadline: Duration) -> ShutdownReport {
-        let mut done = self
-            .shared
-            .shutdown
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+    ///
+    /// Because it waits for the workers, it refuses to run on one of them
+    /// ([`ShutdownError::OnWorkerThread`]): inside a callback, use
+    /// [`begin_shutdown`](Self::begin_shutdown).
+    pub fn shutdown(&self, deadline: Duration) -> Result<ShutdownReport, ShutdownError> {
+        if self.shared.on_worker_thread() {
+            return Err(ShutdownError::OnWorkerThread);
+        }
+        Ok(self.shared.run_shutdown(deadline))
+    }
+
+    /// Starts the graceful shutdown of [`shutdown`](Self::shutdown) on a
+    /// thread of its own and returns at once: usable anywhere, callbacks
+    /// included. `false` if a shutdown had already begun (or the thread
+    /// could not be started). The report is then available from
+    /// [`shutdown_report`](Self::shutdown_report) once the workers have
+    /// been told to stop, and from any later `shutdown` call, which waits
+    /// for it.
+    pub fn begin_shutdown(&self, deadline: Duration) -> bool {
+        if self.shared.shutdown_begun.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        let shared = self.shared.clone();
+        let started = std::thread::Builder::new()
+            .name("ringws-shutdown".into())
+            .spawn(move || shared.run_shutdown(deadline));
+        if started.is_err() {
+            self.shared.shutdown_begun.store(false, Ordering::Release);
+            return false;
+        }
+        true
+    }
+
+    /// The report of the shutdown, once one has finished (`None` before
+    /// and while it runs).
+    pub fn shutdown_report(&self) -> Option<ShutdownReport> {
+        match self.shared.shutdown.try_lock() {
+            Ok(done) => *done,
+            Err(TryLockError::Poisoned(poisoned)) => *poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => None,
+        }
+    }
+}
+
+impl ServerShared {
+    /// The shutdown procedure itself; one run per engine, later calls wait
+    /// for it and return its report.
+    pub(crate) fn run_shutdown(&self, deadline: Duration) -> ShutdownReport {
+        let mut done = self.shutdown.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(report) = *done {
             return report;
         }
+        self.shutdown_begun.store(true, Ordering::Release);
         let started = Instant::now();
         let end = started + deadline;
-        let links = &self.shared.links;
+        let links = &self.links;
         let reached: Vec<bool> = links
             .iter()
             .map(|link| link.send(Command::Shutdown))
@@ -229,12 +274,7 @@ impl ServerHandle {
         let links = (0..workers)
             .map(|index| Arc::new(WorkerLink::new(index, settings.max_connections)))
             .collect();
-        let shared = Arc::new(ServerShared {
-            settings,
-            links,
-            local_addr: OnceLock::new(),
-            shutdown: Mutex::new(None),
-        });
+        let shared = Arc::new(ServerShared::new(settings, links));
         let engine_shared = shared.clone();
         let reactor = Reactor::start(config, move |id| {
             Engine::new(engine_shared.clone(), id, factory(id))
@@ -288,9 +328,11 @@ impl ServerHandle {
     }
 
     /// Graceful shutdown (see [`ServerControl::shutdown`]), then waits for
-    /// the worker threads to end.
+    /// the worker threads to end. For threads other than the workers: a
+    /// callback that must stop the server uses
+    /// [`ServerControl::begin_shutdown`].
     pub fn shutdown(self, deadline: Duration) -> ShutdownReport {
-        let report = self.control.shutdown(deadline);
+        let report = self.control.shared.run_shutdown(deadline);
         let _ = self.reactor.join();
         report
     }

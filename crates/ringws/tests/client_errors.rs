@@ -235,7 +235,7 @@ fn shutdown_aborts_attempts_still_in_their_handshake() {
         client.stats().total.handshaking == 1
     });
     let control = client.control();
-    let report = control.shutdown(Duration::from_secs(1));
+    let report = control.shutdown(Duration::from_secs(1)).unwrap();
     assert_eq!(report.total, 0, "attempts are not open connections");
     let (failed_id, error) = connect_failed(&events, 6);
     assert_eq!(failed_id, Some(id));

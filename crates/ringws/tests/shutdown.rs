@@ -74,11 +74,13 @@ fn a_control_shuts_down_while_another_thread_joins() {
     let client = RawClient::connect(server.local_addr());
     let joiner = std::thread::spawn(move || server.join());
     // The raw client never answers: forced at the deadline.
-    let report = control.shutdown(Duration::from_millis(100));
+    let report = control.shutdown(Duration::from_millis(100)).unwrap();
     assert_eq!((report.total, report.forced), (1, 1));
     joiner.join().unwrap().unwrap();
-    // A second call returns the same report.
-    assert_eq!(control.shutdown(WAIT), report);
+    // A second call returns the same report, and so does the accessor.
+    assert_eq!(control.shutdown(WAIT), Ok(report));
+    assert_eq!(control.shutdown_report(), Some(report));
+    assert!(!control.begin_shutdown(WAIT), "one shutdown per server");
     drop(client);
 }
 
@@ -100,4 +102,68 @@ fn a_silent_peer_cut_by_the_close_timeout_during_shutdown_is_counted_forced() {
     );
     assert!(report.elapsed < Duration::from_secs(3), "{report:?}");
     drop(silent);
+}
+
+/// Shuts the server down from inside a callback when told to.
+struct StopOnRequest {
+    refused: std::sync::mpsc::Sender<Result<ringws::ShutdownReport, ringws::ShutdownError>>,
+}
+
+impl ringws::Handler for StopOnRequest {
+    type ConnData = ();
+    fn on_message(&mut self, conn: &mut ringws::Conn<'_, Self>, message: ringws::Message<'_>) {
+        if message.as_bytes() == b"shutdown" {
+            let control = conn.server().clone();
+            // Waiting here would stall this worker: refused, typed.
+            let _ = self.refused.send(control.shutdown(Duration::from_secs(2)));
+            assert!(control.begin_shutdown(Duration::from_secs(2)));
+            assert!(!control.begin_shutdown(Duration::from_secs(2)));
+        }
+    }
+}
+
+#[test]
+fn a_callback_begins_the_shutdown_and_its_peers_get_1001_at_once() {
+    let (refused_tx, refused) = std::sync::mpsc::channel();
+    let server = builder()
+        .workers(1)
+        .start(move |_| StopOnRequest {
+            refused: refused_tx.clone(),
+        })
+        .unwrap();
+    let control = server.control();
+    let mut asker = RawClient::connect(server.local_addr());
+    let mut other = RawClient::connect(server.local_addr());
+    for client in [&mut asker, &mut other] {
+        client
+            .stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+    }
+    let asked = std::time::Instant::now();
+    asker.write_frame(true, 0x1, b"shutdown");
+    assert_eq!(
+        refused.recv_timeout(WAIT).unwrap(),
+        Err(ringws::ShutdownError::OnWorkerThread)
+    );
+    for client in [&mut asker, &mut other] {
+        let (_, opcode, payload) = client.read_frame().expect("a Close");
+        assert_eq!(opcode, 0x8);
+        assert_eq!(payload[..2], 1001u16.to_be_bytes());
+        client.write_frame(true, 0x8, &payload[..2]);
+        assert!(client.read_frame().is_none(), "then the server closes TCP");
+    }
+    assert!(
+        asked.elapsed() < Duration::from_secs(1),
+        "the worker was not stalled: {:?}",
+        asked.elapsed()
+    );
+    drop((asker, other));
+    server.join().unwrap();
+    let report = control.shutdown_report().expect("the report once it ran");
+    assert_eq!(
+        (report.total, report.clean, report.forced, report.abnormal),
+        (2, 2, 0, 0),
+        "{report:?}"
+    );
 }

@@ -47,7 +47,7 @@ use std::marker::PhantomData;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ringws_proto::handshake::{
@@ -57,7 +57,7 @@ use ringws_reactor::{Reactor, ReactorHandle};
 
 use crate::config::{ConfigError, Pinning, Server, ServerBuilder};
 use crate::engine::{Engine, ServerShared};
-use crate::error::{ServerError, StartError};
+use crate::error::{ServerError, ShutdownError, StartError};
 use crate::handle::{Command, ConnHandle, WorkerLink};
 use crate::handler::Handler;
 use crate::server::{ServerControl, ShutdownReport};
@@ -580,13 +580,6 @@ struct ClientShared {
     next_worker: AtomicUsize,
 }
 
-thread_local! {
-    /// On a client's worker thread: the address of that client's engine
-    /// state (0 elsewhere), so a blocking `connect` there can refuse
-    /// instead of deadlocking.
-    static WORKER_OF: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-}
-
 /// What a worker needs to open one connection; travels through its inbox.
 pub(crate) struct ConnectRequest<D> {
     /// The addresses to try, in order.
@@ -657,8 +650,7 @@ impl<D: Send + 'static> ClientControl<D> {
     /// aborted and reported to `on_connect_failed`. Inside callbacks use
     /// [`connect_queued`](Self::connect_queued).
     pub fn connect(&self, url: &str, data: D) -> Result<ConnId, ConnectError> {
-        let engine = Arc::as_ptr(&self.shared.control.shared) as usize;
-        if WORKER_OF.with(|worker_of| worker_of.get()) == engine {
+        if self.shared.control.shared.on_worker_thread() {
             return Err(ConnectError::OnWorkerThread);
         }
         let (reply, answer) = mpsc::sync_channel(1);
@@ -753,8 +745,19 @@ impl<D> ClientControl<D> {
     /// reason on every open connection, wait for the closing handshakes
     /// until `deadline`, reset the rest, then stop the workers (see
     /// [`ServerControl::shutdown`]). Join with [`ClientHandle::join`].
-    pub fn shutdown(&self, deadline: Duration) -> ShutdownReport {
+    ///
+    /// It waits for the workers, so it refuses to run on one of them
+    /// ([`ShutdownError::OnWorkerThread`]): in callbacks use
+    /// [`begin_shutdown`](Self::begin_shutdown).
+    pub fn shutdown(&self, deadline: Duration) -> Result<ShutdownReport, ShutdownError> {
         self.shared.control.shutdown(deadline)
+    }
+
+    /// [`shutdown`](Self::shutdown) on a thread of its own, without
+    /// waiting: usable anywhere, callbacks included (see
+    /// [`ServerControl::begin_shutdown`]).
+    pub fn begin_shutdown(&self, deadline: Duration) -> bool {
+        self.shared.control.begin_shutdown(deadline)
     }
 }
 
@@ -836,16 +839,9 @@ impl<D: Send + 'static> ClientHandle<D> {
         let links = (0..config.worker_count())
             .map(|index| Arc::new(WorkerLink::new(index, settings.max_connections)))
             .collect();
-        let engine = Arc::new(ServerShared {
-            settings,
-            links,
-            local_addr: OnceLock::new(),
-            shutdown: Mutex::new(None),
-        });
-        let marker = Arc::as_ptr(&engine) as usize;
+        let engine = Arc::new(ServerShared::new(settings, links));
         let for_workers = engine.clone();
         let reactor = Reactor::start(config, move |id| {
-            WORKER_OF.with(|worker_of| worker_of.set(marker));
             Engine::new(for_workers.clone(), id, factory(id))
         })?;
         engine.attach(&reactor);
@@ -891,9 +887,10 @@ impl<D> ClientHandle<D> {
     }
 
     /// Graceful shutdown (see [`ClientControl::shutdown`]), then waits for
-    /// the worker threads to end.
+    /// the worker threads to end. For threads other than the workers: a
+    /// callback uses [`ClientControl::begin_shutdown`].
     pub fn shutdown(self, deadline: Duration) -> ShutdownReport {
-        let report = self.control.shutdown(deadline);
+        let report = self.control.shared.control.shared.run_shutdown(deadline);
         let _ = self.reactor.join();
         report
     }

@@ -455,7 +455,10 @@ pub fn main(args: ServeArgs) -> ExitCode {
             // The shutdown blocks, so it runs on its own thread while this
             // one waits for a second signal, which exits at once.
             let shutdown = move || {
-                let _ = report_tx.send(control.shutdown(deadline));
+                // Never refused here: this is not a worker thread.
+                if let Ok(report) = control.shutdown(deadline) {
+                    let _ = report_tx.send(report);
+                }
             };
             let spawned = std::thread::Builder::new()
                 .name("ringws-shutdown".into())
@@ -474,7 +477,7 @@ pub fn main(args: ServeArgs) -> ExitCode {
         });
     if let Err(error) = watcher {
         eprintln!("ringws serve: cannot start the signal thread: {error}");
-        server.control().shutdown(Duration::ZERO);
+        let _ = server.control().shutdown(Duration::ZERO);
         let _ = server.join();
         return ExitCode::FAILURE;
     }
