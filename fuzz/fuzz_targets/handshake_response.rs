@@ -27,7 +27,7 @@ fn client(limits: HeadLimits) -> ClientHandshake {
         "/chat",
         NONCE,
         &["chat", "superchat"],
-        &[("Sec-WebSocket-Extensions", "x-one; a=1")],
+        &[("Origin", "https://example.com")],
     )
     .expect("valid request")
     .with_limits(limits)

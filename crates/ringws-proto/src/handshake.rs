@@ -147,7 +147,8 @@ pub enum BuildError {
     InvalidHeaderName(String),
     /// A header value with a control character (CR and LF included).
     InvalidHeaderValue(String),
-    /// A header the handshake writes itself, or one that would give the message a body.
+    /// A header the handshake writes itself, one that would give the message a
+    /// body, or `Sec-WebSocket-Extensions` (ringws implements no extension).
     ReservedHeader(String),
     /// The selected subprotocol was not offered by the client.
     SubprotocolNotOffered(String),
@@ -169,7 +170,7 @@ impl fmt::Display for BuildError {
                 write!(f, "header {name:?} has a control character in its value")
             }
             BuildError::ReservedHeader(name) => {
-                write!(f, "header {name:?} is written by the handshake itself")
+                write!(f, "header {name:?} is reserved for the handshake itself")
             }
             BuildError::SubprotocolNotOffered(name) => {
                 write!(f, "subprotocol {name:?} was not offered by the client")
@@ -212,7 +213,13 @@ fn write_plain_response_unchecked(
     out: &mut Vec<u8>,
 ) {
     write_status_line(out, status);
-    write_header(out, "Connection", "close");
+    // A response that names an `Upgrade` must list it in `Connection` too
+    // (RFC 7230 §6.7); the connection still closes after it.
+    let upgrade = headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("Upgrade"));
+    let connection = if upgrade { "Upgrade, close" } else { "close" };
+    write_header(out, "Connection", connection);
     for (name, value) in headers {
         write_header(out, name, value);
     }
@@ -358,15 +365,6 @@ fn extension_elements(value: &[u8]) -> impl Iterator<Item = &[u8]> {
             return Some(element);
         }
     })
-}
-
-/// The extension name of one extension list element: the part before any `;`.
-fn extension_name(element: &[u8]) -> &[u8] {
-    let end = element
-        .iter()
-        .position(|&b| b == b';')
-        .unwrap_or(element.len());
-    trim_whitespace(&element[..end])
 }
 
 /// The header fields of a parsed head, borrowed from the caller's buffer.

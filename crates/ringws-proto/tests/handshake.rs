@@ -368,7 +368,18 @@ fn each_rejection_rule_has_its_status() {
             status_line.starts_with(&format!("HTTP/1.1 {status} ")),
             "{status_line}"
         );
-        assert!(headers.iter().any(|line| line == "Connection: close"));
+        // A 426 names `Upgrade`, which `Connection` must list (RFC 7230
+        // §6.7); every refusal closes the connection.
+        let connection = if status == 426 {
+            "Connection: Upgrade, close"
+        } else {
+            "Connection: close"
+        };
+        assert!(headers.iter().any(|line| line == connection), "{headers:?}");
+        assert_eq!(
+            headers.iter().any(|line| line == "Upgrade: websocket"),
+            status == 426
+        );
         assert_eq!(body, format!("{error}\n"));
         assert_eq!(
             headers
@@ -539,7 +550,7 @@ fn reset_parser_reads_a_new_buffer() {
     let mut parser = ServerHandshake::default();
     assert_eq!(parser.parse(&RFC_REQUEST[..40]).unwrap(), None);
     parser.reset();
-    let plain = b"GET /metrics HTTP/1.1\r\n\r\n";
+    let plain = b"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n";
     assert!(matches!(
         parser.parse(plain).unwrap(),
         Some(ParsedRequest {
@@ -547,6 +558,48 @@ fn reset_parser_reads_a_new_buffer() {
             ..
         })
     ));
+}
+
+#[test]
+fn plain_requests_need_one_valid_host_like_upgrades() {
+    // RFC 7230 §5.4: 400 for an HTTP/1.1 request without `Host`, and for
+    // any request with two or an invalid one.
+    let refused: [(&[u8], HandshakeError); 4] = [
+        (
+            b"GET /metrics HTTP/1.1\r\n\r\n",
+            HandshakeError::MissingHost,
+        ),
+        (
+            b"GET /metrics HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            HandshakeError::DuplicateHeader("Host"),
+        ),
+        (
+            b"GET /metrics HTTP/1.0\r\nHost: a\r\nhost: b\r\n\r\n",
+            HandshakeError::DuplicateHeader("Host"),
+        ),
+        (
+            b"GET /metrics HTTP/1.1\r\nHost: a b\r\n\r\n",
+            HandshakeError::InvalidHeaderValue("Host"),
+        ),
+    ];
+    for (request, expected) in refused {
+        let error = rejection(request);
+        assert_eq!(error, expected, "{:?}", String::from_utf8_lossy(request));
+        assert_eq!(error.status(), 400);
+    }
+    // HTTP/1.0 may omit it.
+    for request in [
+        &b"GET /metrics HTTP/1.0\r\n\r\n"[..],
+        &b"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+    ] {
+        assert!(matches!(
+            parse_request(request, &HeadLimits::DEFAULT).unwrap(),
+            Some(ParsedRequest {
+                kind: RequestKind::PlainHttp(_),
+                ..
+            })
+        ));
+    }
 }
 
 #[test]
@@ -806,9 +859,7 @@ fn client_response_in_pieces() {
 
 #[test]
 fn client_rejections() {
-    let offered_extension = [("Sec-WebSocket-Extensions", "x-one; a=\"1,2\", x-two")];
-    let fresh =
-        || ClientHandshake::new("h", 80, "/", nonce(9), &["chat"], &offered_extension).unwrap();
+    let fresh = || ClientHandshake::new("h", 80, "/", nonce(9), &["chat"], &[]).unwrap();
     let client = fresh();
     let accept = client.expected_accept().to_string();
     let cases: Vec<(Vec<u8>, ResponseError)> = vec![
@@ -889,22 +940,27 @@ fn client_rejections() {
         );
     }
 
-    // Extensions the client offered (names only, parameters aside) are fine.
-    let mut client = fresh();
-    let response = response_for(
-        &client,
-        "Sec-WebSocket-Extensions: X-Two\r\nSec-WebSocket-Extensions: x-one; a=\"1,2\"\r\n",
-    );
-    let (subprotocol, _) = accepted(&mut client, &response);
-    assert_eq!(subprotocol, None);
-
-    // Without any offer, any accepted extension fails the handshake.
+    // ringws offers no extension: it refuses to offer one (the server
+    // could accept it, and it would be in use from the first frame) and
+    // fails a handshake whose response names any.
+    for name in ["Sec-WebSocket-Extensions", "sec-websocket-extensions"] {
+        assert_eq!(
+            ClientHandshake::new("h", 80, "/", nonce(9), &[], &[(name, "permessage-deflate")])
+                .unwrap_err(),
+            BuildError::ReservedHeader(name.to_owned())
+        );
+    }
     let mut bare = ClientHandshake::new("h", 80, "/", nonce(9), &[], &[]).unwrap();
     let response = response_for(&bare, "Sec-WebSocket-Extensions: x-one\r\n");
     assert_eq!(
         bare.parse_response(&response).unwrap_err(),
         ResponseError::UnrequestedExtension
     );
+    // An empty extension list names none.
+    let mut client = fresh();
+    let response = response_for(&client, "Sec-WebSocket-Extensions: ,\r\n");
+    let (subprotocol, _) = accepted(&mut client, &response);
+    assert_eq!(subprotocol, None);
     let response = response_for(&bare, "Sec-WebSocket-Protocol: chat\r\n");
     assert_eq!(
         bare.parse_response(&response).unwrap_err(),

@@ -230,7 +230,7 @@ proptest! {
         limits in limits(),
     ) {
         let fresh = || {
-            ClientHandshake::new("example.com", 80, "/", NONCE, &["chat"], &[("Sec-WebSocket-Extensions", "x-one")])
+            ClientHandshake::new("example.com", 80, "/", NONCE, &["chat"], &[])
                 .unwrap()
                 .with_limits(limits)
         };

@@ -241,7 +241,7 @@ fn answer_plain_http(settings: &Settings, request: PlainRequest<'_>) -> Refusal 
 fn upgrade_required() -> Refusal {
     let body = "this endpoint speaks WebSocket: send a WebSocket upgrade request\n";
     let response = format!(
-        "HTTP/1.1 426 Upgrade Required\r\nConnection: close\r\nUpgrade: websocket\r\n\
+        "HTTP/1.1 426 Upgrade Required\r\nConnection: Upgrade, close\r\nUpgrade: websocket\r\n\
          Sec-WebSocket-Version: 13\r\nContent-Type: text/plain; charset=utf-8\r\n\
          Content-Length: {}\r\n\r\n{body}",
         body.len()

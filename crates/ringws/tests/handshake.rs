@@ -75,6 +75,7 @@ fn plain_http_without_a_hook_gets_426_naming_websocket() {
     );
     assert_eq!(status, 426);
     assert!(head.contains("Upgrade: websocket"), "{head}");
+    assert!(head.contains("Connection: Upgrade, close"), "{head}");
     assert!(!body.is_empty());
     server.shutdown(WAIT);
 }

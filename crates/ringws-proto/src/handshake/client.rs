@@ -4,10 +4,9 @@ use std::fmt;
 use std::net::Ipv6Addr;
 
 use super::{
-    any_list_has_token, check_header, encode_nonce, extension_elements, extension_name,
-    is_reg_name, is_token, is_visible_ascii, syntax_error_part, write_header, AcceptKey, Attempt,
-    BuildError, HeadLimits, HeadScanner, Headers, Occurrence, ScanError, WsUrl,
-    MAX_HEADERS_CEILING, WEBSOCKET_VERSION,
+    any_list_has_token, check_header, encode_nonce, extension_elements, is_reg_name, is_token,
+    is_visible_ascii, syntax_error_part, write_header, AcceptKey, Attempt, BuildError, HeadLimits,
+    HeadScanner, Headers, Occurrence, ScanError, WsUrl, MAX_HEADERS_CEILING, WEBSOCKET_VERSION,
 };
 
 /// Why the server's answer does not complete the handshake.
@@ -135,7 +134,6 @@ pub struct ClientHandshake {
     request: Vec<u8>,
     expected_accept: AcceptKey,
     offered_subprotocols: Vec<Box<str>>,
-    offered_extensions: Vec<Box<[u8]>>,
     limits: HeadLimits,
     scanner: HeadScanner,
 }
@@ -166,17 +164,10 @@ impl ClientHandshake {
                 return Err(BuildError::InvalidSubprotocol((*protocol).to_owned()));
             }
         }
-        let mut offered_extensions = Vec::new();
         for (name, value) in extra_headers {
             check_header(name, value)?;
             if is_reserved_request_header(name) {
                 return Err(BuildError::ReservedHeader((*name).to_owned()));
-            }
-            if name.eq_ignore_ascii_case("Sec-WebSocket-Extensions") {
-                offered_extensions.extend(
-                    extension_elements(value.as_bytes())
-                        .map(|element| extension_name(element).into()),
-                );
             }
         }
 
@@ -208,7 +199,6 @@ impl ClientHandshake {
             request,
             expected_accept: AcceptKey::from_key(&key),
             offered_subprotocols: subprotocols.iter().map(|&p| p.into()).collect(),
-            offered_extensions,
             limits: HeadLimits::DEFAULT,
             scanner: HeadScanner::default(),
         })
@@ -260,15 +250,8 @@ impl ClientHandshake {
         let limits = self.limits;
         let expected_accept = &self.expected_accept;
         let offered_subprotocols = &self.offered_subprotocols;
-        let offered_extensions = &self.offered_extensions;
         let outcome = self.scanner.scan(buf, limits.max_head_bytes, |window| {
-            parse_response_head(
-                window,
-                &limits,
-                expected_accept,
-                offered_subprotocols,
-                offered_extensions,
-            )
+            parse_response_head(window, &limits, expected_accept, offered_subprotocols)
         });
         match outcome {
             Ok(Some((response, head_len))) => Ok(Some(HandshakeResponse {
@@ -289,7 +272,6 @@ fn parse_response_head<'b>(
     limits: &HeadLimits,
     expected_accept: &AcceptKey,
     offered_subprotocols: &[Box<str>],
-    offered_extensions: &[Box<[u8]>],
 ) -> Result<Attempt<HandshakeResponse<'b>>, ResponseError> {
     // Left uninitialised, as for requests (see the server's `parse_head`).
     let mut slots = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS_CEILING];
@@ -340,16 +322,13 @@ fn parse_response_head<'b>(
     if accept != expected_accept.as_bytes() {
         return Err(ResponseError::AcceptMismatch);
     }
-    let all_extensions_offered = headers
+    // ringws offers no extension, so the server may accept none.
+    let any_extension = headers
         .values_of("Sec-WebSocket-Extensions", extensions)
         .flat_map(extension_elements)
-        .all(|element| {
-            let name = extension_name(element);
-            offered_extensions
-                .iter()
-                .any(|offered| offered.eq_ignore_ascii_case(name))
-        });
-    if !all_extensions_offered {
+        .next()
+        .is_some();
+    if any_extension {
         return Err(ResponseError::UnrequestedExtension);
     }
     let subprotocol = match single_value(subprotocol, "Sec-WebSocket-Protocol")? {
@@ -390,7 +369,9 @@ fn single_value<'b>(
 }
 
 fn is_reserved_request_header(name: &str) -> bool {
-    const RESERVED: [&str; 9] = [
+    // `Sec-WebSocket-Extensions` too: ringws implements no extension, and
+    // one the server accepted would be in use from the first frame.
+    const RESERVED: [&str; 10] = [
         "Host",
         "Upgrade",
         "Connection",
@@ -398,6 +379,7 @@ fn is_reserved_request_header(name: &str) -> bool {
         "Sec-WebSocket-Version",
         "Sec-WebSocket-Protocol",
         "Sec-WebSocket-Accept",
+        "Sec-WebSocket-Extensions",
         "Content-Length",
         "Transfer-Encoding",
     ];

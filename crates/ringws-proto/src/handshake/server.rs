@@ -65,8 +65,9 @@ impl HandshakeError {
     }
 
     /// Appends the complete HTTP response for this error to `out`: status line,
-    /// `Connection: close`, the headers the status calls for, and a one-line
-    /// text body. The server should close the connection after sending it.
+    /// `Connection: close` (`Connection: Upgrade, close` beside the 426's
+    /// `Upgrade`), the headers the status calls for, and a one-line text
+    /// body. The server should close the connection after sending it.
     pub fn write_response(&self, out: &mut Vec<u8>) {
         let body = format!("{self}\n");
         let content_type = ("Content-Type", "text/plain; charset=utf-8");
@@ -413,6 +414,15 @@ fn classify<'b>(
     let is_upgrade_attempt =
         upgrade_to_websocket || key != Occurrence::Absent || version != Occurrence::Absent;
     if !is_upgrade_attempt {
+        // RFC 7230 §5.4: one valid `Host` in every HTTP/1.1 request, at
+        // most one in HTTP/1.0; otherwise 400.
+        match single_value(host, "Host")? {
+            Some(host) if visible_ascii(host).is_none() => {
+                return Err(HandshakeError::InvalidHeaderValue("Host"));
+            }
+            None if minor_version == 1 => return Err(HandshakeError::MissingHost),
+            _ => {}
+        }
         return Ok(RequestKind::PlainHttp(PlainRequest {
             method,
             path,

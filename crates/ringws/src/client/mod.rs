@@ -464,7 +464,9 @@ impl ClientBuilder {
 
     /// A header added to every upgrade request (`Origin`,
     /// `Authorization`, ...). Headers the handshake writes itself (`Host`,
-    /// `Upgrade`, `Sec-WebSocket-Key`, ...) are refused at start.
+    /// `Upgrade`, `Sec-WebSocket-Key`, ...) are refused at start, and so is
+    /// `Sec-WebSocket-Extensions`: ringws implements no extension, and one
+    /// the server accepted would be in use from the first frame.
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.headers.push((name.into(), value.into()));
         self
@@ -1086,6 +1088,10 @@ mod tests {
             (
                 Client::builder().header("Host", "example.com"),
                 "reserved header",
+            ),
+            (
+                Client::builder().header("Sec-WebSocket-Extensions", "permessage-deflate"),
+                "an extension offer (none is implemented)",
             ),
             (
                 Client::builder().header("X-Bad", "a\r\nb"),
