@@ -21,7 +21,7 @@ use crate::handle::{Command, OutFrame, WorkerLink};
 use crate::handler::{Handler, HttpRequest, Initiator, Request};
 use crate::server::{ServerControl, ShutdownReport};
 use crate::stats::Gauge;
-use crate::{CloseCode, CloseKind, ConnId, WorkerId};
+use crate::{CloseCode, CloseKind, ConnId, SendError, WorkerId};
 
 /// State shared by every worker and every handle of one server.
 pub(crate) struct ServerShared {
@@ -546,11 +546,19 @@ impl<H: Handler> ringws_reactor::Handler for Engine<H> {
         self.worker.init(&ctx.io);
         let worker = &mut self.worker;
         match command {
+            // A handle saw the connection open, but it started closing
+            // before the command arrived: nothing more may be sent, so the
+            // command is dropped and counted like one for a gone connection.
+            // (Backpressure refusals are counted by the policy.)
             Command::Send { conn, frame } => Self::with_conn(worker, ctx, conn, |conn| {
-                let _ = conn.send_frame(frame);
+                if conn.send_frame(frame) == Err(SendError::Closing) {
+                    conn.worker.link().counters.commands_for_gone.inc();
+                }
             }),
             Command::Ping { conn, payload } => Self::with_conn(worker, ctx, conn, |conn| {
-                let _ = conn.ping(&payload);
+                if conn.ping(&payload) == Err(SendError::Closing) {
+                    conn.worker.link().counters.commands_for_gone.inc();
+                }
             }),
             Command::Close { conn, code, reason } => {
                 Self::with_conn(worker, ctx, conn, |conn| conn.start_close(code, &reason))

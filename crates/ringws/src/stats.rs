@@ -379,7 +379,9 @@ pub struct WorkerStats {
     pub dropped_messages: u64,
     /// Connections closed by the backpressure policy.
     pub backpressure_closes: u64,
-    /// Commands from handles that arrived after their connection was gone.
+    /// Commands from handles that arrived after their connection was gone,
+    /// and sends and pings that arrived after it had started closing: all
+    /// dropped.
     pub commands_for_gone: u64,
     /// Close durations.
     pub close_durations: DurationHistogram,

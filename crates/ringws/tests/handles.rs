@@ -86,6 +86,27 @@ fn a_handle_closes_with_code_and_reason_then_reports_gone() {
 }
 
 #[test]
+fn sends_that_reach_a_closing_connection_are_dropped_and_counted() {
+    let (server, events) = start(builder());
+    let mut client = RawClient::connect(server.local_addr());
+    let (id, _, handle) = events.opened_blocking();
+    handle.close(1000, "bye").unwrap();
+    assert_eq!(client.read_close(), close_payload(1000, "bye"));
+    // Still open to the handle (on_closed has not run), so the calls are
+    // queued; the worker drops them, as nothing may follow our Close.
+    assert!(handle.is_open());
+    assert_eq!(handle.send_text("late"), Ok(()));
+    assert_eq!(handle.ping(b"late"), Ok(()));
+    let stats = wait_stats(&server, |stats| stats.total.commands_for_gone >= 2);
+    assert_eq!(stats.total.commands_for_gone, 2);
+    client.write_frame(true, 0x8, &close_payload(1000, ""));
+    assert_eq!(client.read_frame(), None, "no frame after the Close");
+    drop(client);
+    assert_eq!(events.closed_blocking(id).kind, CloseKind::Clean);
+    server.shutdown(WAIT);
+}
+
+#[test]
 fn a_handle_terminates_from_another_thread() {
     let (server, events) = start(builder());
     let mut client = RawClient::connect(server.local_addr());
