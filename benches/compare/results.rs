@@ -456,6 +456,23 @@ fn ratio_bar(summary: &Summary, key: &str, peer: ServerKind, at_least: f64) -> B
     }
 }
 
+/// A bar judged over several workloads.
+#[derive(Default)]
+struct Verdict {
+    failed: bool,
+    missing: bool,
+}
+
+impl Verdict {
+    fn met(&self) -> Option<bool> {
+        match (self.failed, self.missing) {
+            (true, _) => Some(false),
+            (false, true) => None,
+            (false, false) => Some(true),
+        }
+    }
+}
+
 /// The bars: ringws echo 512 B at least 1.2× fastwebsockets and
 /// tokio-tungstenite; ringws server CPU per message the lowest of the
 /// WebSocket servers (every echo workload); ringws within 25 % of the raw
@@ -465,12 +482,14 @@ pub fn bar_checks(summary: &Summary, servers: &[ServerKind]) -> Vec<BarCheck> {
         ratio_bar(summary, "echo-512.msgs", ServerKind::Fastwebsockets, 1.2),
         ratio_bar(summary, "echo-512.msgs", ServerKind::TokioTungstenite, 1.2),
     ];
-    let mut cpu_lowest = Some(true);
+    // A bar fails when any workload fails it, even if another workload
+    // went unmeasured; it is "not measured" only when nothing failed.
+    let mut cpu = Verdict::default();
     let mut cpu_detail = Vec::new();
     for workload in ECHO_WORKLOADS {
         let key = format!("{}.cpu", workload.key);
         let Some(ringws) = summary.median(&key, ServerKind::Ringws) else {
-            cpu_lowest = None;
+            cpu.missing = true;
             continue;
         };
         let others: Vec<(ServerKind, f64)> = servers
@@ -480,9 +499,7 @@ pub fn bar_checks(summary: &Summary, servers: &[ServerKind]) -> Vec<BarCheck> {
             .collect();
         let lowest_other = others.iter().copied().min_by(|a, b| a.1.total_cmp(&b.1));
         if let Some((peer, value)) = lowest_other {
-            if ringws > value {
-                cpu_lowest = cpu_lowest.map(|_| false);
-            }
+            cpu.failed |= ringws > value;
             cpu_detail.push(format!(
                 "{}: ringws {ringws:.0} ns, lowest peer {} {value:.0} ns ({:.2}×)",
                 workload.label,
@@ -490,15 +507,15 @@ pub fn bar_checks(summary: &Summary, servers: &[ServerKind]) -> Vec<BarCheck> {
                 value / ringws
             ));
         } else {
-            cpu_lowest = None;
+            cpu.missing = true;
         }
     }
     checks.push(BarCheck {
         bar: "ringws server CPU per message the lowest of the WebSocket servers".into(),
-        met: cpu_lowest,
+        met: cpu.met(),
         detail: cpu_detail.join("; "),
     });
-    let mut floor_ok = Some(true);
+    let mut floor = Verdict::default();
     let mut floor_detail = Vec::new();
     for workload in ECHO_WORKLOADS {
         let key = format!("{}.msgs", workload.key);
@@ -507,17 +524,18 @@ pub fn bar_checks(summary: &Summary, servers: &[ServerKind]) -> Vec<BarCheck> {
             summary.median(&key, ServerKind::RawTcp),
         ) {
             Some(r) => {
-                if r < 0.75 {
-                    floor_ok = floor_ok.map(|_| false);
-                }
+                floor.failed |= r < 0.75;
                 floor_detail.push(format!("{}: {r:.2}× the floor", workload.label));
             }
-            None => floor_ok = None,
+            None => {
+                floor.missing = true;
+                floor_detail.push(format!("{}: not measured", workload.label));
+            }
         }
     }
     checks.push(BarCheck {
         bar: "ringws echo throughput within 25 % of the raw TCP echo floor".into(),
-        met: floor_ok,
+        met: floor.met(),
         detail: floor_detail.join("; "),
     });
     checks
@@ -604,5 +622,39 @@ mod tests {
         // tokio-tungstenite used less CPU; the raw floor does not count.
         assert_eq!(checks[2].met, Some(false), "{:?}", checks[2]);
         assert_eq!(checks[3].met, Some(true), "{:?}", checks[3]); // 0.79×
+    }
+
+    #[test]
+    fn a_bar_failed_on_one_workload_stays_failed_when_another_is_missing() {
+        let servers = [
+            ServerKind::Ringws,
+            ServerKind::Fastwebsockets,
+            ServerKind::RawTcp,
+        ];
+        // ringws at 0.5× the floor, and the floor's pipelined run lost.
+        let mut raw = turn(ServerKind::RawTcp, 1, 600.0, 1000.0);
+        raw.throughput.retain(|t| t.workload != "pipelined-512");
+        // ringws slower than the peer on CPU, and one ringws CPU figure lost.
+        let mut ringws = turn(ServerKind::Ringws, 1, 300.0, 4000.0);
+        ringws.throughput.retain(|t| t.workload != "echo-20");
+        let turns = vec![
+            ringws,
+            turn(ServerKind::Fastwebsockets, 1, 200.0, 3000.0),
+            raw,
+        ];
+        let checks = bar_checks(&Summary::of(&turns, &servers), &servers);
+        assert_eq!(checks[2].met, Some(false), "{:?}", checks[2]);
+        assert_eq!(checks[3].met, Some(false), "{:?}", checks[3]);
+        assert!(checks[3].detail.contains("not measured"), "{:?}", checks[3]);
+        // Nothing failed, something missing: not measured.
+        let mut raw = turn(ServerKind::RawTcp, 1, 320.0, 1000.0);
+        raw.throughput.retain(|t| t.workload != "pipelined-512");
+        let turns = vec![
+            turn(ServerKind::Ringws, 1, 300.0, 2000.0),
+            turn(ServerKind::Fastwebsockets, 1, 200.0, 3000.0),
+            raw,
+        ];
+        let checks = bar_checks(&Summary::of(&turns, &servers), &servers);
+        assert_eq!(checks[3].met, None, "{:?}", checks[3]);
     }
 }

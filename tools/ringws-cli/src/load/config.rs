@@ -167,11 +167,21 @@ impl LoadConfig {
         if self.pipeline == 0 {
             return fail("--pipeline must be at least 1".into());
         }
-        if self.duration.is_zero() {
-            return fail("--duration must be positive".into());
-        }
-        if self.timeout.is_zero() {
-            return fail("--timeout must be positive".into());
+        // Deadlines are instants computed from these: bounded so that the
+        // sum can never overflow.
+        let spans = [
+            ("--duration", Some(self.duration)),
+            ("--timeout", Some(self.timeout)),
+            ("--ping-interval", self.ping_interval),
+        ];
+        for (name, span) in spans {
+            match span {
+                Some(span) if span.is_zero() => return fail(format!("{name} must be positive")),
+                Some(span) if span > MAX_SPAN => {
+                    return fail(format!("{name} must be at most {} days", MAX_SPAN_DAYS));
+                }
+                _ => {}
+            }
         }
         if self.max_in_flight == 0 {
             return fail("--max-in-flight must be at least 1".into());
@@ -192,12 +202,6 @@ impl LoadConfig {
             if !(ramp.is_finite() && ramp > 0.0 && ramp <= MAX_RATE) {
                 return fail(format!("--ramp must be above 0 and at most {MAX_RATE}"));
             }
-        }
-        if self
-            .ping_interval
-            .is_some_and(|interval| interval.is_zero())
-        {
-            return fail("--ping-interval must be positive".into());
         }
         if !ringws_proto::close::CloseCode(self.close_code).is_valid_on_wire()
             || self.close_code < 1000
@@ -225,6 +229,10 @@ pub const MAX_PAYLOAD_SIZE: usize = 16 << 20;
 
 /// Largest `--rate` or `--ramp` (per second).
 pub const MAX_RATE: f64 = 1e9;
+
+/// Longest `--duration`, `--timeout` or `--ping-interval`, in days.
+const MAX_SPAN_DAYS: u64 = 365;
+const MAX_SPAN: Duration = Duration::from_secs(MAX_SPAN_DAYS * 24 * 3600);
 
 /// A setting that is out of range or inconsistent with another.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -448,6 +456,27 @@ mod tests {
                     ..base.clone()
                 },
                 "--pipeline",
+            ),
+            (
+                LoadConfig {
+                    duration: Duration::from_secs(10_000_000_000_000_000_000),
+                    ..base.clone()
+                },
+                "--duration",
+            ),
+            (
+                LoadConfig {
+                    timeout: Duration::MAX,
+                    ..base.clone()
+                },
+                "--timeout",
+            ),
+            (
+                LoadConfig {
+                    ping_interval: Some(Duration::ZERO),
+                    ..base.clone()
+                },
+                "--ping-interval",
             ),
             (
                 LoadConfig {
