@@ -184,7 +184,8 @@ pub(crate) struct Peer {
     /// Send (rate mode: intended) times of the messages awaiting an echo,
     /// nanoseconds since the worker's epoch.
     in_flight: VecDeque<u64>,
-    pings_out: u32,
+    /// Send times of the Pings awaiting a Pong, each Ping's payload.
+    pings_out: VecDeque<u64>,
     /// Churn: messages still to send.
     remaining: u32,
     /// When the current phase began (connect, handshake or close).
@@ -193,7 +194,7 @@ pub(crate) struct Peer {
 
 impl Peer {
     fn awaiting(&self) -> usize {
-        self.in_flight.len() + self.pings_out as usize
+        self.in_flight.len() + self.pings_out.len()
     }
 }
 
@@ -456,7 +457,7 @@ impl LoadWorker {
                 self.tally.error(ErrorKind::ReplyTimeout, unanswered);
                 self.tally.unanswered += peer.in_flight.len() as u64;
                 peer.in_flight.clear();
-                peer.pings_out = 0;
+                peer.pings_out.clear();
                 self.begin_close(&mut ctx.io, id, peer, now);
             }
         }
@@ -558,7 +559,7 @@ impl LoadWorker {
             deadline: None,
             ping_timer: None,
             in_flight: VecDeque::new(),
-            pings_out: 0,
+            pings_out: VecDeque::new(),
             remaining: plan.messages_per_cycle,
             phase_started: self.now_ns(),
         };
@@ -857,18 +858,20 @@ impl LoadWorker {
         payload: &[u8],
         now: u64,
     ) {
+        // Only a Pong that carries one of our Pings' payloads answers it
+        // (RFC 6455 §5.5.3); any other is unsolicited (allowed) and says
+        // nothing about latency. A server may answer only the latest of
+        // several Pings: the earlier ones are then answered too.
         let Ok(stamp) = <[u8; 8]>::try_from(payload) else {
             return;
         };
-        if peer.pings_out == 0 {
+        let stamp = u64::from_be_bytes(stamp);
+        let Some(index) = peer.pings_out.iter().position(|&sent| sent == stamp) else {
             return;
-        }
-        peer.pings_out -= 1;
+        };
+        peer.pings_out.drain(..=index);
         self.tally.pongs_received += 1;
-        record(
-            &mut self.tally.histograms.ping,
-            now.saturating_sub(u64::from_be_bytes(stamp)),
-        );
+        record(&mut self.tally.histograms.ping, now.saturating_sub(stamp));
         if self.stage == Stage::Draining && peer.phase == Phase::Open && peer.awaiting() == 0 {
             self.begin_close(io, conn, peer, now);
         }
@@ -884,7 +887,7 @@ impl LoadWorker {
         let now = self.now_ns();
         if peer.ws.ping(&now.to_be_bytes()).is_ok() {
             flush_control(io, conn, &mut peer.ws);
-            peer.pings_out += 1;
+            peer.pings_out.push_back(now);
             self.tally.pings_sent += 1;
         }
         peer.ping_timer = Some(io.arm_timer(interval, Timer::Ping(conn)));
