@@ -142,6 +142,9 @@ pub(crate) enum Timer {
     Deadline(ConnId),
     /// Ping a connection.
     Ping(ConnId),
+    /// Churn: a cycle whose connect failed at once ends here, on the next
+    /// tick, so that its replacement starts without recursing.
+    CycleFailed,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -538,7 +541,7 @@ impl LoadWorker {
                         },
                         1,
                     );
-                    self.connect_failed_at_once();
+                    self.connect_failed_at_once(io);
                     return false;
                 }
             };
@@ -582,16 +585,19 @@ impl LoadWorker {
                     None => ErrorKind::ConnectFailed { errno: 0 },
                 };
                 self.tally.error(kind, 1);
-                self.connect_failed_at_once();
+                self.connect_failed_at_once(io);
                 false
             }
         }
     }
 
-    fn connect_failed_at_once(&mut self) {
+    fn connect_failed_at_once(&mut self, io: &mut Io<'_, Self>) {
         self.tally.connections_failed += 1;
         match self.plan.mode {
-            Mode::Churn => self.cycles_active = self.cycles_active.saturating_sub(1),
+            // The slot is handed on like that of any failed cycle.
+            Mode::Churn => {
+                io.arm_timer(Duration::from_millis(1), Timer::CycleFailed);
+            }
             _ => self.unresolved = self.unresolved.saturating_sub(1),
         }
     }
@@ -1401,6 +1407,10 @@ impl Handler for LoadWorker {
                 if let Some(peer) = ctx.conns.get_mut(conn) {
                     self.ping(&mut ctx.io, conn, peer);
                 }
+            }
+            Timer::CycleFailed => {
+                self.cycle_ended(&mut ctx.io, false);
+                self.check_done(&mut ctx.io);
             }
         }
     }
