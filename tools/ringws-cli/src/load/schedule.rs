@@ -60,10 +60,51 @@ impl Pacer {
         self.tick_of(self.issued)
     }
 
+    /// Issues every event due at `now`, as runs of `(tick, count)` in
+    /// order, one per tick: a backlog costs one step per tick, however
+    /// many events each tick holds.
+    pub(crate) fn take_due(&mut self, now: Tick) -> DueRuns<'_> {
+        DueRuns { pacer: self, now }
+    }
+
+    /// The first event whose tick is after `tick` (`tick >= start`).
+    fn first_after(&self, tick: Tick) -> u64 {
+        // tick_of(j) <= tick  <=>  floor(j * 1e6 / pk) <= tick - start
+        //                     <=>  j * 1e6 < (tick - start + 1) * pk.
+        let ticks = u128::from(tick.saturating_sub(self.start)) + 1;
+        ticks
+            .saturating_mul(self.per_kilosecond)
+            .div_ceil(1_000_000)
+            .min(u128::from(u64::MAX)) as u64
+    }
+
     /// Events issued so far.
     #[cfg(test)]
     pub(crate) fn issued(&self) -> u64 {
         self.issued
+    }
+}
+
+/// The events [`Pacer::take_due`] issues, one run per tick.
+pub(crate) struct DueRuns<'a> {
+    pacer: &'a mut Pacer,
+    now: Tick,
+}
+
+impl Iterator for DueRuns<'_> {
+    type Item = (Tick, u64);
+
+    fn next(&mut self) -> Option<(Tick, u64)> {
+        let pacer = &mut *self.pacer;
+        let tick = pacer.tick_of(pacer.issued);
+        if tick > self.now {
+            return None;
+        }
+        let end = pacer.first_after(tick);
+        // Only a schedule saturated at u64::MAX events gets here empty.
+        let count = end.checked_sub(pacer.issued).filter(|&count| count > 0)?;
+        pacer.issued = end;
+        Some((tick, count))
     }
 }
 
@@ -135,6 +176,43 @@ mod tests {
         assert_eq!(pacer.issued(), seen.len() as u64);
         // Ticks 10..=29 are 20 ms: 6 events at 300/s.
         assert_eq!(seen.len(), 6);
+    }
+
+    #[test]
+    fn due_runs_group_exactly_what_next_due_issues() {
+        for rate in [0.5, 3.0, 300.0, 999.0, 1000.0, 2500.0, 33_333.0, 1e9] {
+            let mut bulk = Pacer::new(10, rate);
+            let mut single = Pacer::new(10, rate);
+            for now in [0, 9, 10, 11, 57, 58, 1000, 1003, 2999] {
+                let runs: Vec<(Tick, u64)> = bulk.take_due(now).collect();
+                let mut expected: Vec<(Tick, u64)> = Vec::new();
+                if rate < 1e6 {
+                    while let Some((_, tick)) = single.next_due(now) {
+                        match expected.last_mut() {
+                            Some((last, count)) if *last == tick => *count += 1,
+                            _ => expected.push((tick, 1)),
+                        }
+                    }
+                    assert_eq!(runs, expected, "rate {rate}, now {now}");
+                }
+                assert!(runs.windows(2).all(|pair| pair[0].0 < pair[1].0));
+                assert!(runs.iter().all(|&(tick, count)| tick <= now && count > 0));
+                assert!(bulk.next_tick() > now, "rate {rate}: all due issued");
+            }
+            if rate < 1e6 {
+                assert_eq!(bulk.issued(), single.issued(), "rate {rate}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_backlog_of_a_billion_events_is_one_run_per_tick() {
+        let mut pacer = Pacer::new(0, 1e9);
+        let runs: Vec<(Tick, u64)> = pacer.take_due(2_999).collect();
+        assert_eq!(runs.len(), 3_000);
+        assert!(runs.iter().all(|&(_, count)| count == 1_000_000));
+        assert_eq!(pacer.issued(), 3_000_000_000);
+        assert_eq!(pacer.next_tick(), 3_000);
     }
 
     #[test]

@@ -53,6 +53,11 @@ use crate::load::schedule::{rate_share, share, Pacer};
 /// Connections started per tick when no ramp is set.
 const OPEN_BATCH: u64 = 512;
 
+/// Most owed messages one pacing call sends. After a stall the backlog can
+/// exceed what the connections hold; the rest goes out on the next loop
+/// turn, so echoes and the window's timers are never held up behind it.
+const SENDS_PER_PACE: usize = 4096;
+
 /// How often workers publish their counters for the progress line.
 const PUBLISH_EVERY: Duration = Duration::from_millis(200);
 
@@ -191,6 +196,8 @@ pub(crate) struct Peer {
     pings_out: VecDeque<u64>,
     /// Churn: messages still to send.
     remaining: u32,
+    /// Rate mode: in the queue of connections with room.
+    queued_with_room: bool,
     /// When the current phase began (connect, handshake or close).
     phase_started: u64,
 }
@@ -226,12 +233,15 @@ pub(crate) struct LoadWorker {
     started: u64,
     ramp: Option<Pacer>,
     pacer: Option<Pacer>,
-    /// Rate mode: open connections (lazily pruned) and the round-robin cursor.
-    open_list: Vec<ConnId>,
-    cursor: usize,
-    /// Rate mode: messages due while every connection was full, as runs of
+    /// Rate mode: connections that can take another message, each once, in
+    /// the order they got room (round robin while all have it; lazily
+    /// pruned of closed ones).
+    with_room: VecDeque<ConnId>,
+    /// Rate mode: messages due and not sent yet, oldest first, as runs of
     /// (intended time, count).
     owed: VecDeque<(u64, u64)>,
+    /// Rate mode: the pending pacing timer.
+    pace_timer: Option<TimerKey>,
     /// Churn.
     cycles_limit: Option<u64>,
     cycles_started: u64,
@@ -269,9 +279,9 @@ impl LoadWorker {
             started: 0,
             ramp: None,
             pacer: None,
-            open_list: Vec::new(),
-            cursor: 0,
+            with_room: VecDeque::new(),
             owed: VecDeque::new(),
+            pace_timer: None,
             cycles_limit,
             cycles_started: 0,
             cycles_active: 0,
@@ -564,6 +574,7 @@ impl LoadWorker {
             in_flight: VecDeque::new(),
             pings_out: VecDeque::new(),
             remaining: plan.messages_per_cycle,
+            queued_with_room: false,
             phase_started: self.now_ns(),
         };
         let target = plan.target;
@@ -672,7 +683,7 @@ impl LoadWorker {
                     return;
                 }
                 if self.plan.mode == Mode::Rate {
-                    self.open_list.push(conn);
+                    self.note_room(conn, peer);
                 }
                 if let (Mode::Hold, Some(interval)) = (self.plan.mode, self.plan.ping_interval) {
                     // Spread the first pings over one interval.
@@ -842,9 +853,8 @@ impl LoadWorker {
                 self.send_message(io, conn, peer, now);
             }
             (Mode::Rate, Stage::Running) => {
-                if let Some(intended) = self.take_owed() {
-                    self.send_message(io, conn, peer, intended);
-                }
+                self.send_owed_on(io, conn, peer);
+                self.note_room(conn, peer);
             }
             (Mode::Churn, Stage::Running | Stage::Draining) if peer.remaining > 0 => {
                 self.send_message(io, conn, peer, now);
@@ -909,46 +919,88 @@ impl LoadWorker {
         Some(intended)
     }
 
-    /// Rate mode: sends every message that is due.
-    fn pace_messages(&mut self, ctx: &mut Ctx<'_, Self>) {
-        let Some(mut pacer) = self.pacer.take() else {
-            return;
-        };
-        let now_tick = ctx.io.now();
-        while let Some((_, tick)) = pacer.next_due(now_tick) {
-            let intended = self.ns_of_tick(&ctx.io, tick);
-            if !self.dispatch(ctx, intended) {
-                match self.owed.back_mut() {
-                    Some((time, count)) if *time == intended => *count += 1,
-                    _ => self.owed.push_back((intended, 1)),
-                }
-            }
+    fn owe(&mut self, intended: u64, count: u64) {
+        match self.owed.back_mut() {
+            Some((time, owed)) if *time == intended => *owed += count,
+            _ => self.owed.push_back((intended, count)),
         }
-        ctx.io.arm_timer_at(pacer.next_tick(), Timer::Pace);
-        self.pacer = Some(pacer);
     }
 
-    /// Sends one rate-mode message on the next open connection with room.
-    fn dispatch(&mut self, ctx: &mut Ctx<'_, Self>, intended: u64) -> bool {
-        let mut probes = self.open_list.len();
-        while probes > 0 && !self.open_list.is_empty() {
-            probes -= 1;
-            if self.cursor >= self.open_list.len() {
-                self.cursor = 0;
+    /// Rate mode: owes every message now due, in bulk with its intended
+    /// time, then sends owed messages, oldest first, while connections have
+    /// room. A message costs nothing until a connection can take it, so a
+    /// stalled server does not stall the schedule, and the lateness of what
+    /// is sent late still counts as latency.
+    fn pace_messages(&mut self, ctx: &mut Ctx<'_, Self>) {
+        let now_tick = ctx.io.now();
+        if let Some(mut pacer) = self.pacer.take() {
+            for (tick, count) in pacer.take_due(now_tick) {
+                let intended = self.ns_of_tick(&ctx.io, tick);
+                self.owe(intended, count);
             }
-            let id = self.open_list[self.cursor];
-            let Some(peer) = ctx
-                .conns
-                .get_mut(id)
-                .filter(|peer| peer.phase == Phase::Open)
-            else {
-                self.open_list.swap_remove(self.cursor);
+            self.pacer = Some(pacer);
+        }
+        let caught_up = self.send_owed(ctx);
+        // One pacing timer at a time, whoever called.
+        if let Some(key) = self.pace_timer.take() {
+            ctx.io.cancel_timer(key);
+        }
+        let next = if caught_up {
+            self.pacer.as_ref().map(Pacer::next_tick)
+        } else {
+            Some(now_tick)
+        };
+        self.pace_timer = next.map(|tick| ctx.io.arm_timer_at(tick, Timer::Pace));
+    }
+
+    /// Sends up to [`SENDS_PER_PACE`] owed messages; `false` when it
+    /// stopped there with messages owed and connections with room.
+    fn send_owed(&mut self, ctx: &mut Ctx<'_, Self>) -> bool {
+        for _ in 0..SENDS_PER_PACE {
+            let Some(&(intended, _)) = self.owed.front() else {
+                return true;
+            };
+            if !self.dispatch(ctx, intended) {
+                return true;
+            }
+            self.take_owed();
+        }
+        self.owed.is_empty() || self.with_room.is_empty()
+    }
+
+    /// Sends the oldest owed message on `conn`, which just got room.
+    fn send_owed_on(&mut self, io: &mut Io<'_, Self>, conn: ConnId, peer: &mut Peer) {
+        if let Some(&(intended, _)) = self.owed.front() {
+            if self.send_message(io, conn, peer, intended) {
+                self.take_owed();
+            }
+        }
+    }
+
+    /// Queues `conn` for the pacer if it is open and has room.
+    fn note_room(&mut self, conn: ConnId, peer: &mut Peer) {
+        if !peer.queued_with_room
+            && peer.phase == Phase::Open
+            && peer.in_flight.len() < self.plan.max_in_flight
+        {
+            peer.queued_with_room = true;
+            self.with_room.push_back(conn);
+        }
+    }
+
+    /// Sends one message stamped `intended` on the connection that has had
+    /// room longest; `false` when none has.
+    fn dispatch(&mut self, ctx: &mut Ctx<'_, Self>, intended: u64) -> bool {
+        while let Some(id) = self.with_room.pop_front() {
+            let Some(peer) = ctx.conns.get_mut(id) else {
                 continue;
             };
-            self.cursor += 1;
-            if peer.in_flight.len() < self.plan.max_in_flight
-                && self.send_message(&mut ctx.io, id, peer, intended)
-            {
+            peer.queued_with_room = false;
+            if peer.phase != Phase::Open || peer.in_flight.len() >= self.plan.max_in_flight {
+                continue;
+            }
+            if self.send_message(&mut ctx.io, id, peer, intended) {
+                self.note_room(id, peer);
                 return true;
             }
         }
