@@ -13,7 +13,8 @@ use serve_support::ServeProcess;
 
 /// Far more messages per second than 1,000 connections with one message
 /// in flight each can carry: what cannot be sent waits in bulk, so the
-/// worker keeps reading echoes and ends the window on time.
+/// worker keeps reading echoes and ends the window on time, and what is
+/// still owed `--timeout` later is reported behind schedule.
 #[test]
 fn an_unreachable_rate_keeps_the_window_and_the_cpu_bounded() {
     let server = ServeProcess::start(&["--workers", "1"]);
@@ -28,6 +29,8 @@ fn an_unreachable_rate_keeps_the_window_and_the_cpu_bounded() {
         "--max-in-flight",
         "1",
         "-d",
+        "1s",
+        "--timeout",
         "1s",
         "-w",
         "1",
@@ -47,18 +50,24 @@ fn an_unreachable_rate_keeps_the_window_and_the_cpu_bounded() {
         "the connections kept carrying echoes\n{}",
         outcome.stdout
     );
-    let scheduled = messages.sent + messages.behind_schedule;
-    assert!(
-        scheduled.abs_diff(1_000_000) <= 1_000,
-        "{scheduled} scheduled\n{}",
+    assert_eq!(
+        messages.sent + messages.behind_schedule,
+        1_000_000,
+        "the window holds exactly the rate's messages, sent or owed\n{}",
         outcome.stdout
     );
+    // Owed messages keep going out for `--timeout` after the window, then
+    // their replies get one more.
     assert!(
-        report.cpu.user_secs < 1.0,
-        "user CPU {} s\n{}",
-        report.cpu.user_secs,
+        report.elapsed_secs < 4.0,
+        "elapsed {} s\n{}",
+        report.elapsed_secs,
         outcome.stdout
     );
+    // A due message costs nothing until a connection can take it: the CPU
+    // per message is that of sending and receiving one.
+    let per_message = report.cpu.per_message_ns.unwrap_or(f64::MAX);
+    assert!(per_message < 50_000.0, "{per_message} ns per message");
 }
 
 /// A server stopped for half a second in the middle of the window: the
@@ -108,10 +117,94 @@ fn a_server_stall_is_charged_as_latency_and_the_window_holds() {
         "the stall is charged to the messages due during it\n{}",
         outcome.stdout
     );
-    let scheduled = messages.sent + messages.behind_schedule;
+    assert_eq!(messages.sent, 40_000, "{}", outcome.stdout);
+    assert_eq!(messages.behind_schedule, 0);
+}
+
+/// Runs 4 connections with one message in flight each at 2,000 messages/s
+/// for 2 s (plus `extra` arguments) while the server is stopped from 1.5 s
+/// after the start for `stall`.
+fn rate_with_a_late_stall(stall: Duration, extra: &[&str]) -> Outcome {
+    let server = ServeProcess::start(&["--workers", "1"]);
+    let url = server.url();
+    let extra: Vec<String> = extra.iter().map(|arg| arg.to_string()).collect();
+    let run = thread::spawn(move || {
+        let mut args = vec![
+            &url[..],
+            "--mode",
+            "rate",
+            "--rate",
+            "2000",
+            "-c",
+            "4",
+            "--max-in-flight",
+            "1",
+            "-d",
+            "2s",
+            "-w",
+            "1",
+        ];
+        args.extend(extra.iter().map(String::as_str));
+        load(&args)
+    });
+    thread::sleep(Duration::from_millis(1500));
+    server.signal(libc::SIGSTOP);
+    thread::sleep(stall);
+    server.signal(libc::SIGCONT);
+    run.join().unwrap()
+}
+
+/// A stall over the end of the window: the messages owed when it ends are
+/// sent once the server is back, stamped with their intended times, so the
+/// stall shows in the percentiles.
+#[test]
+fn messages_owed_at_the_end_of_the_window_are_sent_and_measured() {
+    let outcome = rate_with_a_late_stall(Duration::from_millis(1000), &[]);
+    let report = &outcome.report;
+    assert_no_errors(&outcome);
+    let messages = &report.messages;
+    assert_eq!(messages.sent, 4000, "{}", outcome.stdout);
+    assert_eq!(messages.behind_schedule, 0);
+    assert_eq!(messages.received, messages.sent);
+    let latency = report.latency.message.expect("message latency");
+    assert_eq!(latency.count, 4000);
+    // About a quarter of the messages fell due during the stall.
     assert!(
-        scheduled.abs_diff(40_000) <= 100,
-        "{scheduled} scheduled\n{}",
+        latency.p90_us >= 100_000.0,
+        "the stall shows in the percentiles\n{}",
         outcome.stdout
     );
+    assert!(!outcome.stdout.contains("warning"), "{}", outcome.stdout);
+}
+
+/// A stall that outlasts `--timeout` after the window: what is still owed
+/// then is reported behind schedule, in the JSON and as a warning under the
+/// percentiles.
+#[test]
+fn messages_still_owed_when_the_drain_times_out_are_behind_schedule() {
+    let outcome = rate_with_a_late_stall(Duration::from_millis(1800), &["--timeout", "500ms"]);
+    let report = &outcome.report;
+    let messages = &report.messages;
+    assert!(messages.behind_schedule > 200, "{}", outcome.stdout);
+    assert_eq!(
+        messages.sent + messages.behind_schedule,
+        4000,
+        "{}",
+        outcome.stdout
+    );
+    let latency = report.latency.message.expect("message latency");
+    assert_eq!(latency.count, messages.received);
+    assert_eq!(
+        report.errors.by_kind.get("timeout: message unanswered"),
+        Some(&(messages.sent - messages.received)),
+        "{:?}",
+        report.errors.by_kind
+    );
+    let behind = messages.behind_schedule.to_string();
+    let warned = outcome.stdout.lines().any(|line| {
+        line.starts_with("  warning ")
+            && line.replace(',', "").contains(&behind)
+            && line.contains("never sent (behind schedule)")
+    });
+    assert!(warned, "{}", outcome.stdout);
 }

@@ -343,8 +343,10 @@ pub struct MessageFigures {
     pub bytes_per_sec: f64,
     /// Messages sent that got no echo (also counted as errors).
     pub unanswered: u64,
-    /// Rate mode: messages due that were never sent because every
-    /// connection had `max_in_flight` messages outstanding.
+    /// Rate mode: messages due that were never sent: every connection had
+    /// `max_in_flight` messages outstanding until `timeout` after the
+    /// window. Their latency is unknown, so `latency.message` leaves them
+    /// out.
     pub behind_schedule: u64,
     /// Buffers the workers' reactors allocated for outgoing frames (and
     /// receive tails): about the most send buffers in flight at once. It
@@ -718,12 +720,11 @@ impl fmt::Display for LoadReport {
             si(self.wire.bytes_received as f64 / self.window_secs.max(1e-9)),
             si(self.wire.bytes_sent as f64 / self.window_secs.max(1e-9)),
         )?;
-        if messages.unanswered > 0 || messages.behind_schedule > 0 {
+        if messages.unanswered > 0 {
             writeln!(
                 f,
-                "             {} unanswered, {} never sent (behind schedule)",
-                thousands(messages.unanswered),
-                thousands(messages.behind_schedule)
+                "             {} unanswered",
+                thousands(messages.unanswered)
             )?;
         }
         if let Some(cycles) = &self.cycles {
@@ -750,6 +751,14 @@ impl fmt::Display for LoadReport {
             .collect();
         if !rows.is_empty() {
             write_latency_table(f, &rows)?;
+        }
+        if messages.behind_schedule > 0 {
+            writeln!(
+                f,
+                "  warning    {} messages due were never sent (behind schedule): \
+                 the message latency leaves them out",
+                thousands(messages.behind_schedule)
+            )?;
         }
         let connections = &self.connections;
         writeln!(
@@ -919,6 +928,59 @@ mod tests {
         assert_eq!(a.close_codes, BTreeMap::from([(1000, 3), (1006, 5)]));
         assert_eq!(a.errors, BTreeMap::from([(ErrorKind::ConnectRefused, 3)]));
         assert_eq!(a.error_count(), 3);
+    }
+
+    fn report_of(tally: Tally) -> LoadReport {
+        let facts = RunFacts {
+            mode: Mode::Rate,
+            url: "ws://127.0.0.1:1/",
+            workers: 1,
+            payload_size: 32,
+            payload_kind: PayloadKind::Binary,
+            pinging: false,
+            elapsed: Duration::from_secs(4),
+        };
+        let worker = WorkerReport {
+            tally,
+            window: Duration::from_secs(3),
+            ..WorkerReport::default()
+        };
+        LoadReport::build(facts, &[worker])
+    }
+
+    #[test]
+    fn messages_behind_schedule_are_a_warning_under_the_percentiles() {
+        let mut tally = Tally {
+            messages_sent: 5004,
+            messages_received: 5004,
+            behind_schedule: 996,
+            ..Tally::default()
+        };
+        for latency in 0..5004u64 {
+            record(&mut tally.histograms.message, 20_000 + latency);
+        }
+        let report = report_of(tally);
+        assert_eq!(report.messages.behind_schedule, 996);
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["messages"]["behind_schedule"], 996);
+        let table = report.to_string();
+        let lines: Vec<&str> = table.lines().collect();
+        let message_row = lines
+            .iter()
+            .position(|line| line.trim_start().starts_with("message "))
+            .unwrap();
+        assert_eq!(
+            lines[message_row + 1],
+            "  warning    996 messages due were never sent (behind schedule): \
+             the message latency leaves them out",
+            "{table}"
+        );
+        let on_time = report_of(Tally {
+            messages_sent: 10,
+            messages_received: 10,
+            ..Tally::default()
+        });
+        assert!(!on_time.to_string().contains("warning"));
     }
 
     #[test]

@@ -12,6 +12,8 @@
 //! One function defines the schedule ([`Pacer::tick_of`]); "is it due" and
 //! "when is the next one" both come from it, so they can never disagree.
 
+use std::time::Duration;
+
 use ringws_reactor::Tick;
 
 /// Issues events at a constant rate on a tick grid.
@@ -22,6 +24,8 @@ pub(crate) struct Pacer {
     /// integers).
     per_kilosecond: u128,
     issued: u64,
+    /// The first tick past the schedule.
+    end: Tick,
 }
 
 impl Pacer {
@@ -32,7 +36,19 @@ impl Pacer {
             start,
             per_kilosecond: ((per_second * 1000.0).round() as u128).max(1),
             issued: 0,
+            end: Tick::MAX,
         }
+    }
+
+    /// The same schedule ending after `duration` (rounded up to whole
+    /// ticks): events due on the tick where the window ends belong to the
+    /// next window, so `duration` holds exactly `per_second * duration`.
+    pub(crate) fn lasting(mut self, duration: Duration) -> Pacer {
+        let ticks = duration.as_nanos().div_ceil(1_000_000);
+        self.end = self
+            .start
+            .saturating_add(ticks.min(u128::from(u64::MAX)) as Tick);
+        self
     }
 
     /// The tick of event `index`.
@@ -47,7 +63,7 @@ impl Pacer {
     /// marks it issued.
     pub(crate) fn next_due(&mut self, now: Tick) -> Option<(u64, Tick)> {
         let tick = self.tick_of(self.issued);
-        if tick > now {
+        if tick > now || tick >= self.end {
             return None;
         }
         let index = self.issued;
@@ -58,6 +74,11 @@ impl Pacer {
     /// The tick of the next event not yet issued.
     pub(crate) fn next_tick(&self) -> Tick {
         self.tick_of(self.issued)
+    }
+
+    /// The tick of the next event not yet issued, if the schedule has one.
+    pub(crate) fn upcoming(&self) -> Option<Tick> {
+        Some(self.next_tick()).filter(|&tick| tick < self.end)
     }
 
     /// Issues every event due at `now`, as runs of `(tick, count)` in
@@ -97,7 +118,7 @@ impl Iterator for DueRuns<'_> {
     fn next(&mut self) -> Option<(Tick, u64)> {
         let pacer = &mut *self.pacer;
         let tick = pacer.tick_of(pacer.issued);
-        if tick > self.now {
+        if tick > self.now || tick >= pacer.end {
             return None;
         }
         let end = pacer.first_after(tick);
@@ -203,6 +224,30 @@ mod tests {
                 assert_eq!(bulk.issued(), single.issued(), "rate {rate}");
             }
         }
+    }
+
+    #[test]
+    fn a_schedule_lasting_a_window_holds_exactly_the_rate_for_it() {
+        for (rate, millis) in [(2000.0, 3000), (3.0, 1000), (1e9, 5), (333.0, 1500)] {
+            let duration = Duration::from_millis(millis);
+            let mut bulk = Pacer::new(7, rate).lasting(duration);
+            let issued: u64 = bulk.take_due(Tick::MAX - 1).map(|(_, count)| count).sum();
+            let expected = (rate * duration.as_secs_f64()).round() as u64;
+            assert_eq!(issued, expected, "rate {rate} for {millis} ms");
+            assert_eq!(bulk.upcoming(), None);
+            let mut single = Pacer::new(7, rate).lasting(duration);
+            if rate < 1e6 {
+                let mut count = 0;
+                while let Some((_, tick)) = single.next_due(Tick::MAX - 1) {
+                    assert!(tick < 7 + millis);
+                    count += 1;
+                }
+                assert_eq!(count, expected, "rate {rate} for {millis} ms");
+            }
+        }
+        let pacer = Pacer::new(0, 1000.0).lasting(Duration::from_micros(2500));
+        assert_eq!(pacer.upcoming(), Some(0));
+        assert_eq!(pacer.end, 3, "a partial tick rounds up");
     }
 
     #[test]

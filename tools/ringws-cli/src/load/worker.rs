@@ -91,7 +91,9 @@ pub(crate) struct Plan {
 
 impl Plan {
     /// Longest a worker may run before its hard deadline: opening (ramp
-    /// plus a timeout), the window, draining, closing, and a second of slack.
+    /// plus a timeout), the window, draining (rate mode: a timeout sending
+    /// owed messages, then one for their replies), closing, and a second of
+    /// slack.
     pub(crate) fn worker_deadline(&self, worker: usize) -> Duration {
         let units = share(self.parallelism, self.workers, worker);
         let ramp = match (self.mode, self.ramp) {
@@ -101,8 +103,9 @@ impl Plan {
                 Duration::try_from_secs_f64(units as f64 / rate).unwrap_or(Duration::MAX)
             }
         };
+        let timeouts = if self.mode == Mode::Rate { 4 } else { 3 };
         ramp.saturating_add(self.duration)
-            .saturating_add(self.timeout.saturating_mul(3))
+            .saturating_add(self.timeout.saturating_mul(timeouts))
             .saturating_add(Duration::from_secs(1))
     }
 }
@@ -429,7 +432,8 @@ impl LoadWorker {
                 );
                 // From the next tick boundary, so no intended time lies in
                 // the past.
-                self.pacer = Some(Pacer::new(ctx.io.now() + 1, rate));
+                let pacer = Pacer::new(ctx.io.now() + 1, rate).lasting(self.plan.duration);
+                self.pacer = Some(pacer);
                 self.pace_messages(ctx);
             }
             Mode::Hold | Mode::Churn => {}
@@ -449,13 +453,20 @@ impl LoadWorker {
         self.window_end = Some(self.now_ns());
         self.to_open = 0;
         self.pacer = None;
-        let owed: u64 = self.owed.drain(..).map(|(_, count)| count).sum();
-        self.tally.behind_schedule += owed;
         self.cycles_owed = 0;
-        let now = self.now_ns();
-        for (id, peer) in ctx.conns.iter_mut() {
-            if peer.phase == Phase::Open && peer.awaiting() == 0 && self.plan.mode != Mode::Churn {
-                self.begin_close(&mut ctx.io, id, peer, now);
+        // Owed messages still go out as connections get room, stamped with
+        // their intended times, so a stall at the end of the window shows
+        // in the latency; a connection closes once it is idle and nothing
+        // is owed.
+        if self.owed.is_empty() {
+            let now = self.now_ns();
+            for (id, peer) in ctx.conns.iter_mut() {
+                if peer.phase == Phase::Open
+                    && peer.awaiting() == 0
+                    && self.plan.mode != Mode::Churn
+                {
+                    self.begin_close(&mut ctx.io, id, peer, now);
+                }
             }
         }
         ctx.io.arm_timer(self.plan.timeout, Timer::DrainTimeout);
@@ -463,6 +474,19 @@ impl LoadWorker {
     }
 
     fn drain_timeout(&mut self, ctx: &mut Ctx<'_, Self>) {
+        if !self.owed.is_empty() {
+            // Stop sending what is still owed; the replies to what was sent
+            // last get a timeout of their own.
+            self.give_up_owed();
+            let now = self.now_ns();
+            for (id, peer) in ctx.conns.iter_mut() {
+                if peer.phase == Phase::Open && peer.awaiting() == 0 {
+                    self.begin_close(&mut ctx.io, id, peer, now);
+                }
+            }
+            ctx.io.arm_timer(self.plan.timeout, Timer::DrainTimeout);
+            return;
+        }
         let now = self.now_ns();
         for (id, peer) in ctx.conns.iter_mut() {
             if peer.phase == Phase::Open {
@@ -500,6 +524,7 @@ impl LoadWorker {
         if self.window_end.is_none() {
             self.window_end = Some(self.now_ns());
         }
+        self.give_up_owed();
         self.stage = Stage::Done;
         self.reactor = io.stats();
         self.publish();
@@ -856,6 +881,12 @@ impl LoadWorker {
                 self.send_owed_on(io, conn, peer);
                 self.note_room(conn, peer);
             }
+            (Mode::Rate, Stage::Draining) if !self.owed.is_empty() => {
+                self.send_owed_on(io, conn, peer);
+                if peer.awaiting() == 0 {
+                    self.begin_close(io, conn, peer, now);
+                }
+            }
             (Mode::Churn, Stage::Running | Stage::Draining) if peer.remaining > 0 => {
                 self.send_message(io, conn, peer, now);
             }
@@ -941,12 +972,15 @@ impl LoadWorker {
             self.pacer = Some(pacer);
         }
         let caught_up = self.send_owed(ctx);
+        if self.stage == Stage::Draining && self.owed.is_empty() {
+            self.close_idle_with_room(ctx);
+        }
         // One pacing timer at a time, whoever called.
         if let Some(key) = self.pace_timer.take() {
             ctx.io.cancel_timer(key);
         }
         let next = if caught_up {
-            self.pacer.as_ref().map(Pacer::next_tick)
+            self.pacer.as_ref().and_then(Pacer::upcoming)
         } else {
             Some(now_tick)
         };
@@ -966,6 +1000,26 @@ impl LoadWorker {
             self.take_owed();
         }
         self.owed.is_empty() || self.with_room.is_empty()
+    }
+
+    /// Draining: closes the idle connections left waiting for owed
+    /// messages once none is owed.
+    fn close_idle_with_room(&mut self, ctx: &mut Ctx<'_, Self>) {
+        let now = self.now_ns();
+        while let Some(id) = self.with_room.pop_front() {
+            if let Some(peer) = ctx.conns.get_mut(id) {
+                peer.queued_with_room = false;
+                if peer.phase == Phase::Open && peer.awaiting() == 0 {
+                    self.begin_close(&mut ctx.io, id, peer, now);
+                }
+            }
+        }
+    }
+
+    /// Counts the messages still owed as never sent (behind schedule).
+    fn give_up_owed(&mut self) {
+        let owed: u64 = self.owed.drain(..).map(|(_, count)| count).sum();
+        self.tally.behind_schedule += owed;
     }
 
     /// Sends the oldest owed message on `conn`, which just got room.
