@@ -1,6 +1,7 @@
-//! Open-loop (`--mode rate`) schedules against `ringws serve` on loopback
-//! when the server cannot keep up: the window keeps its length, the
-//! generator's CPU stays bounded, and lateness is charged as latency.
+//! Open-loop schedules (`--mode rate`, churn with `--rate`) against
+//! `ringws serve` on loopback when the server cannot keep up: the window
+//! keeps its length, the generator's CPU stays bounded, lateness is
+//! charged as latency, and what never went out is reported.
 
 mod common;
 mod serve_support;
@@ -207,4 +208,71 @@ fn messages_still_owed_when_the_drain_times_out_are_behind_schedule() {
             && line.contains("never sent (behind schedule)")
     });
     assert!(warned, "{}", outcome.stdout);
+}
+
+fn churn_at(rate: &str) -> Outcome {
+    let server = ServeProcess::start(&["--workers", "1"]);
+    load(&[
+        &server.url(),
+        "--mode",
+        "churn",
+        "--rate",
+        rate,
+        "--concurrency",
+        "2",
+        "-d",
+        "1s",
+        "-w",
+        "1",
+    ])
+}
+
+/// Two cycles at a time cannot keep up with 100,000 cycles/s: the cycles
+/// that never started are reported, and with those started they make up
+/// the schedule exactly.
+#[test]
+fn churn_cycles_that_never_started_are_behind_schedule() {
+    let outcome = churn_at("100000");
+    let report = &outcome.report;
+    assert_no_errors(&outcome);
+    let cycles = report.cycles.expect("churn figures");
+    assert!(cycles.completed > 0);
+    assert!(cycles.behind_schedule > 50_000, "{}", outcome.stdout);
+    assert_eq!(
+        report.connections.attempted + cycles.behind_schedule,
+        100_000,
+        "{}",
+        outcome.stdout
+    );
+    assert_eq!(
+        outcome.json["cycles"]["behind_schedule"],
+        cycles.behind_schedule
+    );
+    let line = format!("{} never started (behind schedule)", cycles.behind_schedule);
+    assert!(
+        outcome
+            .stdout
+            .lines()
+            .any(|row| row.replace(',', "").trim_start() == line),
+        "{}",
+        outcome.stdout
+    );
+}
+
+/// A rate two cycles at a time can carry: every cycle due starts, exactly
+/// `rate × d` of them.
+#[test]
+fn churn_at_a_reachable_rate_starts_every_cycle_due() {
+    let outcome = churn_at("50");
+    let report = &outcome.report;
+    assert_no_errors(&outcome);
+    let cycles = report.cycles.expect("churn figures");
+    assert_eq!(cycles.behind_schedule, 0);
+    assert_eq!(report.connections.attempted, 50);
+    assert_eq!(cycles.completed, 50);
+    assert!(
+        !outcome.stdout.contains("behind schedule"),
+        "{}",
+        outcome.stdout
+    );
 }

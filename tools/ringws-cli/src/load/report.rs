@@ -254,6 +254,7 @@ pub(crate) struct Tally {
     pub payload_bytes_received: u64,
     pub unanswered: u64,
     pub behind_schedule: u64,
+    pub cycles_behind_schedule: u64,
     pub connections_attempted: u64,
     pub connections_opened: u64,
     pub connections_failed: u64,
@@ -284,6 +285,7 @@ impl Tally {
         self.payload_bytes_received += other.payload_bytes_received;
         self.unanswered += other.unanswered;
         self.behind_schedule += other.behind_schedule;
+        self.cycles_behind_schedule += other.cycles_behind_schedule;
         self.connections_attempted += other.connections_attempted;
         self.connections_opened += other.connections_opened;
         self.connections_failed += other.connections_failed;
@@ -392,6 +394,10 @@ pub struct CycleFigures {
     pub completed: u64,
     /// `completed` per second of the run.
     pub per_sec: f64,
+    /// With `--rate`: cycles due that never started because `--concurrency`
+    /// cycles were still running when the window ended.
+    #[serde(default)]
+    pub behind_schedule: u64,
 }
 
 /// Pings sent and answered.
@@ -598,6 +604,7 @@ impl LoadReport {
             cycles: (facts.mode == Mode::Churn).then(|| CycleFigures {
                 completed: tally.cycles,
                 per_sec: per_sec(tally.cycles, window_secs),
+                behind_schedule: tally.cycles_behind_schedule,
             }),
             pings: facts.pinging.then_some(PingFigures {
                 sent: tally.pings_sent,
@@ -734,6 +741,13 @@ impl fmt::Display for LoadReport {
                 thousands(cycles.completed),
                 si(cycles.per_sec)
             )?;
+            if cycles.behind_schedule > 0 {
+                writeln!(
+                    f,
+                    "             {} never started (behind schedule)",
+                    thousands(cycles.behind_schedule)
+                )?;
+            }
         }
         if let Some(pings) = &self.pings {
             writeln!(
@@ -981,6 +995,43 @@ mod tests {
             ..Tally::default()
         });
         assert!(!on_time.to_string().contains("warning"));
+    }
+
+    #[test]
+    fn cycles_behind_schedule_are_reported() {
+        let tally = Tally {
+            cycles: 27_134,
+            cycles_behind_schedule: 72_866,
+            ..Tally::default()
+        };
+        let facts = RunFacts {
+            mode: Mode::Churn,
+            url: "ws://127.0.0.1:1/",
+            workers: 1,
+            payload_size: 32,
+            payload_kind: PayloadKind::Binary,
+            pinging: false,
+            elapsed: Duration::from_secs(1),
+        };
+        let worker = WorkerReport {
+            tally,
+            window: Duration::from_secs(1),
+            ..WorkerReport::default()
+        };
+        let report = LoadReport::build(facts, &[worker]);
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["cycles"]["behind_schedule"], 72_866);
+        let table = report.to_string();
+        let lines: Vec<&str> = table.lines().collect();
+        let cycles_row = lines
+            .iter()
+            .position(|line| line.starts_with("  cycles "))
+            .unwrap();
+        assert_eq!(
+            lines[cycles_row + 1],
+            "             72,866 never started (behind schedule)",
+            "{table}"
+        );
     }
 
     #[test]

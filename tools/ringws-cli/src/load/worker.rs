@@ -337,7 +337,8 @@ impl LoadWorker {
                         let rate = rate_share(rate, self.plan.parallelism, self.units);
                         // From the next tick boundary, so no intended time
                         // lies in the past.
-                        self.pacer = Some(Pacer::new(io.now() + 1, rate));
+                        let pacer = Pacer::new(io.now() + 1, rate).lasting(self.plan.duration);
+                        self.pacer = Some(pacer);
                         self.pace(io);
                     }
                     None => {
@@ -444,15 +445,23 @@ impl LoadWorker {
         if self.stage != Stage::Running {
             return;
         }
-        if self.plan.mode == Mode::Rate {
-            // Issue what fell due since the last pacing timer, so the
-            // schedule covers the whole window.
-            self.pace_messages(ctx);
+        // Issue what fell due since the last pacing timer, so the schedule
+        // covers the whole window.
+        match self.plan.mode {
+            Mode::Rate => self.pace_messages(ctx),
+            Mode::Churn => self.pace(&mut ctx.io),
+            Mode::Echo | Mode::Hold => {}
         }
         self.stage = Stage::Draining;
         self.window_end = Some(self.now_ns());
         self.to_open = 0;
         self.pacer = None;
+        // Cycles due that found no free slot never start; those past a
+        // --cycles limit were never going to.
+        let startable = self
+            .cycles_limit
+            .map_or(u64::MAX, |limit| limit.saturating_sub(self.cycles_started));
+        self.tally.cycles_behind_schedule += self.cycles_owed.min(startable);
         self.cycles_owed = 0;
         // Owed messages still go out as connections get room, stamped with
         // their intended times, so a stall at the end of the window shows
@@ -1082,9 +1091,8 @@ impl LoadWorker {
         let Some(mut pacer) = self.pacer.take() else {
             return;
         };
-        let now = io.now();
-        while pacer.next_due(now).is_some() {
-            self.cycles_owed += 1;
+        for (_, count) in pacer.take_due(io.now()) {
+            self.cycles_owed += count;
         }
         while self.cycles_owed > 0
             && self.cycles_active < self.units
@@ -1093,7 +1101,9 @@ impl LoadWorker {
             self.cycles_owed -= 1;
             self.start_cycle(io);
         }
-        io.arm_timer_at(pacer.next_tick(), Timer::Pace);
+        if let Some(next) = pacer.upcoming() {
+            io.arm_timer_at(next, Timer::Pace);
+        }
         self.pacer = Some(pacer);
     }
 
