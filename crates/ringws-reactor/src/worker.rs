@@ -841,9 +841,13 @@ impl<H: Handler> Worker<H> {
     /// write buffers only inside this thread's `io_uring_enter` (sockets'
     /// receives never go to io-wq), and none runs until the next one; with
     /// the completion queue empty every buffer written so far has been
-    /// reaped (lent, or recycled after its bytes were read).
+    /// reaped (lent, or recycled after its bytes were read). Completions
+    /// the kernel kept aside when the queue was full (`IORING_SQ_CQ_OVERFLOW`)
+    /// are unread too, though the queue itself looks empty.
     fn ring_buffers_unwritten(&mut self) -> bool {
-        self.core.ring_mode == RingMode::DeferTaskrun && self.core.ring.completion().is_empty()
+        self.core.ring_mode == RingMode::DeferTaskrun
+            && self.core.ring.completion().is_empty()
+            && !self.core.ring.submission().cq_overflow()
     }
 
     /// Gives back the next slice of the ring's pages, one slice per turn so
