@@ -44,11 +44,15 @@ impl std::fmt::Display for RingMode {
     }
 }
 
+/// The kernel's largest completion queue (`IORING_MAX_CQ_ENTRIES`); a
+/// larger request fails the setup.
+const MAX_CQ_ENTRIES: u32 = 65536;
+
 /// Creates a ring with `entries` submission entries and four times as many
-/// completion entries, trying the setup flags in order. Must run on the
-/// thread that will submit (single issuer).
+/// completion entries (at most the kernel's limit), trying the setup flags
+/// in order. Must run on the thread that will submit (single issuer).
 pub(crate) fn build_ring(entries: u32) -> Result<(IoUring, RingMode), RingUnavailable> {
-    let cq_entries = entries.saturating_mul(4);
+    let cq_entries = entries.saturating_mul(4).min(MAX_CQ_ENTRIES);
     let attempts = [
         RingMode::DeferTaskrun,
         RingMode::CoopTaskrun,

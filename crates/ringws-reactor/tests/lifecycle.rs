@@ -184,6 +184,24 @@ fn startup_errors_are_typed() {
 }
 
 #[test]
+fn every_ring_size_the_config_accepts_starts_and_echoes() {
+    // The completion queue is four times the ring, capped at the kernel's
+    // limit, so the largest rings start too.
+    for entries in [1, 16384, 16385, 32768] {
+        let config = Config::new()
+            .workers(1)
+            .pinning(CorePinning::Off)
+            .ring_entries(entries)
+            .listen("127.0.0.1:0".parse().unwrap());
+        let server = start_with(config, Mode::Echo, false);
+        let mut client = connect(server.addr);
+        write_all(&mut client, b"ring");
+        assert_eq!(read_exact(&mut client, 4), b"ring", "{entries} entries");
+        server.shutdown();
+    }
+}
+
+#[test]
 fn workers_report_their_ring_mode() {
     let server = start(2, Mode::Echo);
     for info in server.handle.workers() {
