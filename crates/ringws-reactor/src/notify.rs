@@ -15,7 +15,10 @@
 //! `0 → SLEEPING` with a compare-exchange. If the word was not 0, a command
 //! was pushed since the last drain: the worker clears the word, drains the
 //! queue and does not block. After waking it calls [`WakeState::woke`], which
-//! clears the word, and then drains.
+//! clears the word, and then drains. Clearing never clears `CLOSED`: once the
+//! worker has closed its inbox, it stays closed while the worker drains its
+//! connections (only the worker sets `CLOSED`, so it reads it without a
+//! race, and sleeps with it set).
 //!
 //! Why no command is left unseen: every operation on the word is a
 //! read-modify-write, so they are totally ordered. A producer's `fetch_or`
@@ -44,7 +47,7 @@ pub(crate) trait AtomicWord {
     fn with_value(value: u32) -> Self;
     fn load_word(&self) -> u32;
     fn fetch_or_word(&self, bits: u32) -> u32;
-    fn swap_word(&self, value: u32) -> u32;
+    fn fetch_and_word(&self, bits: u32) -> u32;
     fn compare_exchange_word(&self, current: u32, new: u32) -> Result<u32, u32>;
 }
 
@@ -58,8 +61,8 @@ impl AtomicWord for std::sync::atomic::AtomicU32 {
     fn fetch_or_word(&self, bits: u32) -> u32 {
         self.fetch_or(bits, AcqRel)
     }
-    fn swap_word(&self, value: u32) -> u32 {
-        self.swap(value, AcqRel)
+    fn fetch_and_word(&self, bits: u32) -> u32 {
+        self.fetch_and(bits, AcqRel)
     }
     fn compare_exchange_word(&self, current: u32, new: u32) -> Result<u32, u32> {
         self.compare_exchange(current, new, AcqRel, Acquire)
@@ -110,10 +113,11 @@ impl<A: AtomicWord> WakeState<A> {
     /// Worker: call right before blocking. `false` means commands may be
     /// queued: drain the queue instead of blocking (the word is cleared).
     pub(crate) fn try_sleep(&self) -> bool {
-        match self.word.compare_exchange_word(0, SLEEPING) {
+        let closed = self.word.load_word() & CLOSED;
+        match self.word.compare_exchange_word(closed, closed | SLEEPING) {
             Ok(_) => true,
             Err(_) => {
-                self.word.swap_word(0);
+                self.word.fetch_and_word(CLOSED);
                 false
             }
         }
@@ -121,7 +125,7 @@ impl<A: AtomicWord> WakeState<A> {
 
     /// Worker: call after a blocking wait returns, then drain the queue.
     pub(crate) fn woke(&self) {
-        self.word.swap_word(0);
+        self.word.fetch_and_word(CLOSED);
     }
 
     /// Worker: the worker stops; later producers get [`Notify::Closed`].
@@ -154,6 +158,15 @@ mod tests {
         state.close();
         assert!(state.is_closed());
         assert_eq!(state.notify(), Notify::Closed);
+        // The stopping worker goes on draining, sleeping and waking: the
+        // inbox stays closed throughout.
+        assert!(!state.try_sleep(), "the notification is drained first");
+        assert!(state.is_closed());
+        assert!(state.try_sleep(), "a closed, quiet worker may sleep");
+        assert_eq!(state.notify(), Notify::Closed);
+        state.woke();
+        assert!(state.is_closed());
+        assert_eq!(state.notify(), Notify::Closed);
     }
 }
 
@@ -177,8 +190,8 @@ mod loom_model {
         fn fetch_or_word(&self, bits: u32) -> u32 {
             self.fetch_or(bits, AcqRel)
         }
-        fn swap_word(&self, value: u32) -> u32 {
-            self.swap(value, AcqRel)
+        fn fetch_and_word(&self, bits: u32) -> u32 {
+            self.fetch_and(bits, AcqRel)
         }
         fn compare_exchange_word(&self, current: u32, new: u32) -> Result<u32, u32> {
             self.compare_exchange(current, new, AcqRel, Acquire)
