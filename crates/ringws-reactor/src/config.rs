@@ -234,6 +234,19 @@ impl Config {
             if cores.is_empty() {
                 return fail("core list is empty");
             }
+            // A pin to a core the process may not use fails silently at
+            // start; refuse it here instead.
+            if let Some(core) = first_unavailable_core(cores) {
+                return Err(StartError::Config(format!(
+                    "core {core} is not one this process may run on (allowed: {})",
+                    available_cores()
+                        .unwrap_or_default()
+                        .iter()
+                        .map(usize::to_string)
+                        .collect::<Vec<_>>()
+                        .join(",")
+                )));
+            }
         }
         if let Some(listen) = &self.listen {
             if listen.backlog <= 0 {
@@ -242,6 +255,19 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// The cores this process may run on (its affinity mask), `None` when it
+/// cannot be read.
+pub fn available_cores() -> Option<Vec<usize>> {
+    core_affinity::get_core_ids().map(|ids| ids.into_iter().map(|core| core.id).collect())
+}
+
+/// The first of `cores` outside the process's affinity mask (none when the
+/// mask cannot be read).
+pub fn first_unavailable_core(cores: &[usize]) -> Option<usize> {
+    let available = available_cores()?;
+    cores.iter().copied().find(|core| !available.contains(core))
 }
 
 #[cfg(test)]
@@ -272,6 +298,10 @@ mod tests {
             (
                 Config::new().pinning(CorePinning::Cores(vec![])),
                 "core list",
+            ),
+            (
+                Config::new().pinning(CorePinning::Cores(vec![0, 100_000])),
+                "core 100000 is not one this process may run on",
             ),
             (
                 Config::new()

@@ -93,7 +93,9 @@ mod trim;
 mod user_data;
 mod worker;
 
-pub use crate::config::{Config, CorePinning, ListenConfig};
+pub use crate::config::{
+    available_cores, first_unavailable_core, Config, CorePinning, ListenConfig,
+};
 pub use crate::core::{WorkerStats, MIN_PAYLOAD_SENT_IN_PLACE};
 pub use crate::error::{
     classify_ring_error, ConnectError, InboxClosed, RingUnavailable, SendError, StartError,

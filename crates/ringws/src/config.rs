@@ -74,6 +74,17 @@ pub enum ConfigError {
     Workers(usize),
     /// `Pinning::Cores` with an empty list.
     EmptyCoreList,
+    /// `Pinning::Cores` names a core outside the process's affinity mask
+    /// (the pin could not hold).
+    UnavailableCore(usize),
+    /// `recv_buffers` with a count that is not a power of two up to 32768,
+    /// or a size outside 1 byte to 1 GiB.
+    RecvBuffers {
+        /// The count asked for.
+        count: u16,
+        /// The size asked for.
+        size: u32,
+    },
     /// `max_frame_size(0)`.
     ZeroMaxFrameSize,
     /// `max_message_size(0)`.
@@ -111,6 +122,21 @@ impl fmt::Display for ConfigError {
         match self {
             ConfigError::Workers(n) => write!(f, "workers must be between 1 and 65535, got {n}"),
             ConfigError::EmptyCoreList => f.write_str("core pinning list is empty"),
+            ConfigError::UnavailableCore(core) => write!(
+                f,
+                "core {core} is not one this process may run on (allowed: {})",
+                ringws_reactor::available_cores()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(usize::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+            ConfigError::RecvBuffers { count, size } => write!(
+                f,
+                "receive buffers must be a power of two up to 32768 of 1 byte to 1 GiB, \
+                 got {count} of {size} bytes"
+            ),
             ConfigError::ZeroMaxFrameSize => f.write_str("max frame size must be at least 1"),
             ConfigError::ZeroMaxMessageSize => f.write_str("max message size must be at least 1"),
             ConfigError::ZeroHandshakeTimeout => f.write_str("handshake timeout must not be 0"),
@@ -480,8 +506,17 @@ impl ServerBuilder {
         if self.workers == 0 || self.workers > usize::from(u16::MAX) {
             return Err(ConfigError::Workers(self.workers));
         }
-        if matches!(&self.pinning, Pinning::Cores(cores) if cores.is_empty()) {
-            return Err(ConfigError::EmptyCoreList);
+        if let Pinning::Cores(cores) = &self.pinning {
+            if cores.is_empty() {
+                return Err(ConfigError::EmptyCoreList);
+            }
+            if let Some(core) = ringws_reactor::first_unavailable_core(cores) {
+                return Err(ConfigError::UnavailableCore(core));
+            }
+        }
+        let (count, size) = self.recv_buffers;
+        if !count.is_power_of_two() || count > 32768 || size == 0 || size > 1 << 30 {
+            return Err(ConfigError::RecvBuffers { count, size });
         }
         if self.max_message_size == 0 {
             return Err(ConfigError::ZeroMaxMessageSize);
@@ -600,6 +635,31 @@ mod tests {
             (
                 builder().pinning(Pinning::Cores(vec![])),
                 ConfigError::EmptyCoreList,
+            ),
+            (
+                builder().pinning(Pinning::Cores(vec![0, 100_000])),
+                ConfigError::UnavailableCore(100_000),
+            ),
+            (
+                builder().recv_buffers(1000, 4096),
+                ConfigError::RecvBuffers {
+                    count: 1000,
+                    size: 4096,
+                },
+            ),
+            (
+                builder().recv_buffers(0, 4096),
+                ConfigError::RecvBuffers {
+                    count: 0,
+                    size: 4096,
+                },
+            ),
+            (
+                builder().recv_buffers(1024, 0),
+                ConfigError::RecvBuffers {
+                    count: 1024,
+                    size: 0,
+                },
             ),
             (builder().max_frame_size(0), ConfigError::ZeroMaxFrameSize),
             (

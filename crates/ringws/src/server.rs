@@ -136,6 +136,9 @@ impl ServerControl {
     /// stop (join them with [`ServerHandle::join`]). A second call returns
     /// the first call's report.
     ///
+    /// `Duration::MAX` waits for every closing handshake (each still ends
+    /// by the close timeout).
+    ///
     /// Because it waits for the workers, it refuses to run on one of them
     /// ([`ShutdownError::OnWorkerThread`]): inside a callback, use
     /// [`begin_shutdown`](Self::begin_shutdown).
@@ -189,7 +192,9 @@ impl ServerShared {
         }
         self.shutdown_begun.store(true, Ordering::Release);
         let started = Instant::now();
-        let end = started + deadline;
+        // A deadline too far to represent (`Duration::MAX`: wait for every
+        // peer) is as good as none.
+        let end = started.checked_add(deadline);
         let links = &self.links;
         let reached: Vec<bool> = links
             .iter()
@@ -212,7 +217,7 @@ impl ServerShared {
             for link in links.iter() {
                 link.send(Command::TerminateAll);
             }
-            wait_until(Instant::now() + TERMINATE_GRACE, || {
+            wait_until(Instant::now().checked_add(TERMINATE_GRACE), || {
                 acked(2) && connections() == 0
             });
         }
@@ -232,10 +237,14 @@ impl ServerShared {
     }
 }
 
-/// Polls `ready` until it holds or `end` passes.
-fn wait_until(end: Instant, mut ready: impl FnMut() -> bool) {
+/// Polls `ready` until it holds or `end` passes (`None`: until it holds).
+fn wait_until(end: Option<Instant>, mut ready: impl FnMut() -> bool) {
     while !ready() {
         let now = Instant::now();
+        let Some(end) = end else {
+            std::thread::sleep(SHUTDOWN_POLL);
+            continue;
+        };
         if now >= end {
             return;
         }

@@ -167,3 +167,14 @@ fn a_callback_begins_the_shutdown_and_its_peers_get_1001_at_once() {
         "{report:?}"
     );
 }
+
+#[test]
+fn an_unbounded_deadline_waits_for_the_close_timeout_instead_of_overflowing() {
+    let (server, events) = start(builder().close_timeout(Duration::from_millis(200)));
+    let silent = RawClient::connect(server.local_addr());
+    events.opened_blocking();
+    let report = server.shutdown(Duration::MAX);
+    assert_eq!((report.total, report.forced), (1, 1), "{report:?}");
+    assert!(report.elapsed < Duration::from_secs(5), "{report:?}");
+    drop(silent);
+}

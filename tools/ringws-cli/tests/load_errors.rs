@@ -172,6 +172,39 @@ fn bad_arguments_fail_with_a_message() {
     assert!(stderr.contains("ends before it starts"), "{stderr}");
 }
 
+#[test]
+fn pins_to_cores_the_process_may_not_use_are_refused_as_bad_arguments() {
+    // A pin that cannot hold would leave server and generator sharing a
+    // core while the output names two.
+    let cases: [&[&str]; 4] = [
+        &["serve", "--addr", "127.0.0.1:0", "--cores", "100000"],
+        &["bench", "--quick", "--server-core", "100000"],
+        &["bench", "--quick", "--client-core", "100000"],
+        &[
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--recv-buffer-count",
+            "1000",
+        ],
+    ];
+    for args in cases {
+        let (status, _, stderr) = ringws(args);
+        assert_eq!(status.code(), Some(2), "{args:?}: {stderr}");
+        let expected = if args.contains(&"--recv-buffer-count") {
+            "power of two"
+        } else {
+            "100000"
+        };
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(!stderr.contains("io_uring"), "{args:?}: {stderr}");
+    }
+    let (status, _, stderr) =
+        ringws(&["load", "ws://127.0.0.1:1/", "-d", "1s", "--cpus", "100000"]);
+    assert!(!status.success());
+    assert!(stderr.contains("100000"), "{stderr}");
+}
+
 /// A WebSocket server that answers every Ping with a Pong whose payload is
 /// not the Ping's, and each Close with a Close; nothing else.
 fn wrong_pong_server() -> (String, std::thread::JoinHandle<()>) {

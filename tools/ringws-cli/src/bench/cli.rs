@@ -81,6 +81,21 @@ impl BenchArgs {
         if self.client_core.is_some() {
             config.client_core = self.client_core;
         }
+        // The table names the cores; a pin that cannot hold is refused
+        // before anything runs.
+        let cores = [
+            ("--server-core", config.server_core),
+            ("--client-core", config.client_core),
+        ];
+        for (flag, core) in cores {
+            if let Some(core) = core {
+                if ringws_reactor::first_unavailable_core(&[core]).is_some() {
+                    return Err(format!(
+                        "{flag} {core} is not a core this process may run on"
+                    ));
+                }
+            }
+        }
         Ok(config)
     }
 }
