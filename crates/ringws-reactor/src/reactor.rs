@@ -228,6 +228,9 @@ fn bind_listeners(
     count: usize,
 ) -> Result<Vec<Socket>, StartError> {
     let mut addr = listen.addr;
+    if addr.port() != 0 {
+        refuse_a_port_in_use(addr).map_err(|source| StartError::Listen { addr, source })?;
+    }
     let mut sockets = Vec::with_capacity(count);
     for _ in 0..count {
         let socket = bind_listener(addr, listen.backlog, send_buffer)
@@ -246,6 +249,17 @@ fn bind_listeners(
         sockets.push(socket);
     }
     Ok(sockets)
+}
+
+/// The workers' listeners share their port through `SO_REUSEPORT`, which
+/// would also let them join another process's listeners on it and split
+/// its connections silently. A probe bound without that option fails with
+/// `EADDRINUSE` if anyone listens there; it is closed before the real
+/// listeners bind.
+fn refuse_a_port_in_use(addr: SocketAddr) -> io::Result<()> {
+    let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    probe.set_reuse_address(true)?;
+    probe.bind(&SockAddr::from(addr))
 }
 
 fn bind_listener(addr: SocketAddr, backlog: i32, send_buffer: Option<usize>) -> io::Result<Socket> {
@@ -305,6 +319,35 @@ mod tests {
                 assert_eq!(accepted.send_buffer_size().unwrap(), 2 * bytes);
             }
         }
+    }
+
+    #[test]
+    fn a_port_another_listener_holds_is_refused_even_with_reuseport() {
+        // The other listener shares with anyone who sets SO_REUSEPORT, as
+        // another ringws does.
+        let other = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
+        other.set_reuse_port(true).unwrap();
+        other
+            .bind(&SockAddr::from(
+                "127.0.0.1:0".parse::<SocketAddr>().unwrap(),
+            ))
+            .unwrap();
+        other.listen(16).unwrap();
+        let addr = other.local_addr().unwrap().as_socket().unwrap();
+        let listen = ListenConfig { addr, backlog: 16 };
+        match bind_listeners(&listen, None, 2) {
+            Err(StartError::Listen {
+                addr: failed,
+                source,
+            }) => {
+                assert_eq!(failed, addr);
+                assert_eq!(source.kind(), io::ErrorKind::AddrInUse);
+            }
+            other => panic!("expected a port in use, got {:?}", other.map(|s| s.len())),
+        }
+        // Once it is gone the port is free, and its own workers share it.
+        drop(other);
+        assert_eq!(bind_listeners(&listen, None, 2).unwrap().len(), 2);
     }
 
     #[test]
