@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The ringws test command: installs what the tests need (Python `websockets`,
-# Node `ws` and `playwright-core`, Chromium), then runs formatting, lints and
-# every test. Safe to run on a fresh machine, without a terminal.
+# Node `ws` and `playwright-core`, Chromium, cargo-fuzz, the Autobahn
+# testsuite), then runs formatting, lints and every test. Runs without a
+# terminal; the interpreters it builds on (Python 3, Node.js, Python 2.7 for
+# Autobahn) are listed under Requirements in the README.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"

@@ -221,7 +221,12 @@ impl LoadArgs {
 pub fn main(args: LoadArgs) -> ExitCode {
     match &args.command {
         Some(LoadCommand::Merge { files }) => merge(files),
-        None => load(&args),
+        None => {
+            // Each connection is a descriptor: 10,000 held connections are
+            // far above the usual soft limit of 1024.
+            crate::serve::raise_fd_limit();
+            load(&args)
+        }
     }
 }
 
