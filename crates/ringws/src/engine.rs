@@ -32,6 +32,8 @@ pub(crate) struct ServerShared {
     pub shutdown: Mutex<Option<ShutdownReport>>,
     /// A shutdown has begun (blocking or in the background).
     pub shutdown_begun: AtomicBool,
+    /// The shutdown's report, set before the workers are told to stop.
+    pub shutdown_report: OnceLock<ShutdownReport>,
 }
 
 thread_local! {
@@ -49,6 +51,7 @@ impl ServerShared {
             local_addr: OnceLock::new(),
             shutdown: Mutex::new(None),
             shutdown_begun: AtomicBool::new(false),
+            shutdown_report: OnceLock::new(),
         }
     }
 

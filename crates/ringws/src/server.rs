@@ -5,7 +5,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, PoisonError, TryLockError};
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use ringws_reactor::{Reactor, ReactorHandle};
@@ -42,7 +42,7 @@ pub struct ShutdownReport {
     pub forced: u64,
     /// Of those, ended otherwise before the deadline (peer dropped TCP).
     pub abnormal: u64,
-    /// Time from the start of shutdown until the workers stopped.
+    /// Time from the start of shutdown until the workers were told to stop.
     pub elapsed: Duration,
 }
 
@@ -171,14 +171,11 @@ impl ServerControl {
         true
     }
 
-    /// The report of the shutdown, once one has finished (`None` before
-    /// and while it runs).
+    /// The report of the shutdown, once it is known: from the moment the
+    /// workers are told to stop, so it is there when they have been joined
+    /// (`None` before and while the closing handshakes run).
     pub fn shutdown_report(&self) -> Option<ShutdownReport> {
-        match self.shared.shutdown.try_lock() {
-            Ok(done) => *done,
-            Err(TryLockError::Poisoned(poisoned)) => *poisoned.into_inner(),
-            Err(TryLockError::WouldBlock) => None,
-        }
+        self.shared.shutdown_report.get().copied()
     }
 }
 
@@ -221,9 +218,6 @@ impl ServerShared {
                 acked(2) && connections() == 0
             });
         }
-        for link in links.iter() {
-            link.send(Command::Stop);
-        }
         let sum = |get: fn(&WorkerLink) -> u64| links.iter().map(|link| get(link)).sum::<u64>();
         let report = ShutdownReport {
             total: sum(|link| link.counters.shutdown_total.get()),
@@ -232,7 +226,13 @@ impl ServerShared {
             abnormal: sum(|link| link.counters.shutdown_other.get()),
             elapsed: started.elapsed(),
         };
+        // Published before the workers stop, so whoever joins them finds
+        // it (`shutdown_report`).
         *done = Some(report);
+        let _ = self.shutdown_report.set(report);
+        for link in links.iter() {
+            link.send(Command::Stop);
+        }
         report
     }
 }

@@ -105,8 +105,17 @@ fn a_silent_peer_cut_by_the_close_timeout_during_shutdown_is_counted_forced() {
 }
 
 /// Shuts the server down from inside a callback when told to.
+/// What the callback saw: `shutdown`'s answer, then whether the first and
+/// the second `begin_shutdown` started one (checked by the test thread, so
+/// a surprise does not kill the worker).
+type Seen = (
+    Result<ringws::ShutdownReport, ringws::ShutdownError>,
+    bool,
+    bool,
+);
+
 struct StopOnRequest {
-    refused: std::sync::mpsc::Sender<Result<ringws::ShutdownReport, ringws::ShutdownError>>,
+    seen: std::sync::mpsc::Sender<Seen>,
 }
 
 impl ringws::Handler for StopOnRequest {
@@ -115,20 +124,21 @@ impl ringws::Handler for StopOnRequest {
         if message.as_bytes() == b"shutdown" {
             let control = conn.server().clone();
             // Waiting here would stall this worker: refused, typed.
-            let _ = self.refused.send(control.shutdown(Duration::from_secs(2)));
-            assert!(control.begin_shutdown(Duration::from_secs(2)));
-            assert!(!control.begin_shutdown(Duration::from_secs(2)));
+            let refused = control.shutdown(Duration::from_secs(2));
+            let first = control.begin_shutdown(Duration::from_secs(2));
+            let second = control.begin_shutdown(Duration::from_secs(2));
+            let _ = self.seen.send((refused, first, second));
         }
     }
 }
 
 #[test]
 fn a_callback_begins_the_shutdown_and_its_peers_get_1001_at_once() {
-    let (refused_tx, refused) = std::sync::mpsc::channel();
+    let (seen_tx, seen) = std::sync::mpsc::channel();
     let server = builder()
         .workers(1)
         .start(move |_| StopOnRequest {
-            refused: refused_tx.clone(),
+            seen: seen_tx.clone(),
         })
         .unwrap();
     let control = server.control();
@@ -143,8 +153,9 @@ fn a_callback_begins_the_shutdown_and_its_peers_get_1001_at_once() {
     let asked = std::time::Instant::now();
     asker.write_frame(true, 0x1, b"shutdown");
     assert_eq!(
-        refused.recv_timeout(WAIT).unwrap(),
-        Err(ringws::ShutdownError::OnWorkerThread)
+        seen.recv_timeout(WAIT).unwrap(),
+        (Err(ringws::ShutdownError::OnWorkerThread), true, false),
+        "refused, then begun once"
     );
     for client in [&mut asker, &mut other] {
         let (_, opcode, payload) = client.read_frame().expect("a Close");
