@@ -93,11 +93,16 @@ async fn counters_reflect_the_traffic_just_sent() {
         while let Ok(Some(Ok(_))) = timeout(WAIT, client.next()).await {}
     }
 
-    let metrics = scrape_until(&server, |m| {
-        m.get("ringws_clean_closes_total", &[TOTAL]) == 2.0
-    });
     let messages = 2.0 * sizes.len() as f64;
     let bytes = sent_bytes as f64;
+    // The engine's counters move at once; the io_uring loop's figures are
+    // published by each worker once per turn it ends idle (or every period),
+    // so they catch up a moment later.
+    let metrics = scrape_until(&server, |m| {
+        m.get("ringws_clean_closes_total", &[TOTAL]) == 2.0
+            && m.get("ringws_io_bytes_total", &[TOTAL, ("direction", "sent")]) > bytes
+            && m.get("ringws_pooled_bytes", &[TOTAL]) >= 70_000.0
+    });
     for (name, expected) in [
         ("ringws_messages_in_total", messages),
         ("ringws_messages_out_total", messages),
