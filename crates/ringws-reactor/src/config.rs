@@ -207,10 +207,10 @@ impl Config {
         if self.workers == 0 || self.workers > usize::from(u16::MAX) {
             return fail("workers must be between 1 and 65535");
         }
-        if !self.buffer_count.is_power_of_two() || self.buffer_count > MAX_ENTRIES {
+        if !recv_buffer_count_valid(self.buffer_count) {
             return fail("recv buffer count must be a power of two between 1 and 32768");
         }
-        if self.buffer_size == 0 || self.buffer_size > (1 << 30) {
+        if !recv_buffer_size_valid(self.buffer_size) {
             return fail("recv buffer size must be between 1 byte and 1 GiB");
         }
         if self.ring_entries == 0 || self.ring_entries > 32768 {
@@ -237,15 +237,7 @@ impl Config {
             // A pin to a core the process may not use fails silently at
             // start; refuse it here instead.
             if let Some(core) = first_unavailable_core(cores) {
-                return Err(StartError::Config(format!(
-                    "core {core} is not one this process may run on (allowed: {})",
-                    available_cores()
-                        .unwrap_or_default()
-                        .iter()
-                        .map(usize::to_string)
-                        .collect::<Vec<_>>()
-                        .join(",")
-                )));
+                return Err(StartError::Config(unavailable_core_message(core)));
             }
         }
         if let Some(listen) = &self.listen {
@@ -255,6 +247,30 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// Whether `count` receive buffers are allowed: a power of two, at most
+/// 32768 (the provided buffer ring's limit).
+pub fn recv_buffer_count_valid(count: u16) -> bool {
+    count.is_power_of_two() && count <= MAX_ENTRIES
+}
+
+/// Whether receive buffers of `size` bytes are allowed: 1 byte to 1 GiB.
+pub fn recv_buffer_size_valid(size: u32) -> bool {
+    (1..=1 << 30).contains(&size)
+}
+
+/// Why a pin to `core` cannot hold, naming the cores that can.
+pub fn unavailable_core_message(core: usize) -> String {
+    let allowed: Vec<String> = available_cores()
+        .unwrap_or_default()
+        .iter()
+        .map(usize::to_string)
+        .collect();
+    format!(
+        "core {core} is not one this process may run on (allowed: {})",
+        allowed.join(",")
+    )
 }
 
 /// The cores this process may run on (its affinity mask), `None` when it

@@ -94,7 +94,8 @@ mod user_data;
 mod worker;
 
 pub use crate::config::{
-    available_cores, first_unavailable_core, Config, CorePinning, ListenConfig,
+    available_cores, first_unavailable_core, recv_buffer_count_valid, recv_buffer_size_valid,
+    unavailable_core_message, Config, CorePinning, ListenConfig,
 };
 pub use crate::core::{WorkerStats, MIN_PAYLOAD_SENT_IN_PLACE};
 pub use crate::error::{

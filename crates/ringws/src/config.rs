@@ -122,16 +122,9 @@ impl fmt::Display for ConfigError {
         match self {
             ConfigError::Workers(n) => write!(f, "workers must be between 1 and 65535, got {n}"),
             ConfigError::EmptyCoreList => f.write_str("core pinning list is empty"),
-            ConfigError::UnavailableCore(core) => write!(
-                f,
-                "core {core} is not one this process may run on (allowed: {})",
-                ringws_reactor::available_cores()
-                    .unwrap_or_default()
-                    .iter()
-                    .map(usize::to_string)
-                    .collect::<Vec<_>>()
-                    .join(",")
-            ),
+            ConfigError::UnavailableCore(core) => {
+                f.write_str(&ringws_reactor::unavailable_core_message(*core))
+            }
             ConfigError::RecvBuffers { count, size } => write!(
                 f,
                 "receive buffers must be a power of two up to 32768 of 1 byte to 1 GiB, \
@@ -515,7 +508,9 @@ impl ServerBuilder {
             }
         }
         let (count, size) = self.recv_buffers;
-        if !count.is_power_of_two() || count > 32768 || size == 0 || size > 1 << 30 {
+        if !ringws_reactor::recv_buffer_count_valid(count)
+            || !ringws_reactor::recv_buffer_size_valid(size)
+        {
             return Err(ConfigError::RecvBuffers { count, size });
         }
         if self.max_message_size == 0 {

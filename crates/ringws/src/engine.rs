@@ -28,8 +28,9 @@ pub(crate) struct ServerShared {
     pub settings: Settings,
     pub links: Box<[Arc<WorkerLink>]>,
     pub local_addr: OnceLock<SocketAddr>,
-    /// The report of the shutdown, once one has run.
-    pub shutdown: Mutex<Option<ShutdownReport>>,
+    /// Held by the shutdown procedure, so that a second caller waits for
+    /// the first one's report.
+    pub shutdown_running: Mutex<()>,
     /// A shutdown has begun (blocking or in the background).
     pub shutdown_begun: AtomicBool,
     /// The shutdown's report, set before the workers are told to stop.
@@ -49,7 +50,7 @@ impl ServerShared {
             settings,
             links,
             local_addr: OnceLock::new(),
-            shutdown: Mutex::new(None),
+            shutdown_running: Mutex::new(()),
             shutdown_begun: AtomicBool::new(false),
             shutdown_report: OnceLock::new(),
         }
@@ -176,6 +177,16 @@ impl<H: Handler> Engine<H> {
             }
             _ => worker.link().counters.commands_for_gone.inc(),
         }
+    }
+}
+
+/// A handle saw the connection open, but it started closing before the
+/// command arrived: nothing more may be sent, so the command is dropped and
+/// counted like one for a gone connection. (Backpressure refusals are
+/// counted by the policy.)
+fn count_if_closing<H: Handler>(conn: &Conn<'_, H>, sent: Result<(), SendError>) {
+    if sent == Err(SendError::Closing) {
+        conn.worker.link().counters.commands_for_gone.inc();
     }
 }
 
@@ -549,19 +560,13 @@ impl<H: Handler> ringws_reactor::Handler for Engine<H> {
         self.worker.init(&ctx.io);
         let worker = &mut self.worker;
         match command {
-            // A handle saw the connection open, but it started closing
-            // before the command arrived: nothing more may be sent, so the
-            // command is dropped and counted like one for a gone connection.
-            // (Backpressure refusals are counted by the policy.)
             Command::Send { conn, frame } => Self::with_conn(worker, ctx, conn, |conn| {
-                if conn.send_frame(frame) == Err(SendError::Closing) {
-                    conn.worker.link().counters.commands_for_gone.inc();
-                }
+                let sent = conn.send_frame(frame);
+                count_if_closing(conn, sent);
             }),
             Command::Ping { conn, payload } => Self::with_conn(worker, ctx, conn, |conn| {
-                if conn.ping(&payload) == Err(SendError::Closing) {
-                    conn.worker.link().counters.commands_for_gone.inc();
-                }
+                let sent = conn.ping(&payload);
+                count_if_closing(conn, sent);
             }),
             Command::Close { conn, code, reason } => {
                 Self::with_conn(worker, ctx, conn, |conn| conn.start_close(code, &reason))

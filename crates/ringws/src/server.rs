@@ -183,9 +183,12 @@ impl ServerShared {
     /// The shutdown procedure itself; one run per engine, later calls wait
     /// for it and return its report.
     pub(crate) fn run_shutdown(&self, deadline: Duration) -> ShutdownReport {
-        let mut done = self.shutdown.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(report) = *done {
-            return report;
+        let _running = self
+            .shutdown_running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(report) = self.shutdown_report.get() {
+            return *report;
         }
         self.shutdown_begun.store(true, Ordering::Release);
         let started = Instant::now();
@@ -228,7 +231,6 @@ impl ServerShared {
         };
         // Published before the workers stop, so whoever joins them finds
         // it (`shutdown_report`).
-        *done = Some(report);
         let _ = self.shutdown_report.set(report);
         for link in links.iter() {
             link.send(Command::Stop);

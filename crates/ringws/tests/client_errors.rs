@@ -6,7 +6,6 @@
 mod client_common;
 
 use std::io::Write;
-use std::net::TcpListener;
 use std::sync::{mpsc, Arc, OnceLock};
 use std::time::Duration;
 
@@ -18,12 +17,7 @@ use ringws::{
 #[test]
 fn a_refused_tcp_connect_is_reported_as_refused() {
     let (client, events) = start_client(|builder| builder);
-    // A port nothing listens on (bound, then released).
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = closed_port();
     let id = client
         .connect(&format!("ws://127.0.0.1:{port}/"), Plan::tagged(7))
         .expect("the attempt starts");
@@ -47,11 +41,7 @@ fn a_handle_to_an_attempt_that_never_opened_reads_as_gone() {
     server_opened(&server_events);
     handle.close(1000, "").unwrap();
     closed(&events, first);
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = closed_port();
     let second = client
         .connect(&format!("ws://127.0.0.1:{port}/"), Plan::tagged(2))
         .unwrap();

@@ -43,15 +43,6 @@ fn assert_refuses(addr: SocketAddr) {
     }
 }
 
-/// A loopback port nothing listens on (bound, then released).
-fn closed_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// An IPv6 loopback port nothing listens on (bound, then released).
 fn closed_v6_port() -> u16 {
     TcpListener::bind("[::1]:0")

@@ -18,24 +18,7 @@ use serve_support::ServeProcess;
 /// still owed `--timeout` later is reported behind schedule.
 #[test]
 fn an_unreachable_rate_keeps_the_window_and_the_cpu_bounded() {
-    let server = ServeProcess::start(&["--workers", "1"]);
-    let outcome = load(&[
-        &server.url(),
-        "--mode",
-        "rate",
-        "--rate",
-        "1000000",
-        "-c",
-        "1000",
-        "--max-in-flight",
-        "1",
-        "-d",
-        "1s",
-        "--timeout",
-        "1s",
-        "-w",
-        "1",
-    ]);
+    let outcome = rate_run("1000000", "1000", "1s", &["--timeout", "1s"], None);
     let report = &outcome.report;
     assert_no_errors(&outcome);
     assert!(
@@ -76,31 +59,9 @@ fn an_unreachable_rate_keeps_the_window_and_the_cpu_bounded() {
 /// once the server is back, and its wait counts as latency.
 #[test]
 fn a_server_stall_is_charged_as_latency_and_the_window_holds() {
-    let server = ServeProcess::start(&["--workers", "1"]);
-    let url = server.url();
-    let run = thread::spawn(move || {
-        load(&[
-            &url,
-            "--mode",
-            "rate",
-            "--rate",
-            "20000",
-            "-c",
-            "200",
-            "--max-in-flight",
-            "1",
-            "-d",
-            "2s",
-            "-w",
-            "1",
-        ])
-    });
     // Opening 200 connections takes well under the 0.7 s before the stall.
-    thread::sleep(Duration::from_millis(700));
-    server.signal(libc::SIGSTOP);
-    thread::sleep(Duration::from_millis(500));
-    server.signal(libc::SIGCONT);
-    let outcome = run.join().unwrap();
+    let stall = (Duration::from_millis(700), Duration::from_millis(500));
+    let outcome = rate_run("20000", "200", "2s", &[], Some(stall));
     let report = &outcome.report;
     assert_no_errors(&outcome);
     assert!(
@@ -126,32 +87,55 @@ fn a_server_stall_is_charged_as_latency_and_the_window_holds() {
 /// for 2 s (plus `extra` arguments) while the server is stopped from 1.5 s
 /// after the start for `stall`.
 fn rate_with_a_late_stall(stall: Duration, extra: &[&str]) -> Outcome {
+    rate_run(
+        "2000",
+        "4",
+        "2s",
+        extra,
+        Some((Duration::from_millis(1500), stall)),
+    )
+}
+
+/// Rate mode against a fresh one-worker `ringws serve`, one message in
+/// flight per connection, plus `extra` arguments; with `stall` (start,
+/// length), the server is stopped that long from that long after the start.
+fn rate_run(
+    rate: &str,
+    connections: &str,
+    duration: &str,
+    extra: &[&str],
+    stall: Option<(Duration, Duration)>,
+) -> Outcome {
     let server = ServeProcess::start(&["--workers", "1"]);
-    let url = server.url();
-    let extra: Vec<String> = extra.iter().map(|arg| arg.to_string()).collect();
+    let args: Vec<String> = [
+        &server.url()[..],
+        "--mode",
+        "rate",
+        "--rate",
+        rate,
+        "-c",
+        connections,
+        "--max-in-flight",
+        "1",
+        "-d",
+        duration,
+        "-w",
+        "1",
+    ]
+    .iter()
+    .chain(extra)
+    .map(|arg| arg.to_string())
+    .collect();
     let run = thread::spawn(move || {
-        let mut args = vec![
-            &url[..],
-            "--mode",
-            "rate",
-            "--rate",
-            "2000",
-            "-c",
-            "4",
-            "--max-in-flight",
-            "1",
-            "-d",
-            "2s",
-            "-w",
-            "1",
-        ];
-        args.extend(extra.iter().map(String::as_str));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         load(&args)
     });
-    thread::sleep(Duration::from_millis(1500));
-    server.signal(libc::SIGSTOP);
-    thread::sleep(stall);
-    server.signal(libc::SIGCONT);
+    if let Some((after, length)) = stall {
+        thread::sleep(after);
+        server.signal(libc::SIGSTOP);
+        thread::sleep(length);
+        server.signal(libc::SIGCONT);
+    }
     run.join().unwrap()
 }
 

@@ -117,6 +117,8 @@ pub enum Cmd {
         greeting: Vec<u8>,
     },
     Stop,
+    /// Block the worker (out of `io_uring_enter`) for this long.
+    Sleep(Duration),
 }
 
 pub struct ConnState {
@@ -315,6 +317,7 @@ impl Handler for TestHandler {
                 }
             }
             Cmd::Stop => ctx.io.stop(),
+            Cmd::Sleep(time) => std::thread::sleep(time),
         }
     }
 }

@@ -214,6 +214,15 @@ impl Handler for ClientRecorder {
     }
 }
 
+/// A loopback port nothing listens on (bound, then released).
+pub fn closed_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// Starts a recording client (2 workers unless `configure` says otherwise).
 pub fn start_client(
     configure: impl FnOnce(ClientBuilder) -> ClientBuilder,

@@ -944,9 +944,10 @@ mod tests {
         assert_eq!(a.error_count(), 3);
     }
 
-    fn report_of(tally: Tally) -> LoadReport {
+    /// One worker's `tally` over a 3 s window of a 4 s run in `mode`.
+    fn report_of(mode: Mode, tally: Tally) -> LoadReport {
         let facts = RunFacts {
-            mode: Mode::Rate,
+            mode,
             url: "ws://127.0.0.1:1/",
             workers: 1,
             payload_size: 32,
@@ -973,7 +974,7 @@ mod tests {
         for latency in 0..5004u64 {
             record(&mut tally.histograms.message, 20_000 + latency);
         }
-        let report = report_of(tally);
+        let report = report_of(Mode::Rate, tally);
         assert_eq!(report.messages.behind_schedule, 996);
         let json = serde_json::to_value(&report).unwrap();
         assert_eq!(json["messages"]["behind_schedule"], 996);
@@ -989,11 +990,14 @@ mod tests {
              the message latency leaves them out",
             "{table}"
         );
-        let on_time = report_of(Tally {
-            messages_sent: 10,
-            messages_received: 10,
-            ..Tally::default()
-        });
+        let on_time = report_of(
+            Mode::Rate,
+            Tally {
+                messages_sent: 10,
+                messages_received: 10,
+                ..Tally::default()
+            },
+        );
         assert!(!on_time.to_string().contains("warning"));
     }
 
@@ -1004,21 +1008,7 @@ mod tests {
             cycles_behind_schedule: 72_866,
             ..Tally::default()
         };
-        let facts = RunFacts {
-            mode: Mode::Churn,
-            url: "ws://127.0.0.1:1/",
-            workers: 1,
-            payload_size: 32,
-            payload_kind: PayloadKind::Binary,
-            pinging: false,
-            elapsed: Duration::from_secs(1),
-        };
-        let worker = WorkerReport {
-            tally,
-            window: Duration::from_secs(1),
-            ..WorkerReport::default()
-        };
-        let report = LoadReport::build(facts, &[worker]);
+        let report = report_of(Mode::Churn, tally);
         let json = serde_json::to_value(&report).unwrap();
         assert_eq!(json["cycles"]["behind_schedule"], 72_866);
         let table = report.to_string();

@@ -62,10 +62,7 @@ impl Pacer {
     /// The next event not yet issued and its tick, if it is due at `now`;
     /// marks it issued.
     pub(crate) fn next_due(&mut self, now: Tick) -> Option<(u64, Tick)> {
-        let tick = self.tick_of(self.issued);
-        if tick > now || tick >= self.end {
-            return None;
-        }
+        let tick = self.due_tick(now)?;
         let index = self.issued;
         self.issued += 1;
         Some((index, tick))
@@ -79,6 +76,11 @@ impl Pacer {
     /// The tick of the next event not yet issued, if the schedule has one.
     pub(crate) fn upcoming(&self) -> Option<Tick> {
         Some(self.next_tick()).filter(|&tick| tick < self.end)
+    }
+
+    /// [`upcoming`](Self::upcoming), if it is due at `now`.
+    fn due_tick(&self, now: Tick) -> Option<Tick> {
+        self.upcoming().filter(|&tick| tick <= now)
     }
 
     /// Issues every event due at `now`, as runs of `(tick, count)` in
@@ -117,10 +119,7 @@ impl Iterator for DueRuns<'_> {
 
     fn next(&mut self) -> Option<(Tick, u64)> {
         let pacer = &mut *self.pacer;
-        let tick = pacer.tick_of(pacer.issued);
-        if tick > self.now || tick >= pacer.end {
-            return None;
-        }
+        let tick = pacer.due_tick(self.now)?;
         let end = pacer.first_after(tick);
         // Only a schedule saturated at u64::MAX events gets here empty.
         let count = end.checked_sub(pacer.issued).filter(|&count| count > 0)?;

@@ -467,16 +467,8 @@ impl LoadWorker {
         // their intended times, so a stall at the end of the window shows
         // in the latency; a connection closes once it is idle and nothing
         // is owed.
-        if self.owed.is_empty() {
-            let now = self.now_ns();
-            for (id, peer) in ctx.conns.iter_mut() {
-                if peer.phase == Phase::Open
-                    && peer.awaiting() == 0
-                    && self.plan.mode != Mode::Churn
-                {
-                    self.begin_close(&mut ctx.io, id, peer, now);
-                }
-            }
+        if self.owed.is_empty() && self.plan.mode != Mode::Churn {
+            self.close_idle(ctx);
         }
         ctx.io.arm_timer(self.plan.timeout, Timer::DrainTimeout);
         self.check_done(&mut ctx.io);
@@ -487,12 +479,7 @@ impl LoadWorker {
             // Stop sending what is still owed; the replies to what was sent
             // last get a timeout of their own.
             self.give_up_owed();
-            let now = self.now_ns();
-            for (id, peer) in ctx.conns.iter_mut() {
-                if peer.phase == Phase::Open && peer.awaiting() == 0 {
-                    self.begin_close(&mut ctx.io, id, peer, now);
-                }
-            }
+            self.close_idle(ctx);
             ctx.io.arm_timer(self.plan.timeout, Timer::DrainTimeout);
             return;
         }
@@ -504,6 +491,16 @@ impl LoadWorker {
                 self.tally.unanswered += peer.in_flight.len() as u64;
                 peer.in_flight.clear();
                 peer.pings_out.clear();
+                self.begin_close(&mut ctx.io, id, peer, now);
+            }
+        }
+    }
+
+    /// Draining: closes every open connection that awaits no reply.
+    fn close_idle(&mut self, ctx: &mut Ctx<'_, Self>) {
+        let now = self.now_ns();
+        for (id, peer) in ctx.conns.iter_mut() {
+            if peer.phase == Phase::Open && peer.awaiting() == 0 {
                 self.begin_close(&mut ctx.io, id, peer, now);
             }
         }
