@@ -197,11 +197,49 @@ pub fn write_plain_response(
     body: &[u8],
     out: &mut Vec<u8>,
 ) -> Result<(), BuildError> {
+    write_http_response(status, &[("Content-Type", content_type)], body, false, out)
+}
+
+/// Headers [`write_http_response`] writes itself: the framing of a response
+/// that ends its connection.
+const FRAMING_HEADERS: [&str; 4] = [
+    "Connection",
+    "Content-Length",
+    "Transfer-Encoding",
+    "Upgrade",
+];
+
+/// [`write_plain_response`] with any headers (say `Allow` beside a 405, or
+/// `Cache-Control`), and for the answer to a `HEAD` request (`head_only`)
+/// the same head without the body (RFC 9110 §9.3.2: `Content-Length` still
+/// gives the body's length).
+///
+/// Fails with [`BuildError::ReservedHeader`] for `Connection`,
+/// `Content-Length`, `Transfer-Encoding` and `Upgrade`, which this writes
+/// (or must not) itself. On error nothing is written.
+pub fn write_http_response(
+    status: u16,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    head_only: bool,
+    out: &mut Vec<u8>,
+) -> Result<(), BuildError> {
     if !(100..=599).contains(&status) {
         return Err(BuildError::InvalidStatus(status));
     }
-    check_header("Content-Type", content_type)?;
-    write_plain_response_unchecked(status, &[("Content-Type", content_type)], body, out);
+    for (name, value) in headers {
+        check_header(name, value)?;
+        if FRAMING_HEADERS
+            .iter()
+            .any(|reserved| reserved.eq_ignore_ascii_case(name))
+        {
+            return Err(BuildError::ReservedHeader((*name).to_owned()));
+        }
+    }
+    write_response_head(status, headers, body.len(), out);
+    if !head_only {
+        out.extend_from_slice(body);
+    }
     Ok(())
 }
 
@@ -212,6 +250,12 @@ fn write_plain_response_unchecked(
     body: &[u8],
     out: &mut Vec<u8>,
 ) {
+    write_response_head(status, headers, body.len(), out);
+    out.extend_from_slice(body);
+}
+
+/// The head of a response that closes its connection.
+fn write_response_head(status: u16, headers: &[(&str, &str)], body_len: usize, out: &mut Vec<u8>) {
     write_status_line(out, status);
     // A response that names an `Upgrade` must list it in `Connection` too
     // (RFC 7230 §6.7); the connection still closes after it.
@@ -223,9 +267,8 @@ fn write_plain_response_unchecked(
     for (name, value) in headers {
         write_header(out, name, value);
     }
-    write_header(out, "Content-Length", &body.len().to_string());
+    write_header(out, "Content-Length", &body_len.to_string());
     out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(body);
 }
 
 fn write_status_line(out: &mut Vec<u8>, status: u16) {

@@ -1,9 +1,9 @@
 //! The HTTP upgrade handshake, both roles, against RFC 6455 §4 and RFC 7230.
 
 use ringws_proto::handshake::{
-    parse_request, write_plain_response, AcceptKey, BuildError, ClientHandshake, HandshakeError,
-    HandshakeResponse, HeadLimits, ParsedRequest, RequestKind, ResponseError, ServerHandshake,
-    UpgradeRequest, UrlError, WsUrl,
+    parse_request, write_http_response, write_plain_response, AcceptKey, BuildError,
+    ClientHandshake, HandshakeError, HandshakeResponse, HeadLimits, ParsedRequest, RequestKind,
+    ResponseError, ServerHandshake, UpgradeRequest, UrlError, WsUrl,
 };
 
 /// The client request of RFC 6455 §1.2.
@@ -507,6 +507,54 @@ Content-Length: 5\r\n\r\nup 1\n"
         write_plain_response(200, "a\nb", b"", &mut out),
         Err(BuildError::InvalidHeaderValue("Content-Type".into()))
     );
+}
+
+#[test]
+fn http_responses_carry_extra_headers_and_a_head_answer_has_no_body() {
+    let mut out = Vec::new();
+    let headers = [("Content-Type", "text/plain"), ("Allow", "GET, HEAD")];
+    write_http_response(405, &headers, b"no\n", false, &mut out).unwrap();
+    assert_eq!(
+        out,
+        b"HTTP/1.1 405 Method Not Allowed\r\nConnection: close\r\nContent-Type: text/plain\r\n\
+Allow: GET, HEAD\r\nContent-Length: 3\r\n\r\nno\n"
+    );
+    out.clear();
+    write_http_response(200, &headers[..1], b"twelve bytes", true, &mut out).unwrap();
+    assert_eq!(
+        out,
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: text/plain\r\n\
+Content-Length: 12\r\n\r\n"
+    );
+    out.clear();
+    // The framing is ringws's; a bad name or value is refused; nothing is
+    // written on error.
+    for reserved in [
+        "connection",
+        "Content-Length",
+        "TRANSFER-ENCODING",
+        "Upgrade",
+    ] {
+        assert_eq!(
+            write_http_response(200, &[(reserved, "x")], b"", false, &mut out),
+            Err(BuildError::ReservedHeader(reserved.into()))
+        );
+    }
+    assert_eq!(
+        write_http_response(200, &[("Bad Name", "x")], b"", false, &mut out),
+        Err(BuildError::InvalidHeaderName("Bad Name".into()))
+    );
+    assert_eq!(
+        write_http_response(
+            200,
+            &[("X-Split", "a\r\nInjected: 1")],
+            b"",
+            false,
+            &mut out
+        ),
+        Err(BuildError::InvalidHeaderValue("X-Split".into()))
+    );
+    assert!(out.is_empty());
 }
 
 #[test]

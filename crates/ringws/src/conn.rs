@@ -14,6 +14,7 @@ use ringws_proto::handshake::ServerHandshake;
 use ringws_proto::{Connection, Event, ProtocolError, State as ProtoState};
 use ringws_reactor::{Chunk, Io, TimerKey};
 
+use crate::callback::{guarded, HANDLER_PANIC_REASON};
 use crate::engine::{Engine, TimerKind, TimerValue, Worker};
 use crate::error::{CloseError, SendError};
 use crate::handle::{head_chunk, ConnHandle, OutFrame, PreparedMessage};
@@ -537,7 +538,9 @@ impl<'a, H: Handler> Conn<'a, H> {
             closing.received = code;
             closing.reason = reason.to_owned();
         }
-        handler.on_close_received(self, code, reason);
+        self.call(handler, |handler, conn| {
+            handler.on_close_received(conn, code, reason);
+        });
         let waiting_for_reply = self
             .session
             .proto()
@@ -553,6 +556,30 @@ impl<'a, H: Handler> Conn<'a, H> {
         if !self.session.has(flag::CLIENT) {
             self.close_tcp(Initiator::Remote);
         }
+    }
+
+    /// Runs an application callback of this connection. A panic in it
+    /// fails the connection with 1011 (see `crate::callback`): nothing more
+    /// is read, and the handler hears of it once more, in `on_closed`.
+    pub(crate) fn call(&mut self, handler: &mut H, callback: impl FnOnce(&mut H, &mut Self)) {
+        if guarded(|| callback(handler, self)).is_err() {
+            self.fail_after_panic();
+        }
+    }
+
+    fn fail_after_panic(&mut self) {
+        self.worker.link().counters.handler_panics.inc();
+        if self.session.has(flag::TCP_CLOSING) {
+            return;
+        }
+        if !self.session.is_websocket() {
+            self.session.set(flag::TCP_CLOSING | flag::FORCED);
+            self.io.terminate(self.id);
+            return;
+        }
+        self.session.set(flag::FAILED);
+        self.start_close(CloseCode::INTERNAL_ERROR.0, HANDLER_PANIC_REASON);
+        self.close_tcp(Initiator::Local);
     }
 
     fn protocol_error(&mut self, error: ProtocolError) {
@@ -697,28 +724,32 @@ impl<'a, H: Handler> Conn<'a, H> {
                 Event::Text(text) => {
                     self.count_in(text.len());
                     match text {
-                        Cow::Borrowed(text) => handler.on_message(self, Message::Text(text)),
+                        Cow::Borrowed(text) => self.call(handler, |handler, conn| {
+                            handler.on_message(conn, Message::Text(text));
+                        }),
                         Cow::Owned(text) => self.deliver_owned(handler, OwnedMessage::text(text)),
                     }
                 }
                 Event::Binary(bytes) => {
                     self.count_in(bytes.len());
                     match bytes {
-                        Cow::Borrowed(bytes) => handler.on_message(self, Message::Binary(bytes)),
+                        Cow::Borrowed(bytes) => self.call(handler, |handler, conn| {
+                            handler.on_message(conn, Message::Binary(bytes));
+                        }),
                         Cow::Owned(bytes) => {
                             self.deliver_owned(handler, OwnedMessage::binary(bytes));
                         }
                     }
                 }
                 Event::Ping(payload) => {
-                    handler.on_ping(self, payload);
+                    self.call(handler, |handler, conn| handler.on_ping(conn, payload));
                     if self.hold_input_when_full() {
                         return pos;
                     }
                 }
                 Event::Pong(payload) => {
                     self.pong_received(payload);
-                    handler.on_pong(self, payload);
+                    self.call(handler, |handler, conn| handler.on_pong(conn, payload));
                 }
                 Event::CloseReceived { code, reason } => {
                     self.close_received(handler, code, reason);
@@ -753,7 +784,9 @@ impl<'a, H: Handler> Conn<'a, H> {
     /// Hands an assembled message to the handler; the buffer goes back to
     /// the pool unless the handler took it.
     fn deliver_owned(&mut self, handler: &mut H, mut message: OwnedMessage) {
-        handler.on_owned_message(self, &mut message);
+        self.call(handler, |handler, conn| {
+            handler.on_owned_message(conn, &mut message);
+        });
         let left = message.into_bytes();
         if left.capacity() > 0 {
             self.io.give_buffer(left);

@@ -10,17 +10,19 @@ use std::time::Instant;
 
 use ringws_proto::frame::Role;
 use ringws_proto::handshake::{
-    write_plain_response, HeadLimits, PlainRequest, RequestKind, ServerHandshake, UpgradeRequest,
+    write_http_response, write_plain_response, HeadLimits, PlainRequest, RequestKind,
+    ServerHandshake, UpgradeRequest,
 };
 use ringws_proto::Connection;
 use ringws_reactor::{CloseCause, Ctx, Io, ReactorHandle, TimerKey};
 
+use crate::callback::{guarded, Panicked};
 use crate::config::Settings;
 use crate::conn::{flag, Conn, Session, Stage};
 use crate::handle::{Command, OutFrame, WorkerLink};
-use crate::handler::{Handler, HttpRequest, Initiator, Request};
+use crate::handler::{Handler, HttpRequest, HttpResponse, Initiator, Request};
 use crate::server::{ServerControl, ShutdownReport};
-use crate::stats::Gauge;
+use crate::stats::{Gauge, WorkerCounters};
 use crate::{CloseCode, CloseKind, ConnId, SendError, WorkerId};
 
 /// State shared by every worker and every handle of one server.
@@ -190,6 +192,9 @@ fn count_if_closing<H: Handler>(conn: &Conn<'_, H>, sent: Result<(), SendError>)
     }
 }
 
+/// `Content-Type` of ringws's own text answers.
+const PLAIN_TEXT: &str = "text/plain; charset=utf-8";
+
 /// An HTTP answer that ends the connection instead of upgrading it.
 struct Refusal {
     status: u16,
@@ -202,12 +207,7 @@ impl Refusal {
     fn plain(status: u16, body: &str) -> Refusal {
         let mut response = Vec::with_capacity(128 + body.len());
         // Statuses passed here are fixed and valid.
-        let _ = write_plain_response(
-            status,
-            "text/plain; charset=utf-8",
-            body.as_bytes(),
-            &mut response,
-        );
+        let _ = write_plain_response(status, PLAIN_TEXT, body.as_bytes(), &mut response);
         Refusal {
             status,
             response,
@@ -217,30 +217,47 @@ impl Refusal {
 }
 
 /// What to answer a plain HTTP request with.
-fn answer_plain_http(settings: &Settings, request: PlainRequest<'_>) -> Refusal {
+fn answer_plain_http(
+    settings: &Settings,
+    counters: &WorkerCounters,
+    request: PlainRequest<'_>,
+) -> Refusal {
     let Some(hook) = &settings.plain_http else {
         return upgrade_required();
     };
-    let (status, response) = match hook(&HttpRequest { inner: request }) {
-        Some(answer) => {
-            let mut response = Vec::with_capacity(128 + answer.body.len());
-            match write_plain_response(
-                answer.status,
-                &answer.content_type,
-                &answer.body,
-                &mut response,
-            ) {
-                Ok(()) => (answer.status, response),
-                Err(_) => {
-                    let refusal =
-                        Refusal::plain(500, "invalid response from the plain_http hook\n");
-                    (refusal.status, refusal.response)
-                }
-            }
+    let answer = match guarded(|| hook(&HttpRequest { inner: request })) {
+        Ok(Some(answer)) => answer,
+        Ok(None) => HttpResponse::new(404, PLAIN_TEXT, "not found\n"),
+        Err(Panicked) => {
+            counters.handler_panics.inc();
+            HttpResponse::new(500, PLAIN_TEXT, "internal error\n")
         }
-        None => {
-            let refusal = Refusal::plain(404, "not found\n");
-            (refusal.status, refusal.response)
+    };
+    let head_only = request.method() == "HEAD";
+    let mut headers = Vec::with_capacity(1 + answer.headers.len());
+    headers.push(("Content-Type", &*answer.content_type));
+    headers.extend(
+        answer
+            .headers
+            .iter()
+            .map(|(name, value)| (&**name, &**value)),
+    );
+    let mut response = Vec::with_capacity(128 + answer.body.len());
+    let written = write_http_response(
+        answer.status,
+        &headers,
+        &answer.body,
+        head_only,
+        &mut response,
+    );
+    let status = match written {
+        Ok(()) => answer.status,
+        Err(_) => {
+            let body = b"invalid response from the plain_http hook\n";
+            let headers = [("Content-Type", PLAIN_TEXT)];
+            // Fixed and valid: this cannot fail.
+            let _ = write_http_response(500, &headers, body, head_only, &mut response);
+            500
         }
     };
     Refusal {
@@ -284,8 +301,13 @@ impl<H: Handler> Conn<'_, H> {
             return Err(Refusal::plain(503, "server shutting down\n"));
         }
         let settings = &self.worker.control.shared.settings;
+        let counters = &self.worker.link().counters;
+        let panicked = |_| {
+            counters.handler_panics.inc();
+            Refusal::plain(500, "internal error\n")
+        };
         if let Some(check) = &settings.origin_check {
-            if !check(request.origin()) {
+            if !guarded(|| check(request.origin())).map_err(panicked)? {
                 return Err(Refusal::plain(403, "origin not allowed\n"));
             }
         }
@@ -295,13 +317,16 @@ impl<H: Handler> Conn<'_, H> {
                 if offered.is_empty() {
                     None
                 } else {
-                    select(&offered).and_then(|index| offered.get(index).copied())
+                    guarded(|| select(&offered))
+                        .map_err(panicked)?
+                        .and_then(|index| offered.get(index).copied())
                 }
             }
             None => None,
         };
-        if let Err(status) = handler.on_upgrade(&Request { inner: request }, &mut self.session.data)
-        {
+        let data = &mut self.session.data;
+        let verdict = guarded(|| handler.on_upgrade(&Request { inner: request }, data));
+        if let Err(status) = verdict.map_err(panicked)? {
             let status = if (400..=599).contains(&status) {
                 status
             } else {
@@ -387,6 +412,7 @@ impl<H: Handler> Conn<'_, H> {
         let outcome = match parsed.kind {
             RequestKind::PlainHttp(request) => Err(answer_plain_http(
                 &self.worker.control.shared.settings,
+                &self.worker.link().counters,
                 request,
             )),
             RequestKind::Upgrade(request) => self.accept_upgrade(handler, request),
@@ -398,7 +424,7 @@ impl<H: Handler> Conn<'_, H> {
             }
             Ok(accepted) => {
                 self.open(accepted);
-                handler.on_open(self);
+                self.call(handler, |handler, conn| handler.on_open(conn));
                 let pipelined = self.read_frames(handler, &mut data[head_len..]);
                 head_len + pipelined
             }
@@ -475,7 +501,7 @@ impl<H: Handler> ringws_reactor::Handler for Engine<H> {
             worker: &mut self.worker,
         };
         conn.release_input();
-        self.handler.on_drain(&mut conn);
+        conn.call(&mut self.handler, |handler, conn| handler.on_drain(conn));
     }
 
     fn on_closed(
@@ -528,7 +554,10 @@ impl<H: Handler> ringws_reactor::Handler for Engine<H> {
                 CloseKind::Abnormal => link.counters.shutdown_other.inc(),
             }
         }
-        self.handler.on_closed(id, session.data, &info);
+        let handler = &mut self.handler;
+        if guarded(|| handler.on_closed(id, session.data, &info)).is_err() {
+            link.counters.handler_panics.inc();
+        }
     }
 
     fn on_timer(&mut self, ctx: &mut Ctx<'_, Self>, key: TimerKey, value: TimerValue) {

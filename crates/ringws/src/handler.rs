@@ -244,13 +244,19 @@ impl fmt::Debug for HttpRequest<'_> {
 }
 
 /// The answer to a plain HTTP request. Sent with `Connection: close` and a
-/// `Content-Length`; the connection closes after it.
+/// `Content-Length`; the connection closes after it. The answer to a `HEAD`
+/// request is sent without its body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpResponse {
     /// Status code (100–599; anything else is answered 500).
     pub status: u16,
     /// `Content-Type` value.
     pub content_type: Cow<'static, str>,
+    /// More headers, say `Allow` beside a 405 (RFC 9110 §15.5.6). A name
+    /// that is not a token, a value with a control character, or one of
+    /// `Connection`, `Content-Length`, `Transfer-Encoding` and `Upgrade`
+    /// (written by ringws or not allowed) gets the request a 500 instead.
+    pub headers: Vec<(Cow<'static, str>, Cow<'static, str>)>,
     /// Body bytes.
     pub body: Vec<u8>,
 }
@@ -265,8 +271,19 @@ impl HttpResponse {
         HttpResponse {
             status,
             content_type: content_type.into(),
+            headers: Vec::new(),
             body: body.into(),
         }
+    }
+
+    /// This response with one more header.
+    pub fn with_header(
+        mut self,
+        name: impl Into<Cow<'static, str>>,
+        value: impl Into<Cow<'static, str>>,
+    ) -> HttpResponse {
+        self.headers.push((name.into(), value.into()));
+        self
     }
 }
 
@@ -281,6 +298,19 @@ impl HttpResponse {
 /// created with `Default` when the connection is accepted, reachable with
 /// [`Conn::data_mut`], and handed back by value to
 /// [`on_closed`](Self::on_closed).
+///
+/// # Panics in callbacks
+///
+/// A callback that panics fails only the connection it ran for: the peer
+/// gets Close 1011 ("internal error") and TCP is closed, nothing more is
+/// read from it, and [`on_closed`](Self::on_closed) follows with
+/// [`CloseKind::Abnormal`]. A panic in [`on_upgrade`](Self::on_upgrade), or
+/// in the origin check, subprotocol selection or `plain_http` hook, answers
+/// that request 500. The worker and its other connections go on, and
+/// [`WorkerStats::handler_panics`](crate::WorkerStats::handler_panics)
+/// counts each panic. The handler itself is called again afterwards, so
+/// state it shares between connections must stay usable after a panic
+/// (or build with `panic = "abort"`, which ends the process instead).
 pub trait Handler: Sized + 'static {
     /// Per-connection application state.
     type ConnData: Default + 'static;

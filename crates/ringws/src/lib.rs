@@ -23,7 +23,8 @@
 //! connection with 1002, 1007 or 1009, or the handshake with 400, 405, 426
 //! or 431), never sends a data frame after its Close, never sends 1005,
 //! 1006 or 1015, never truncates a close reason, never lets a closing
-//! connection outlive its close timeout, and never runs a callback of a
+//! connection outlive its close timeout, never lets a panic in a callback
+//! end more than that callback's connection, and never runs a callback of a
 //! connection anywhere but on the worker that owns it.
 //!
 //! ## Example
@@ -183,6 +184,7 @@
 //! when a connection starts closing; once a Pong or Close has been sent, the
 //! protocol layer keeps a small control-frame buffer (at most 256 bytes).
 
+mod callback;
 mod client;
 mod config;
 mod conn;

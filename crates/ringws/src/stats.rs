@@ -116,6 +116,7 @@ pub(crate) struct WorkerCounters {
     pub keepalive_timeouts: Counter,
     pub close_timeouts: Counter,
     pub protocol_errors: Counter,
+    pub handler_panics: Counter,
     pub dropped_messages: Counter,
     pub backpressure_closes: Counter,
     pub commands_for_gone: Counter,
@@ -196,6 +197,7 @@ impl WorkerCounters {
             keepalive_timeouts: self.keepalive_timeouts.get(),
             close_timeouts: self.close_timeouts.get(),
             protocol_errors: self.protocol_errors.get(),
+            handler_panics: self.handler_panics.get(),
             dropped_messages: self.dropped_messages.get(),
             backpressure_closes: self.backpressure_closes.get(),
             commands_for_gone: self.commands_for_gone.get(),
@@ -375,6 +377,10 @@ pub struct WorkerStats {
     pub close_timeouts: u64,
     /// Connections failed for a protocol violation (1002, 1007, 1009).
     pub protocol_errors: u64,
+    /// Application callbacks and hooks that panicked. Each failed only the
+    /// connection it ran for (Close 1011, or HTTP 500 for a request); the
+    /// worker and its other connections went on.
+    pub handler_panics: u64,
     /// Messages dropped by the backpressure policy.
     pub dropped_messages: u64,
     /// Connections closed by the backpressure policy.
@@ -419,6 +425,7 @@ impl WorkerStats {
         self.keepalive_timeouts += other.keepalive_timeouts;
         self.close_timeouts += other.close_timeouts;
         self.protocol_errors += other.protocol_errors;
+        self.handler_panics += other.handler_panics;
         self.dropped_messages += other.dropped_messages;
         self.backpressure_closes += other.backpressure_closes;
         self.commands_for_gone += other.commands_for_gone;

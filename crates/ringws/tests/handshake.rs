@@ -97,6 +97,40 @@ fn plain_http_is_answered_by_the_hook_on_the_same_port() {
     server.shutdown(WAIT);
 }
 
+#[test]
+fn the_hooks_headers_are_sent_and_a_head_request_gets_no_body() {
+    let (server, _events) = start(builder().plain_http(|request| {
+        let answer = match request.path() {
+            "/healthz" => HttpResponse::new(200, "text/plain", "ok\n"),
+            "/split" => HttpResponse::new(200, "text/plain", "x").with_header("X-A", "1\r\nX-B: 2"),
+            "/framing" => {
+                HttpResponse::new(200, "text/plain", "x").with_header("Content-Length", "0")
+            }
+            _ => return None,
+        };
+        Some(answer.with_header("Cache-Control", "no-store"))
+    }));
+    let addr = server.local_addr();
+    let (status, head, body) = exchange(addr, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!((status, body.as_slice()), (200, &b"ok\n"[..]), "{head}");
+    assert!(head.contains("\r\nCache-Control: no-store\r\n"), "{head}");
+    let (status, head, body) = exchange(addr, "HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(status, 200, "{head}");
+    assert!(head.contains("\r\nContent-Length: 3\r\n"), "{head}");
+    assert!(body.is_empty(), "a HEAD answer carries no body: {body:?}");
+    // A header that would split the response or redo its framing gets the
+    // request a 500, never on the wire.
+    for path in ["/split", "/framing"] {
+        let (status, head, _) = exchange(addr, &format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n"));
+        assert_eq!(status, 500, "{path}: {head}");
+        assert!(
+            !head.contains("X-B") && !head.contains("Content-Length: 0"),
+            "{head}"
+        );
+    }
+    server.shutdown(WAIT);
+}
+
 #[tokio::test]
 async fn the_origin_check_refuses_with_403() {
     let (server, events) =

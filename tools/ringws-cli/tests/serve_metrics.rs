@@ -1,5 +1,6 @@
 //! `GET /metrics` on `ringws serve`: Prometheus text whose counters reflect
-//! the traffic just sent; other paths are 404.
+//! the traffic just sent; `HEAD` gets the head alone, other methods 405,
+//! other paths 404.
 
 mod serve_support;
 
@@ -7,7 +8,7 @@ use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use serve_support::{http_get, Metrics, ServeProcess, WAIT};
+use serve_support::{http_get, http_request, Metrics, ServeProcess, WAIT};
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -112,6 +113,7 @@ async fn counters_reflect_the_traffic_just_sent() {
         ("ringws_forced_terminations_total", 0.0),
         ("ringws_abnormal_closes_total", 0.0),
         ("ringws_protocol_errors_total", 0.0),
+        ("ringws_handler_panics_total", 0.0),
         ("ringws_dropped_messages_total", 0.0),
         ("ringws_keepalive_timeouts_total", 0.0),
         ("ringws_close_duration_seconds_count", 2.0),
@@ -276,4 +278,31 @@ fn only_get_metrics_is_served() {
         let kind = line.rsplit(' ').next().unwrap();
         assert!(matches!(kind, "counter" | "gauge" | "histogram"), "{line}");
     }
+}
+
+#[test]
+fn head_gets_the_head_alone_and_other_methods_are_told_what_is_allowed() {
+    let server = ServeProcess::start(&["--workers", "1"]);
+    let (status, head, body) = http_request(server.addr, "HEAD", "/metrics");
+    assert_eq!(status, 200, "{head}");
+    assert_eq!(body, "", "a HEAD answer carries no body");
+    let length: usize = header(&head, "content-length").parse().unwrap();
+    assert!(length > 1000, "the length of the body a GET gets: {head}");
+    for method in ["POST", "DELETE"] {
+        let (status, head, _) = http_request(server.addr, method, "/metrics");
+        assert_eq!(status, 405, "{head}");
+        assert_eq!(header(&head, "allow"), "GET, HEAD", "{head}");
+    }
+    let (status, head, body) = http_request(server.addr, "HEAD", "/nowhere");
+    assert_eq!((status, body.as_str()), (404, ""), "{head}");
+}
+
+/// The value of header `name` (lowercase) in a response head.
+fn header<'a>(head: &'a str, name: &str) -> &'a str {
+    head.lines()
+        .find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.eq_ignore_ascii_case(name).then(|| value.trim())
+        })
+        .unwrap_or_else(|| panic!("no {name} in {head}"))
 }

@@ -25,6 +25,7 @@ use ringws_proto::Connection;
 use ringws_reactor::{Chunk, CloseCause, ConnectOptions, Ctx, Io, TimerKey};
 
 use super::{ConnectError, ConnectRequest, FailedAddress, Targets};
+use crate::callback::guarded;
 use crate::conn::{flag, Conn, Session, Stage};
 use crate::engine::{Engine, TimerKind, TimerValue, Worker};
 use crate::error::SendError;
@@ -129,7 +130,8 @@ pub(crate) fn start_connect<H: Handler>(
         reply,
     } = *request;
     if worker.shutting_down {
-        report_unstarted(handler, reply, data, ConnectError::Shutdown);
+        let counters = &worker.link().counters;
+        report_unstarted(handler, counters, reply, data, ConnectError::Shutdown);
         return;
     }
     let timeout = worker.settings().handshake_timeout;
@@ -163,7 +165,7 @@ pub(crate) fn start_connect<H: Handler>(
     let id = match launch(&mut ctx.io, &worker.link().counters, session, timeout) {
         Ok(id) => id,
         Err((data, failure)) => {
-            report_unstarted(handler, reply, data, failure);
+            report_unstarted(handler, &worker.link().counters, reply, data, failure);
             return;
         }
     };
@@ -233,6 +235,7 @@ fn launch<H: Handler>(
 /// Reports an attempt that failed before it had a connection id.
 fn report_unstarted<H: Handler>(
     handler: &mut H,
+    counters: &WorkerCounters,
     reply: Option<SyncSender<Result<ConnId, ConnectError>>>,
     data: H::ConnData,
     error: ConnectError,
@@ -242,7 +245,21 @@ fn report_unstarted<H: Handler>(
         Some(reply) => {
             let _ = reply.send(Err(error));
         }
-        None => handler.on_connect_failed(None, data, &error),
+        None => tell_connect_failed(handler, counters, None, data, &error),
+    }
+}
+
+/// [`Handler::on_connect_failed`], with a panic in it caught and counted
+/// (see `crate::callback`).
+fn tell_connect_failed<H: Handler>(
+    handler: &mut H,
+    counters: &WorkerCounters,
+    id: Option<ConnId>,
+    data: H::ConnData,
+    error: &ConnectError,
+) {
+    if guarded(|| handler.on_connect_failed(id, data, error)).is_err() {
+        counters.handler_panics.inc();
     }
 }
 
@@ -280,7 +297,7 @@ pub(crate) fn connect_failed<H: Handler>(
                                 // No socket could be created for the
                                 // remaining addresses: the last socket that
                                 // had an id reports the failure.
-                                handler.on_connect_failed(Some(id), data, &error);
+                                tell_connect_failed(handler, counters, Some(id), data, &error);
                             }
                             return;
                         }
@@ -294,7 +311,7 @@ pub(crate) fn connect_failed<H: Handler>(
         // opening it.
         Stage::Refused | Stage::Handshake(_) | Stage::Open(_) => ConnectError::Shutdown,
     };
-    handler.on_connect_failed(Some(id), session.data, &error);
+    tell_connect_failed(handler, counters, Some(id), session.data, &error);
 }
 
 /// Why an attempt ended, from how its socket closed.
@@ -397,7 +414,7 @@ impl<H: Handler> Conn<'_, H> {
             }
             Ok((head_len, subprotocol)) => {
                 self.open_client(subprotocol);
-                handler.on_open(self);
+                self.call(handler, |handler, conn| handler.on_open(conn));
                 head_len + self.read_frames(handler, &mut data[head_len..])
             }
         }

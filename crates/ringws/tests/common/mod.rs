@@ -95,7 +95,11 @@ pub struct Path(pub String);
 /// * `flood <count> <size>`: sends `count` binary messages of `size` bytes
 ///   in this callback, reports the first error (or Ok);
 /// * `reply-on-close <code>`: on the peer's Close, reply with this code;
+/// * `panic`: panics;
 /// * anything else is echoed.
+///
+/// The upgrade of path `/forbidden` is refused with 401, that of `/panic`
+/// panics, and `on_closed` panics (after reporting) for `/panic-on-closed`.
 pub struct Recorder {
     pub events: mpsc::Sender<Event>,
     pub reply_code: Option<u16>,
@@ -111,8 +115,10 @@ impl Handler for Recorder {
     type ConnData = Path;
 
     fn on_upgrade(&mut self, request: &ringws::Request<'_>, data: &mut Path) -> Result<(), u16> {
-        if request.path() == "/forbidden" {
-            return Err(401);
+        match request.path() {
+            "/forbidden" => return Err(401),
+            "/panic" => panic!("the test handler panics on upgrade"),
+            _ => {}
         }
         data.0 = request.path().to_owned();
         Ok(())
@@ -146,6 +152,7 @@ impl Handler for Recorder {
                         self.send(Event::CloseResult { id, result });
                     }
                     (Some("terminate"), None, None) => conn.terminate(),
+                    (Some("panic"), None, None) => panic!("the test handler panics on a message"),
                     (Some("flood"), Some(count), Some(size)) => {
                         let count: usize = count.parse().unwrap_or(0);
                         let payload = vec![0xAB; size.parse().unwrap_or(0)];
@@ -202,11 +209,13 @@ impl Handler for Recorder {
     }
 
     fn on_closed(&mut self, id: ConnId, data: Path, info: &ClosedInfo) {
+        let panics = data.0 == "/panic-on-closed";
         self.send(Event::Closed {
             id,
             info: info.clone(),
             path: data.0,
         });
+        assert!(!panics, "the test handler panics in on_closed");
     }
 
     fn on_pong(&mut self, conn: &mut Conn<'_, Self>, payload: &[u8]) {

@@ -71,20 +71,22 @@ impl MetricsEndpoint {
         let _ = self.control.set(control);
     }
 
-    /// The answer to a plain HTTP request: the metrics for `GET /metrics`,
-    /// 405 for another method on that path, `None` (404) for other paths.
+    /// The answer to a plain HTTP request: the metrics for `GET /metrics`
+    /// (and its head for `HEAD`), 405 naming those two for another method
+    /// on that path, `None` (404) for other paths.
     pub fn respond(&self, request: &HttpRequest<'_>) -> Option<HttpResponse> {
         // The query string does not select anything; scrapers may add one.
         let path = request.path().split('?').next().unwrap_or_default();
         if path != PATH {
             return None;
         }
-        if request.method() != "GET" {
-            return Some(HttpResponse::new(
+        if !matches!(request.method(), "GET" | "HEAD") {
+            let refusal = HttpResponse::new(
                 405,
                 "text/plain; charset=utf-8",
-                "only GET is supported\n",
-            ));
+                "only GET and HEAD are supported\n",
+            );
+            return Some(refusal.with_header("Allow", "GET, HEAD"));
         }
         Some(match self.control.get() {
             Some(control) => HttpResponse::new(200, CONTENT_TYPE, render(&control.stats())),
@@ -372,6 +374,12 @@ const FAMILIES: &[Family] = &[
         help: "Connections failed for a protocol violation (1002, 1007, 1009).",
         kind: "counter",
         samples: |s| plain(s.protocol_errors),
+    },
+    Family {
+        name: "ringws_handler_panics_total",
+        help: "Application callbacks that panicked, each failing only its connection (1011, or HTTP 500).",
+        kind: "counter",
+        samples: |s| plain(s.handler_panics),
     },
     Family {
         name: "ringws_dropped_messages_total",

@@ -149,11 +149,16 @@ fn drain(rx: &mpsc::Receiver<String>) -> Vec<String> {
 
 /// A plain HTTP/1.1 GET: (status, headers, body).
 pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String, String) {
+    http_request(addr, "GET", path)
+}
+
+/// A plain HTTP/1.1 request without a body: (status, headers, body).
+pub fn http_request(addr: SocketAddr, method: &str, path: &str) -> (u16, String, String) {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream.set_read_timeout(Some(WAIT)).unwrap();
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: ringws-test\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: ringws-test\r\n\r\n"
     )
     .unwrap();
     let mut response = String::new();
