@@ -2,6 +2,7 @@
 //! a refused upgrade with its HTTP status, a handshake timeout, a bad
 //! accept key, a server hanging up mid-handshake, bad URLs, bad source
 //! addresses, connects from callbacks, and shutdown during a handshake.
+//! A panicking client callback fails only its connection.
 
 mod client_common;
 
@@ -11,7 +12,8 @@ use std::time::Duration;
 
 use client_common::*;
 use ringws::{
-    ClientControl, Conn, ConnId, ConnectError, Handler, Message, ResponseError, SendError, UrlError,
+    ClientControl, CloseCode, CloseKind, Conn, ConnId, ConnectError, Handler, Initiator, Message,
+    ResponseError, SendError, UrlError,
 };
 
 #[test]
@@ -297,4 +299,50 @@ fn callbacks_connect_with_connect_queued() {
     assert_eq!(client.stats().total.upgraded, 2);
     client.shutdown(Duration::from_secs(1));
     server.shutdown(Duration::from_secs(1));
+}
+
+#[test]
+fn a_panicking_client_callback_fails_only_its_connection_with_1011() {
+    let (server, server_events) = start_server(|builder| builder.workers(1));
+    let (client, events) = start_client(|builder| builder.workers(1));
+    let failing = client.connect(&url(&server, "/"), Plan::tagged(1)).unwrap();
+    let failing_handle = opened(&events, failing);
+    let (server_side, ..) = server_opened(&server_events);
+    let bystander = client.connect(&url(&server, "/"), Plan::tagged(2)).unwrap();
+    let bystander_handle = opened(&events, bystander);
+
+    // The server echoes it, and the client's on_message panics.
+    failing_handle.send_text("panic").unwrap();
+    let info = closed(&events, failing);
+    assert_eq!(info.sent, Some(CloseCode::INTERNAL_ERROR));
+    assert_eq!(
+        (info.initiator, info.kind),
+        (Initiator::Local, CloseKind::Abnormal)
+    );
+    let seen = server_closed(&server_events, server_side);
+    assert_eq!(
+        seen.code,
+        CloseCode::INTERNAL_ERROR,
+        "the server got the 1011"
+    );
+    assert_eq!(seen.reason, "internal error");
+
+    // A panic in on_connect_failed is caught too.
+    let port = closed_port();
+    client
+        .connect(&format!("ws://127.0.0.1:{port}/"), Plan::tagged(PANIC_TAG))
+        .unwrap();
+    connect_failed(&events, PANIC_TAG);
+
+    // The worker goes on: the other connection and a new one echo.
+    bystander_handle.send_text("still here").unwrap();
+    assert_eq!(next_text(&events, bystander), "still here");
+    let newcomer = client.connect(&url(&server, "/"), Plan::tagged(3)).unwrap();
+    opened(&events, newcomer).send_text("new").unwrap();
+    assert_eq!(next_text(&events, newcomer), "new");
+    poll_until("both panics counted", || {
+        client.stats().total.handler_panics == 2
+    });
+    client.shutdown(Duration::from_secs(5));
+    server.shutdown(Duration::from_secs(5));
 }

@@ -130,7 +130,13 @@ pub enum ClientEvent {
     },
 }
 
-/// Records every callback; sends its connection's greeting on open.
+/// The tag of an attempt whose `on_connect_failed` panics (after
+/// reporting).
+pub const PANIC_TAG: u32 = 666;
+
+/// Records every callback; sends its connection's greeting on open. It
+/// panics (after reporting) on the text message `panic`, and in
+/// `on_connect_failed` for [`PANIC_TAG`].
 pub struct ClientRecorder {
     pub events: Sender<ClientEvent>,
 }
@@ -164,6 +170,7 @@ impl Handler for ClientRecorder {
 
     fn on_message(&mut self, conn: &mut Conn<'_, Self>, message: Message<'_>) {
         let id = conn.id();
+        let panics = matches!(message, Message::Text("panic"));
         self.send(match message {
             Message::Text(text) => ClientEvent::Text {
                 id,
@@ -174,6 +181,7 @@ impl Handler for ClientRecorder {
                 bytes: bytes.to_vec(),
             },
         });
+        assert!(!panics, "the test client panics on a message");
     }
 
     fn on_close_received(
@@ -211,6 +219,10 @@ impl Handler for ClientRecorder {
             tag: data.tag,
             error: error.clone(),
         });
+        assert_ne!(
+            data.tag, PANIC_TAG,
+            "the test client panics in on_connect_failed"
+        );
     }
 }
 
