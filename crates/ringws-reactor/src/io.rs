@@ -182,6 +182,26 @@ impl<H: Handler> Io<'_, H> {
         Some(self.core.slots[index as usize].queued_bytes())
     }
 
+    /// Bytes of `conn` its peer has not acknowledged: the send queue's
+    /// (queued and in flight) and those the kernel still holds, unsent or
+    /// unacknowledged (`SIOCOUTQ`). 0 means everything sent so far reached
+    /// the peer's TCP. `None` when unknown (a gone connection, or the
+    /// `ioctl` failed). One system call: for close-time decisions, not for
+    /// every send.
+    pub fn unacknowledged_bytes(&self, conn: ConnId) -> Option<usize> {
+        let index = self.core.lookup(conn)?;
+        let slot = &self.core.slots[index as usize];
+        let mut in_kernel: libc::c_int = 0;
+        // SAFETY: `TIOCOUTQ` (`SIOCOUTQ` for sockets) writes one `c_int`
+        // through the pointer, which points to a live local; `slot.fd` is the
+        // live connection's socket (or fails the call, which is handled).
+        let result = unsafe { libc::ioctl(slot.fd, libc::TIOCOUTQ, &mut in_kernel) };
+        if result < 0 {
+            return None;
+        }
+        Some(slot.queued_bytes() + usize::try_from(in_kernel).unwrap_or(0))
+    }
+
     /// Heap bytes the reactor holds for `conn` (receive tail and send queue);
     /// 0 for an idle connection. `None` when unknown.
     pub fn conn_heap_bytes(&self, conn: ConnId) -> Option<usize> {

@@ -72,6 +72,10 @@ pub(crate) struct Closing {
     pub received: Option<CloseCode>,
     /// The reason of the peer's Close.
     pub reason: String,
+    /// Our Close was queued but still on its way (in the send queue, or
+    /// unacknowledged by the peer's TCP) when the connection was cut, so the
+    /// closing handshake did not complete whatever the protocol state says.
+    pub close_in_transit: bool,
 }
 
 /// Everything the engine keeps per connection (next to the reactor's slot).
@@ -127,6 +131,28 @@ impl<D> Session<D> {
         }
     }
 
+    /// Our Close, if queued, will never reach the peer (see
+    /// [`Closing::close_in_transit`]).
+    pub(crate) fn mark_close_in_transit(&mut self) {
+        let close_queued = self.proto().is_some_and(Connection::close_sent);
+        if let Some(closing) = self.closing.as_mut().filter(|_| close_queued) {
+            closing.close_in_transit = true;
+        }
+    }
+
+    /// Both Closes went across: ours queued and acknowledged as far as we
+    /// know, the peer's received.
+    pub(crate) fn closing_handshake_complete(&self) -> bool {
+        let in_transit = self
+            .closing
+            .as_ref()
+            .is_some_and(|closing| closing.close_in_transit);
+        !in_transit
+            && self
+                .proto()
+                .is_some_and(|proto| proto.close_sent() && proto.close_received())
+    }
+
     pub(crate) fn proto_mut(&mut self) -> Option<&mut Connection> {
         match &mut self.stage {
             Stage::Open(proto) => Some(proto),
@@ -153,16 +179,15 @@ impl<D> Session<D> {
 
     /// The final report, from what the session saw.
     pub(crate) fn closed_info(&mut self, socket_error: bool, now: Instant) -> ClosedInfo {
-        let (sent_close, received_close) = self
-            .proto()
-            .map_or((false, false), |p| (p.close_sent(), p.close_received()));
+        let handshake_complete = self.closing_handshake_complete();
+        let received_close = self.proto().is_some_and(Connection::close_received);
         let closing = self.closing.take();
         let code = match (&closing, received_close) {
             (Some(closing), true) => closing.received.unwrap_or(CloseCode::NO_STATUS_RECEIVED),
             _ => CloseCode::ABNORMAL,
         };
         let peer_gone = self.has(flag::PEER_GONE) || socket_error;
-        let kind = if sent_close && received_close {
+        let kind = if handshake_complete {
             CloseKind::Clean
         } else if self.has(flag::FAILED) || peer_gone {
             CloseKind::Abnormal
@@ -341,7 +366,24 @@ impl<'a, H: Handler> Conn<'a, H> {
     pub fn terminate(&mut self) {
         self.session.set(flag::FORCED | flag::TCP_CLOSING);
         self.begin_closing(Initiator::Local);
+        self.cut();
+    }
+
+    /// Resets the connection, first noting whether our Close is still on
+    /// its way: the reset discards it, so it never completes the closing
+    /// handshake.
+    fn cut(&mut self) {
+        self.note_close_in_transit();
         self.io.terminate(self.id);
+    }
+
+    /// Notes whether our Close, if queued, is still on its way: in the
+    /// send queue, or unacknowledged by the peer's TCP.
+    fn note_close_in_transit(&mut self) {
+        let close_queued = self.session.proto().is_some_and(Connection::close_sent);
+        if close_queued && self.io.unacknowledged_bytes(self.id) != Some(0) {
+            self.session.mark_close_in_transit();
+        }
     }
 
     // ----- sending -----
@@ -474,6 +516,7 @@ impl<'a, H: Handler> Conn<'a, H> {
             sent: None,
             received: None,
             reason: String::new(),
+            close_in_transit: false,
         }));
         let to = match initiator {
             Initiator::Local => Gauge::ClosingLocal,
@@ -623,7 +666,7 @@ impl<'a, H: Handler> Conn<'a, H> {
         }
         self.worker.link().counters.close_timeouts.inc();
         self.session.set(flag::FORCED | flag::TCP_CLOSING);
-        self.io.terminate(self.id);
+        self.cut();
     }
 
     // ----- keepalive -----
@@ -813,10 +856,8 @@ impl<'a, H: Handler> Conn<'a, H> {
     /// cutting that wait does not make it forced (its `on_closed` reports
     /// it clean, and so does the shutdown report).
     pub(crate) fn shutdown_deadline(&mut self) {
-        let handshake_complete = self
-            .session
-            .proto()
-            .is_some_and(|proto| proto.close_sent() && proto.close_received());
+        self.note_close_in_transit();
+        let handshake_complete = self.session.closing_handshake_complete();
         if self.session.has(flag::IN_SHUTDOWN)
             && !self.session.has(flag::SHUTDOWN_FORCED)
             && !handshake_complete
@@ -864,6 +905,7 @@ mod tests {
             sent: sent.map(CloseCode),
             received: None,
             reason: String::new(),
+            close_in_transit: false,
         }))
     }
 
@@ -888,6 +930,28 @@ mod tests {
         assert_eq!(info.sent, Some(CloseCode(1001)));
         assert_eq!(info.initiator, Initiator::Local);
         assert_eq!(info.kind, CloseKind::Clean);
+    }
+
+    #[test]
+    fn a_received_close_whose_answer_never_left_is_not_clean() {
+        let mut session = open_session();
+        let proto = session.proto_mut().unwrap();
+        let mut frame = client_close(1000, "");
+        proto.read(&mut frame);
+        proto.close(1000, "").unwrap();
+        session.closing = closing(Initiator::Remote, Some(1000));
+        if let Some(closing) = session.closing.as_mut() {
+            closing.received = Some(CloseCode(1000));
+        }
+        assert!(session.closing_handshake_complete());
+        // The answer sat behind queued data when the close timeout cut it.
+        session.mark_close_in_transit();
+        assert!(!session.closing_handshake_complete());
+        session.set(flag::FORCED);
+        let info = session.closed_info(false, Instant::now());
+        assert_eq!(info.code, CloseCode(1000));
+        assert_eq!(info.sent, Some(CloseCode(1000)));
+        assert_eq!(info.kind, CloseKind::Forced);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use ringws_proto::handshake::{
     ServerHandshake, UpgradeRequest,
 };
 use ringws_proto::Connection;
-use ringws_reactor::{CloseCause, Ctx, Io, ReactorHandle, TimerKey};
+use ringws_reactor::{CloseCause, Ctx, Io, IoOp, ReactorHandle, TimerKey};
 
 use crate::callback::{guarded, Panicked};
 use crate::config::Settings;
@@ -537,6 +537,11 @@ impl<H: Handler> ringws_reactor::Handler for Engine<H> {
             session.set(flag::FORCED);
         }
         let socket_error = matches!(cause, CloseCause::Error { .. });
+        // Nothing is sent after our Close, so a send that failed carried it
+        // or bytes queued before it: it never arrived.
+        if matches!(cause, CloseCause::Error { op: IoOp::Send, .. }) {
+            session.mark_close_in_transit();
+        }
         let info = session.closed_info(socket_error, Instant::now());
         // Closes are counted by the code of the first Close frame.
         let first_code = match info.initiator {

@@ -137,7 +137,11 @@ pub enum Initiator {
 /// How a connection ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CloseKind {
-    /// Close frames went both ways before TCP closed.
+    /// Close frames went both ways before TCP closed. Ours counts once
+    /// the peer's TCP acknowledged it: an answer still queued (say, behind
+    /// data the peer never read) or unacknowledged when the connection was
+    /// reset makes the close [`Forced`](Self::Forced), or
+    /// [`Abnormal`](Self::Abnormal) when a failed send ended it.
     Clean,
     /// ringws cut the connection without a completed closing handshake:
     /// `terminate()`, the close timeout, or the shutdown deadline.
@@ -156,7 +160,8 @@ pub struct ClosedInfo {
     pub code: CloseCode,
     /// The reason of the peer's Close (empty when none was received).
     pub reason: String,
-    /// The code of the Close we sent, if we sent one.
+    /// The code of the Close we sent (queued), if we sent one; whether it
+    /// arrived shows in `kind`.
     pub sent: Option<CloseCode>,
     /// Who started the close.
     pub initiator: Initiator,

@@ -143,6 +143,31 @@ fn a_close_stuck_behind_a_full_send_buffer_is_aborted_on_time() {
     server.shutdown(WAIT);
 }
 
+/// The peer's Close arrives while 32 MiB wait for it to read, and our
+/// answer queues behind them: at the close timeout the connection is reset
+/// with the answer still queued, so the closing handshake did not complete.
+#[test]
+fn an_answer_stuck_behind_unread_data_does_not_make_the_close_clean() {
+    let (server, probed) = start_probe(
+        builder()
+            .close_timeout(CLOSE_TIMEOUT)
+            .max_queued_bytes(64 << 20),
+        OnClose::Return,
+    );
+    let mut client = RawClient::connect(server.local_addr());
+    let (id, _handle) = probed.opened();
+    client.write_frame(true, 0x1, b"big 33554432");
+    assert!(probed.outcome("big").starts_with("(Ok(()), "));
+    client.write_frame(true, 0x8, &close_payload(1000, "done"));
+    let (info, _) = probed.closed(id);
+    assert_eq!(info.code.0, 1000, "the peer's Close was received");
+    assert_eq!(info.sent.map(|c| c.0), Some(1000), "and answered");
+    assert_eq!(info.initiator, Initiator::Remote);
+    assert_eq!(info.kind, CloseKind::Forced, "but the answer never left");
+    assert_eq!(read_until_end(&mut client), End::Reset);
+    server.shutdown(WAIT);
+}
+
 fn assert_terminated(info: &ringws::ClosedInfo) {
     assert_eq!(info.code.0, 1006);
     assert_eq!(info.reason, "");
