@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::{builder, close_payload, masked_frame, RawClient, WAIT};
 use lifecycle_common::*;
-use ringws::{CloseKind, Initiator, DEFAULT_CLOSE_TIMEOUT};
+use ringws::{CloseKind, ConnHandle, ConnId, Initiator, ServerHandle, DEFAULT_CLOSE_TIMEOUT};
 
 const CLOSE_TIMEOUT: Duration = Duration::from_millis(200);
 /// "Well before 2 s": generous for a loaded CI machine, far below any
@@ -115,8 +115,9 @@ fn a_peer_that_never_closes_tcp_is_cut_at_the_close_timeout_yet_clean() {
     server.shutdown(WAIT);
 }
 
-#[test]
-fn a_close_stuck_behind_a_full_send_buffer_is_aborted_on_time() {
+/// A connection with 32 MiB queued, far beyond the socket buffers, that
+/// its client never reads.
+fn connection_with_32_mib_unread() -> (ServerHandle, Probed, RawClient, ConnId, ConnHandle) {
     let (server, probed) = start_probe(
         builder()
             .close_timeout(CLOSE_TIMEOUT)
@@ -125,9 +126,14 @@ fn a_close_stuck_behind_a_full_send_buffer_is_aborted_on_time() {
     );
     let mut client = RawClient::connect(server.local_addr());
     let (id, handle) = probed.opened();
-    // 32 MiB queued, far beyond the socket buffers; the client reads none.
     client.write_frame(true, 0x1, b"big 33554432");
     assert!(probed.outcome("big").starts_with("(Ok(()), "));
+    (server, probed, client, id, handle)
+}
+
+#[test]
+fn a_close_stuck_behind_a_full_send_buffer_is_aborted_on_time() {
+    let (server, probed, mut client, id, handle) = connection_with_32_mib_unread();
     let closed_at = Instant::now();
     handle.close(4000, "cannot get through").unwrap();
     let (info, gone_at) = probed.closed(id);
@@ -148,16 +154,7 @@ fn a_close_stuck_behind_a_full_send_buffer_is_aborted_on_time() {
 /// with the answer still queued, so the closing handshake did not complete.
 #[test]
 fn an_answer_stuck_behind_unread_data_does_not_make_the_close_clean() {
-    let (server, probed) = start_probe(
-        builder()
-            .close_timeout(CLOSE_TIMEOUT)
-            .max_queued_bytes(64 << 20),
-        OnClose::Return,
-    );
-    let mut client = RawClient::connect(server.local_addr());
-    let (id, _handle) = probed.opened();
-    client.write_frame(true, 0x1, b"big 33554432");
-    assert!(probed.outcome("big").starts_with("(Ok(()), "));
+    let (server, probed, mut client, id, _handle) = connection_with_32_mib_unread();
     client.write_frame(true, 0x8, &close_payload(1000, "done"));
     let (info, _) = probed.closed(id);
     assert_eq!(info.code.0, 1000, "the peer's Close was received");
