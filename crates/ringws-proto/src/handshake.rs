@@ -158,8 +158,11 @@ pub enum BuildError {
     InvalidHost(String),
     /// A request target that does not start with `/` or holds bytes outside `!`..=`~`.
     InvalidPath(String),
-    /// A status code outside 100..=599.
+    /// A status code outside 200..=599 (a 1xx is interim: a response that
+    /// ends its connection cannot be one).
     InvalidStatus(u16),
+    /// A header that may appear once given twice (`Content-Type`).
+    DuplicateHeader(String),
 }
 
 impl fmt::Display for BuildError {
@@ -181,6 +184,7 @@ impl fmt::Display for BuildError {
             BuildError::InvalidHost(host) => write!(f, "invalid host {host:?}"),
             BuildError::InvalidPath(path) => write!(f, "invalid request target {path:?}"),
             BuildError::InvalidStatus(status) => write!(f, "invalid HTTP status {status}"),
+            BuildError::DuplicateHeader(name) => write!(f, "header {name:?} given twice"),
         }
     }
 }
@@ -212,11 +216,14 @@ const FRAMING_HEADERS: [&str; 4] = [
 /// [`write_plain_response`] with any headers (say `Allow` beside a 405, or
 /// `Cache-Control`), and for the answer to a `HEAD` request (`head_only`)
 /// the same head without the body (RFC 9110 §9.3.2: `Content-Length` still
-/// gives the body's length).
+/// gives the body's length). A 204 or 304 carries neither a body nor a
+/// `Content-Length` (§8.6, §15.4.5); the connection's end frames it anyway.
 ///
-/// Fails with [`BuildError::ReservedHeader`] for `Connection`,
-/// `Content-Length`, `Transfer-Encoding` and `Upgrade`, which this writes
-/// (or must not) itself. On error nothing is written.
+/// Fails with [`BuildError::InvalidStatus`] outside 200–599, with
+/// [`BuildError::ReservedHeader`] for `Connection`, `Content-Length`,
+/// `Transfer-Encoding` and `Upgrade`, which this writes (or must not)
+/// itself, and with [`BuildError::DuplicateHeader`] for a second
+/// `Content-Type`. On error nothing is written.
 pub fn write_http_response(
     status: u16,
     headers: &[(&str, &str)],
@@ -224,9 +231,10 @@ pub fn write_http_response(
     head_only: bool,
     out: &mut Vec<u8>,
 ) -> Result<(), BuildError> {
-    if !(100..=599).contains(&status) {
+    if !(200..=599).contains(&status) {
         return Err(BuildError::InvalidStatus(status));
     }
+    let mut content_types = 0;
     for (name, value) in headers {
         check_header(name, value)?;
         if FRAMING_HEADERS
@@ -235,9 +243,17 @@ pub fn write_http_response(
         {
             return Err(BuildError::ReservedHeader((*name).to_owned()));
         }
+        if name.eq_ignore_ascii_case("Content-Type") {
+            content_types += 1;
+            if content_types > 1 {
+                return Err(BuildError::DuplicateHeader((*name).to_owned()));
+            }
+        }
     }
-    write_response_head(status, headers, body.len(), out);
-    if !head_only {
+    let bodiless = matches!(status, 204 | 304);
+    let content_length = (!bodiless).then_some(body.len());
+    write_response_head(status, headers, content_length, out);
+    if !head_only && !bodiless {
         out.extend_from_slice(body);
     }
     Ok(())
@@ -250,12 +266,17 @@ fn write_plain_response_unchecked(
     body: &[u8],
     out: &mut Vec<u8>,
 ) {
-    write_response_head(status, headers, body.len(), out);
+    write_response_head(status, headers, Some(body.len()), out);
     out.extend_from_slice(body);
 }
 
 /// The head of a response that closes its connection.
-fn write_response_head(status: u16, headers: &[(&str, &str)], body_len: usize, out: &mut Vec<u8>) {
+fn write_response_head(
+    status: u16,
+    headers: &[(&str, &str)],
+    content_length: Option<usize>,
+    out: &mut Vec<u8>,
+) {
     write_status_line(out, status);
     // A response that names an `Upgrade` must list it in `Connection` too
     // (RFC 7230 §6.7); the connection still closes after it.
@@ -267,7 +288,9 @@ fn write_response_head(status: u16, headers: &[(&str, &str)], body_len: usize, o
     for (name, value) in headers {
         write_header(out, name, value);
     }
-    write_header(out, "Content-Length", &body_len.to_string());
+    if let Some(length) = content_length {
+        write_header(out, "Content-Length", &length.to_string());
+    }
     out.extend_from_slice(b"\r\n");
 }
 
@@ -295,6 +318,7 @@ fn reason_phrase(status: u16) -> &'static str {
         204 => "No Content",
         301 => "Moved Permanently",
         302 => "Found",
+        304 => "Not Modified",
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",

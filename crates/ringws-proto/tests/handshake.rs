@@ -555,6 +555,30 @@ Content-Length: 12\r\n\r\n"
         Err(BuildError::InvalidHeaderValue("X-Split".into()))
     );
     assert!(out.is_empty());
+    // One Content-Type; no interim statuses; 204 and 304 carry no body.
+    let twice = [
+        ("Content-Type", "text/plain"),
+        ("content-type", "text/html"),
+    ];
+    assert_eq!(
+        write_http_response(200, &twice, b"", false, &mut out),
+        Err(BuildError::DuplicateHeader("content-type".into()))
+    );
+    for interim in [100, 101, 199] {
+        assert_eq!(
+            write_http_response(interim, &[], b"", false, &mut out),
+            Err(BuildError::InvalidStatus(interim))
+        );
+    }
+    assert!(out.is_empty());
+    write_http_response(204, &[], b"ignored", false, &mut out).unwrap();
+    assert_eq!(out, b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
+    out.clear();
+    write_http_response(304, &[("ETag", "\"1\"")], b"ignored", false, &mut out).unwrap();
+    assert_eq!(
+        out,
+        b"HTTP/1.1 304 Not Modified\r\nConnection: close\r\nETag: \"1\"\r\n\r\n"
+    );
 }
 
 #[test]

@@ -26,5 +26,13 @@ pub(crate) struct Panicked;
 /// for is failed afterwards. The application's own state is the
 /// application's to keep (see [`Handler`](crate::Handler)).
 pub(crate) fn guarded<R>(callback: impl FnOnce() -> R) -> Result<R, Panicked> {
-    catch_unwind(AssertUnwindSafe(callback)).map_err(|_payload| Panicked)
+    catch_unwind(AssertUnwindSafe(callback)).map_err(|payload| {
+        // The payload is the application's too: a `Drop` of it that panics
+        // must not unwind into the worker either. A second payload is
+        // leaked rather than risk a third.
+        if let Err(second) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+            std::mem::forget(second);
+        }
+        Panicked
+    })
 }

@@ -187,7 +187,9 @@ impl<D> Session<D> {
             _ => CloseCode::ABNORMAL,
         };
         let peer_gone = self.has(flag::PEER_GONE) || socket_error;
-        let kind = if handshake_complete {
+        // A connection ringws failed (protocol error, panicking callback) is
+        // abnormal even when Closes then crossed.
+        let kind = if handshake_complete && !self.has(flag::FAILED) {
             CloseKind::Clean
         } else if self.has(flag::FAILED) || peer_gone {
             CloseKind::Abnormal

@@ -222,8 +222,9 @@ fn answer_plain_http(
     counters: &WorkerCounters,
     request: PlainRequest<'_>,
 ) -> Refusal {
+    let head_only = request.method() == "HEAD";
     let Some(hook) = &settings.plain_http else {
-        return upgrade_required();
+        return upgrade_required(head_only);
     };
     let answer = match guarded(|| hook(&HttpRequest { inner: request })) {
         Ok(Some(answer)) => answer,
@@ -233,7 +234,6 @@ fn answer_plain_http(
             HttpResponse::new(500, PLAIN_TEXT, "internal error\n")
         }
     };
-    let head_only = request.method() == "HEAD";
     let mut headers = Vec::with_capacity(1 + answer.headers.len());
     headers.push(("Content-Type", &*answer.content_type));
     headers.extend(
@@ -268,15 +268,19 @@ fn answer_plain_http(
 }
 
 /// `426 Upgrade Required`, naming the protocol to upgrade to (RFC 7231
-/// §6.5.15), for plain requests when no `plain_http` hook is set.
-fn upgrade_required() -> Refusal {
+/// §6.5.15), for plain requests when no `plain_http` hook is set; without
+/// its body for a `HEAD` request.
+fn upgrade_required(head_only: bool) -> Refusal {
     let body = "this endpoint speaks WebSocket: send a WebSocket upgrade request\n";
-    let response = format!(
+    let mut response = format!(
         "HTTP/1.1 426 Upgrade Required\r\nConnection: Upgrade, close\r\nUpgrade: websocket\r\n\
          Sec-WebSocket-Version: 13\r\nContent-Type: text/plain; charset=utf-8\r\n\
-         Content-Length: {}\r\n\r\n{body}",
+         Content-Length: {}\r\n\r\n",
         body.len()
     );
+    if !head_only {
+        response.push_str(body);
+    }
     Refusal {
         status: 426,
         response: response.into_bytes(),
@@ -447,7 +451,12 @@ impl<H: Handler> ringws_reactor::Handler for Engine<H> {
             max_head_bytes: settings.max_header_bytes,
             ..HeadLimits::DEFAULT
         };
-        let mut session = Session::handshaking(ServerHandshake::new(limits));
+        // `ConnData::default` is the application's: a panic in it refuses
+        // the connection (closed at once) and nothing else.
+        let Ok(mut session) = guarded(|| Session::handshaking(ServerHandshake::new(limits))) else {
+            self.worker.link().counters.handler_panics.inc();
+            return None;
+        };
         let value = TimerValue {
             conn,
             kind: TimerKind::Deadline,
@@ -529,6 +538,10 @@ impl<H: Handler> ringws_reactor::Handler for Engine<H> {
                     session,
                     cause,
                 );
+            } else if guarded(move || drop(session)).is_err() {
+                // The `ConnData` of a request that never opened: its `Drop`
+                // is the application's.
+                link.counters.handler_panics.inc();
             }
             return;
         }

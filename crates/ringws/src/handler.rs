@@ -253,14 +253,16 @@ impl fmt::Debug for HttpRequest<'_> {
 /// request is sent without its body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpResponse {
-    /// Status code (100–599; anything else is answered 500).
+    /// Status code (200–599; anything else is answered 500). A 204 or 304
+    /// is sent without a body.
     pub status: u16,
     /// `Content-Type` value.
     pub content_type: Cow<'static, str>,
     /// More headers, say `Allow` beside a 405 (RFC 9110 §15.5.6). A name
-    /// that is not a token, a value with a control character, or one of
+    /// that is not a token, a value with a control character, one of
     /// `Connection`, `Content-Length`, `Transfer-Encoding` and `Upgrade`
-    /// (written by ringws or not allowed) gets the request a 500 instead.
+    /// (written by ringws or not allowed), or a `Content-Type` (that is
+    /// [`content_type`](Self::content_type)) gets the request a 500 instead.
     pub headers: Vec<(Cow<'static, str>, Cow<'static, str>)>,
     /// Body bytes.
     pub body: Vec<u8>,

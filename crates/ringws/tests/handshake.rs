@@ -131,6 +131,41 @@ fn the_hooks_headers_are_sent_and_a_head_request_gets_no_body() {
     server.shutdown(WAIT);
 }
 
+#[test]
+fn bodiless_statuses_interim_statuses_and_head_without_a_hook() {
+    let (server, _events) = start(builder().plain_http(|request| {
+        Some(match request.path() {
+            "/204" => HttpResponse::new(204, "text/plain", "dropped"),
+            "/304" => HttpResponse::new(304, "text/plain", "dropped"),
+            "/101" => HttpResponse::new(101, "text/plain", ""),
+            _ => HttpResponse::new(200, "text/plain", "x").with_header("content-type", "text/html"),
+        })
+    }));
+    let addr = server.local_addr();
+    let get = |path: &str| exchange(addr, &format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n"));
+    for path in ["/204", "/304"] {
+        let (status, head, body) = get(path);
+        assert_eq!(status, path[1..].parse::<u16>().unwrap(), "{head}");
+        assert!(body.is_empty(), "{path} carries no body: {body:?}");
+        assert!(!head.contains("Content-Length"), "{head}");
+    }
+    // An interim status cannot end a connection; a second Content-Type is
+    // refused rather than sent.
+    for path in ["/101", "/twice"] {
+        let (status, head, _) = get(path);
+        assert_eq!(status, 500, "{path}: {head}");
+    }
+    server.shutdown(WAIT);
+
+    // Without a hook, HEAD gets the 426's head alone.
+    let (server, _events) = start(builder());
+    let (status, head, body) = exchange(server.local_addr(), "HEAD / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(status, 426, "{head}");
+    assert!(head.contains("Content-Length: 65"), "{head}");
+    assert!(body.is_empty(), "{body:?}");
+    server.shutdown(WAIT);
+}
+
 #[tokio::test]
 async fn the_origin_check_refuses_with_403() {
     let (server, events) =

@@ -241,9 +241,13 @@ fn report_unstarted<H: Handler>(
     error: ConnectError,
 ) {
     match reply {
-        // The caller of `connect` gets the error; `data` is dropped.
+        // The caller of `connect` gets the error; `data` is dropped (its
+        // `Drop` is the application's).
         Some(reply) => {
             let _ = reply.send(Err(error));
+            if guarded(move || drop(data)).is_err() {
+                counters.handler_panics.inc();
+            }
         }
         None => tell_connect_failed(handler, counters, None, data, &error),
     }

@@ -99,7 +99,8 @@ pub struct Path(pub String);
 /// * anything else is echoed.
 ///
 /// The upgrade of path `/forbidden` is refused with 401, that of `/panic`
-/// panics, and `on_closed` panics (after reporting) for `/panic-on-closed`.
+/// panics, and for `/panic-on-<callback>` that callback (`open`,
+/// `close-received`, `closed`) panics after reporting.
 pub struct Recorder {
     pub events: mpsc::Sender<Event>,
     pub reply_code: Option<u16>,
@@ -132,6 +133,11 @@ impl Handler for Recorder {
             subprotocol: conn.subprotocol().map(str::to_owned),
             path: conn.data().0.clone(),
         });
+        assert_ne!(
+            conn.data().0,
+            "/panic-on-open",
+            "the test handler panics in on_open"
+        );
     }
 
     fn on_message(&mut self, conn: &mut Conn<'_, Self>, message: Message<'_>) {
@@ -206,6 +212,11 @@ impl Handler for Recorder {
                 result,
             });
         }
+        assert_ne!(
+            conn.data().0,
+            "/panic-on-close-received",
+            "the test handler panics in on_close_received"
+        );
     }
 
     fn on_closed(&mut self, id: ConnId, data: Path, info: &ClosedInfo) {
