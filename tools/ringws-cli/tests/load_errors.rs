@@ -18,7 +18,7 @@ fn closed_port() -> u16 {
 #[test]
 fn connection_refused_is_counted() {
     let url = format!("ws://127.0.0.1:{}/", closed_port());
-    let outcome = load(&[&url, "-c", "5", "-d", "1s", "-w", "2"]);
+    let outcome = load_measuring_nothing(&[&url, "-c", "5", "-d", "1s", "-w", "2"]);
     let report = &outcome.report;
     assert_eq!(report.connections.attempted, 5);
     assert_eq!(report.connections.failed, 5);
@@ -33,12 +33,20 @@ fn connection_refused_is_counted() {
     assert!(outcome.stdout.contains("connect: connection refused"));
     assert_eq!(report.messages.sent, 0);
     assert!(report.latency.message.is_none());
+    // Exit status 3, with the reason.
+    assert!(
+        outcome
+            .stderr
+            .contains("nothing was measured: no connection opened"),
+        "{}",
+        outcome.stderr
+    );
 }
 
 #[test]
 fn churn_against_a_closed_port_counts_every_attempt_and_ends() {
     let url = format!("ws://127.0.0.1:{}/", closed_port());
-    let outcome = load(&[
+    let outcome = load_measuring_nothing(&[
         &url,
         "--mode",
         "churn",
@@ -70,7 +78,7 @@ fn churn_against_a_closed_port_counts_every_attempt_and_ends() {
 #[test]
 fn refused_upgrade_is_counted_with_its_status() {
     let peer = EchoPeer::start(PeerKind::Python, &["--reject", "403"]);
-    let outcome = load(&[&peer.url(), "-c", "3", "-d", "1s", "-w", "1"]);
+    let outcome = load_measuring_nothing(&[&peer.url(), "-c", "3", "-d", "1s", "-w", "1"]);
     let report = &outcome.report;
     assert_eq!(report.connections.failed, 3);
     assert_eq!(
@@ -118,7 +126,8 @@ fn corrupted_echoes_are_mismatches_not_messages() {
 
 fn corrupted_echoes_of(size: &str) {
     let peer = EchoPeer::start(PeerKind::Python, &["--corrupt"]);
-    let outcome = load(&[&peer.url(), "-c", "2", "-d", "500ms", "-w", "1", "-s", size]);
+    let outcome =
+        load_measuring_nothing(&[&peer.url(), "-c", "2", "-d", "500ms", "-w", "1", "-s", size]);
     let report = &outcome.report;
     assert_eq!(
         report.messages.received, 0,
@@ -142,7 +151,8 @@ fn silent_server_times_out_the_handshake_within_the_bound() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("ws://{}/", listener.local_addr().unwrap());
     let started = Instant::now();
-    let outcome = load(&[&url, "-c", "3", "-d", "1s", "-w", "1", "--timeout", "300ms"]);
+    let outcome =
+        load_measuring_nothing(&[&url, "-c", "3", "-d", "1s", "-w", "1", "--timeout", "300ms"]);
     let report = &outcome.report;
     assert_eq!(report.connections.failed, 3);
     assert_eq!(report.errors.by_kind.get("handshake: timeout"), Some(&3));
@@ -170,6 +180,59 @@ fn bad_arguments_fail_with_a_message() {
     ]);
     assert_eq!(status.code(), Some(2));
     assert!(stderr.contains("ends before it starts"), "{stderr}");
+}
+
+/// A flag the mode would ignore is refused rather than run a different
+/// load than the one asked for: `--rate` without `--mode rate` would be a
+/// closed loop at full speed.
+#[test]
+fn flags_the_mode_would_ignore_are_refused() {
+    let cases: [(&[&str], &str); 4] = [
+        (&["--rate", "100"], "--rate does not apply to --mode echo"),
+        (
+            &["--mode", "churn", "-c", "5"],
+            "--connections does not apply to --mode churn",
+        ),
+        (
+            &["--ping-interval", "1s"],
+            "--ping-interval does not apply to --mode echo",
+        ),
+        (
+            &["--mode", "hold", "--cycles", "3"],
+            "--cycles does not apply to --mode hold",
+        ),
+    ];
+    for (extra, expected) in cases {
+        let mut args = vec!["load", "ws://127.0.0.1:1/", "-d", "1s"];
+        args.extend_from_slice(extra);
+        let (status, _, stderr) = ringws(&args);
+        assert_eq!(status.code(), Some(2), "{extra:?}: {stderr}");
+        assert!(stderr.contains(expected), "{extra:?}: {stderr}");
+    }
+}
+
+/// A results file that cannot be written fails before the run, not after
+/// it (which would lose the results).
+#[test]
+fn an_unwritable_results_file_fails_before_the_run() {
+    for flag in ["--json", "--hist-out"] {
+        let started = Instant::now();
+        let (status, _, stderr) = ringws(&[
+            "load",
+            "ws://127.0.0.1:1/",
+            "-d",
+            "30s",
+            "-q",
+            flag,
+            "/nonexistent-ringws-dir/out",
+        ]);
+        assert_eq!(status.code(), Some(2), "{flag}: {stderr}");
+        assert!(stderr.contains("/nonexistent-ringws-dir/out"), "{stderr}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{flag}: ran first"
+        );
+    }
 }
 
 #[test]

@@ -9,7 +9,7 @@ use clap::{Args, Subcommand, ValueEnum};
 
 use crate::load::config::{parse_cpu_list, parse_duration, parse_source_addrs};
 use crate::load::hist::{save_histograms, MergedHistograms};
-use crate::load::report::write_json;
+use crate::load::report::{write_json, LoadReport};
 use crate::load::{run_with_progress, LoadConfig, Mode, PayloadKind};
 
 /// Generate WebSocket load; report rates, latency, close codes and errors.
@@ -18,6 +18,12 @@ use crate::load::{run_with_progress, LoadConfig, Mode, PayloadKind};
 /// send time), churn (connect, message, close cycles), hold (many idle
 /// connections, optional pings). Network errors are counted, never fatal;
 /// every wait is bounded by --timeout and every run by a hard deadline.
+///
+/// Exit status: 0 when the run measured something (its errors are in the
+/// report); 3 when it measured nothing (no echo in echo and rate mode, no
+/// completed cycle in churn, no open connection in hold); 2 for invalid
+/// arguments; 1 when the run could not start or its results could not be
+/// written.
 ///
 /// Examples:
 ///   ringws load ws://10.0.0.5:9001/ -c 256 -d 30s
@@ -45,13 +51,13 @@ pub struct LoadArgs {
     #[arg(long, value_enum, default_value_t = ModeArg::Echo)]
     mode: ModeArg,
 
-    /// Connections (echo, rate, hold).
-    #[arg(short, long, default_value_t = 64)]
-    connections: usize,
+    /// Connections (echo, rate, hold) [default: 64].
+    #[arg(short, long)]
+    connections: Option<usize>,
 
-    /// Cycles in progress at once (churn).
-    #[arg(long, default_value_t = 16)]
-    concurrency: usize,
+    /// Cycles in progress at once (churn) [default: 16].
+    #[arg(long)]
+    concurrency: Option<usize>,
 
     /// Payload bytes per message.
     #[arg(short = 's', long, default_value_t = 32)]
@@ -65,9 +71,9 @@ pub struct LoadArgs {
     #[arg(long)]
     binary: bool,
 
-    /// Messages in flight per connection (echo, churn).
-    #[arg(short, long, default_value_t = 1)]
-    pipeline: usize,
+    /// Messages in flight per connection (echo, churn) [default: 1].
+    #[arg(short, long)]
+    pipeline: Option<usize>,
 
     /// Sending window (e.g. 500ms, 10s, 2m); it starts once the connections
     /// are open (churn: at once).
@@ -79,11 +85,11 @@ pub struct LoadArgs {
     #[arg(short, long)]
     rate: Option<f64>,
 
-    /// Messages per churn cycle.
-    #[arg(long, default_value_t = 1)]
-    messages: u32,
+    /// Messages per churn cycle [default: 1].
+    #[arg(long)]
+    messages: Option<u32>,
 
-    /// Stop churning after this many cycles.
+    /// Stop churning after this many cycles (churn).
     #[arg(long)]
     cycles: Option<u64>,
 
@@ -91,8 +97,8 @@ pub struct LoadArgs {
     #[arg(long, default_value_t = 1000)]
     close_code: u16,
 
-    /// Open connections at this many per second (default: as fast as
-    /// possible).
+    /// Open connections at this many per second (echo, rate, hold;
+    /// default: as fast as possible).
     #[arg(long)]
     ramp: Option<f64>,
 
@@ -118,9 +124,9 @@ pub struct LoadArgs {
     #[arg(long, default_value = "5s", value_parser = duration)]
     timeout: Duration,
 
-    /// Most messages in flight per connection in rate mode.
-    #[arg(long, default_value_t = 1024)]
-    max_in_flight: usize,
+    /// Most messages in flight per connection (rate) [default: 1024].
+    #[arg(long)]
+    max_in_flight: Option<usize>,
 
     /// Extra request header for the handshake ("Name: value"; repeatable).
     #[arg(short = 'H', long = "header")]
@@ -178,19 +184,20 @@ impl LoadArgs {
             ModeArg::Churn => Mode::Churn,
             ModeArg::Hold => Mode::Hold,
         };
+        self.check_flags_apply_to(mode)?;
         let mut config = LoadConfig::new(url, mode);
-        config.connections = self.connections;
-        config.concurrency = self.concurrency;
+        config.connections = self.connections.unwrap_or(config.connections);
+        config.concurrency = self.concurrency.unwrap_or(config.concurrency);
         config.payload_size = self.payload_size;
         config.payload_kind = if self.text {
             PayloadKind::Text
         } else {
             PayloadKind::Binary
         };
-        config.pipeline = self.pipeline;
+        config.pipeline = self.pipeline.unwrap_or(config.pipeline);
         config.duration = self.duration;
         config.rate = self.rate;
-        config.messages_per_cycle = self.messages;
+        config.messages_per_cycle = self.messages.unwrap_or(config.messages_per_cycle);
         config.cycles = self.cycles;
         config.close_code = self.close_code;
         config.ramp = self.ramp;
@@ -203,7 +210,7 @@ impl LoadArgs {
             config.cpus = Some(parse_cpu_list(list).map_err(|error| error.to_string())?);
         }
         config.timeout = self.timeout;
-        config.max_in_flight = self.max_in_flight;
+        config.max_in_flight = self.max_in_flight.unwrap_or(config.max_in_flight);
         for header in &self.headers {
             let (name, value) = header
                 .split_once(':')
@@ -215,6 +222,74 @@ impl LoadArgs {
         config.validate().map_err(|error| error.to_string())?;
         Ok(config)
     }
+}
+
+impl LoadArgs {
+    /// Refuses a flag the mode would ignore: a run that silently differs
+    /// from the one asked for (say `--rate` without `--mode rate`, a closed
+    /// loop at full speed instead of a fixed rate) is worse than an error.
+    fn check_flags_apply_to(&self, mode: Mode) -> Result<(), String> {
+        use Mode::{Churn, Echo, Hold, Rate};
+        let given: [(&str, bool, &[Mode]); 9] = [
+            (
+                "--connections",
+                self.connections.is_some(),
+                &[Echo, Rate, Hold],
+            ),
+            ("--concurrency", self.concurrency.is_some(), &[Churn]),
+            ("--pipeline", self.pipeline.is_some(), &[Echo, Churn]),
+            ("--rate", self.rate.is_some(), &[Rate, Churn]),
+            ("--messages", self.messages.is_some(), &[Churn]),
+            ("--cycles", self.cycles.is_some(), &[Churn]),
+            ("--ramp", self.ramp.is_some(), &[Echo, Rate, Hold]),
+            ("--ping-interval", self.ping_interval.is_some(), &[Hold]),
+            ("--max-in-flight", self.max_in_flight.is_some(), &[Rate]),
+        ];
+        for (flag, is_given, modes) in given {
+            if is_given && !modes.contains(&mode) {
+                let names: Vec<&str> = modes.iter().map(|mode| mode.name()).collect();
+                return Err(format!(
+                    "{flag} does not apply to --mode {} (only to {})",
+                    mode.name(),
+                    names.join(", ")
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Exit status of a run that measured nothing: scripts and CI jobs must be
+/// able to tell it from one that did.
+const NOTHING_MEASURED: u8 = 3;
+
+/// Why `report` holds no measurement, if it holds none.
+fn nothing_measured(report: &LoadReport) -> Option<&'static str> {
+    let measured = match report.mode {
+        Mode::Echo | Mode::Rate => report.messages.received > 0,
+        Mode::Churn => report.cycles.is_some_and(|cycles| cycles.completed > 0),
+        Mode::Hold => report.connections.opened > 0,
+    };
+    if measured {
+        return None;
+    }
+    Some(match report.mode {
+        _ if report.connections.opened == 0 => "no connection opened",
+        Mode::Echo | Mode::Rate => "no message was echoed",
+        Mode::Churn => "no cycle completed",
+        Mode::Hold => "no connection opened",
+    })
+}
+
+/// The files the run writes its results to, named for messages.
+fn output_files(args: &LoadArgs) -> Vec<(&'static str, PathBuf)> {
+    let json = args
+        .json
+        .as_deref()
+        .filter(|target| *target != "-")
+        .map(|path| ("the JSON report", PathBuf::from(path)));
+    let histograms = args.hist_out.clone().map(|path| ("the histograms", path));
+    json.into_iter().chain(histograms).collect()
 }
 
 /// Runs `ringws load` and returns the process exit code.
@@ -256,6 +331,18 @@ fn load(args: &LoadArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Output files are created before the run, so that a path that cannot
+    // be written fails at once instead of losing a finished run's results.
+    let outputs = output_files(args);
+    for (what, path) in &outputs {
+        if let Err(error) = std::fs::File::create(path) {
+            eprintln!(
+                "ringws load: cannot write {what} to {}: {error}",
+                path.display()
+            );
+            return ExitCode::from(2);
+        }
+    }
     let show_progress = !args.quiet && (args.progress || std::io::stderr().is_terminal());
     let report = run_with_progress(&config, |progress| {
         if show_progress {
@@ -266,6 +353,9 @@ fn load(args: &LoadArgs) -> ExitCode {
         Ok(report) => report,
         Err(error) => {
             eprintln!("ringws load: {error}");
+            for (_, path) in &outputs {
+                let _ = std::fs::remove_file(path);
+            }
             return ExitCode::FAILURE;
         }
     };
@@ -277,7 +367,13 @@ fn load(args: &LoadArgs) -> ExitCode {
             print!("{report}");
         }
     }
-    let mut status = ExitCode::SUCCESS;
+    let mut status = match nothing_measured(&report) {
+        Some(reason) => {
+            eprintln!("ringws load: nothing was measured: {reason}");
+            ExitCode::from(NOTHING_MEASURED)
+        }
+        None => ExitCode::SUCCESS,
+    };
     if let Some(target) = &args.json {
         if let Err(error) = write_json(target, &report) {
             eprintln!("ringws load: cannot write the JSON report: {error}");
