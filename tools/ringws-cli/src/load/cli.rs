@@ -10,7 +10,8 @@ use clap::{Args, Subcommand, ValueEnum};
 use crate::load::config::{parse_cpu_list, parse_duration, parse_source_addrs};
 use crate::load::hist::{save_histograms, MergedHistograms};
 use crate::load::report::{write_json, LoadReport};
-use crate::load::{run_with_progress, LoadConfig, Mode, PayloadKind};
+use crate::load::{run_with_progress, LoadConfig, LoadError, Mode, PayloadKind};
+use ringws_reactor::StartError;
 
 /// Generate WebSocket load; report rates, latency, close codes and errors.
 ///
@@ -356,7 +357,12 @@ fn load(args: &LoadArgs) -> ExitCode {
             for (_, path) in &outputs {
                 let _ = std::fs::remove_file(path);
             }
-            return ExitCode::FAILURE;
+            // What the arguments got wrong exits as any bad argument does.
+            let bad_arguments = matches!(
+                error,
+                LoadError::Config(_) | LoadError::Url(_) | LoadError::Start(StartError::Config(_))
+            );
+            return ExitCode::from(if bad_arguments { 2 } else { 1 });
         }
     };
     let json_to_stdout = args.json.as_deref() == Some("-");
