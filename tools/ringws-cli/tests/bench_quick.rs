@@ -164,3 +164,56 @@ fn quick_bench_reports_every_figure_with_sane_values() {
     assert!((per_connection - grown / 500.0).abs() < 1e-6);
     assert!(number(memory, "structural_bytes_per_connection") > 0.0);
 }
+
+/// Settings the run could not survive fail before anything runs, as bad
+/// arguments (exit 2), instead of a minute in or after the whole run.
+#[test]
+fn settings_the_run_cannot_survive_are_refused_up_front() {
+    let cases: [(&[&str], &str); 3] = [
+        (&["--duration", "100000000h"], "at most 365 days"),
+        (
+            &["--idle-connections", "99999999999"],
+            "between 1 and 1000000",
+        ),
+        (
+            &["--quick", "--json", "/nonexistent-ringws-dir/x.json"],
+            "/nonexistent-ringws-dir/x.json",
+        ),
+    ];
+    for (args, expected) in cases {
+        let started = Instant::now();
+        let output = Command::new(env!("CARGO_BIN_EXE_ringws"))
+            .arg("bench")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("ringws runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{args:?} ran first"
+        );
+    }
+}
+
+/// More idle connections than the open-file limit allows are refused up
+/// front (they used to fail a minute in, when the server could no longer
+/// open `/proc/self/smaps_rollup`).
+#[test]
+fn idle_connections_beyond_the_open_file_limit_are_refused_up_front() {
+    let command = format!(
+        "ulimit -n 1000 && exec {} bench --quick --idle-connections 1500",
+        env!("CARGO_BIN_EXE_ringws")
+    );
+    let output = Command::new("sh")
+        .args(["-c", &command])
+        .stdin(Stdio::null())
+        .output()
+        .expect("sh runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("1756 open files"), "{stderr}");
+    assert!(stderr.contains("may open 1000"), "{stderr}");
+}

@@ -114,6 +114,7 @@ async fn counters_reflect_the_traffic_just_sent() {
         ("ringws_abnormal_closes_total", 0.0),
         ("ringws_protocol_errors_total", 0.0),
         ("ringws_handler_panics_total", 0.0),
+        ("ringws_io_refused_total", 0.0),
         ("ringws_dropped_messages_total", 0.0),
         ("ringws_keepalive_timeouts_total", 0.0),
         ("ringws_close_duration_seconds_count", 2.0),
@@ -305,4 +306,53 @@ fn header<'a>(head: &'a str, name: &str) -> &'a str {
             key.eq_ignore_ascii_case(name).then(|| value.trim())
         })
         .unwrap_or_else(|| panic!("no {name} in {head}"))
+}
+
+/// Connections refused at the worker's limit show in the metrics (once the
+/// worker has room again: while it is full, a scrape is refused too).
+#[test]
+fn connections_refused_at_the_limit_are_counted() {
+    let server = ServeProcess::start(&["--workers", "1", "--max-connections-per-worker", "1"]);
+    // Upgraded, so it holds the worker's one place before the others come.
+    let mut held = std::net::TcpStream::connect(server.addr).unwrap();
+    held.set_read_timeout(Some(WAIT)).unwrap();
+    write!(
+        held,
+        "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = [0u8; 12];
+    held.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 101");
+    for _ in 0..2 {
+        let mut refused = std::net::TcpStream::connect(server.addr).unwrap();
+        refused.set_read_timeout(Some(WAIT)).unwrap();
+        let mut answer = Vec::new();
+        let _ = refused.read_to_end(&mut answer);
+        assert!(answer.is_empty(), "refused without an answer");
+    }
+    drop(held);
+    // Until the worker has closed the held connection, scrapes are refused
+    // (and counted) too.
+    let deadline = Instant::now() + WAIT;
+    let refused = loop {
+        if let Some(body) = try_scrape(&server) {
+            break Metrics::parse(&body).get("ringws_io_refused_total", &[TOTAL]);
+        }
+        assert!(Instant::now() < deadline, "no scrape got through");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(refused >= 2.0, "{refused}");
+}
+
+/// `GET /metrics`, or `None` when the connection is refused.
+fn try_scrape(server: &ServeProcess) -> Option<String> {
+    let mut stream = std::net::TcpStream::connect(server.addr).ok()?;
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    write!(stream, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::bench::{run, BenchConfig};
-use crate::load::config::parse_duration;
+use crate::load::config::{parse_duration, MAX_SPAN, MAX_SPAN_DAYS};
 use crate::load::report::write_json;
 
 /// Benchmark ringws on this machine and print one table.
@@ -67,11 +67,16 @@ impl BenchArgs {
             if duration.is_zero() {
                 return Err("--duration must be positive".into());
             }
+            if duration > MAX_SPAN {
+                return Err(format!("--duration must be at most {MAX_SPAN_DAYS} days"));
+            }
             config.duration = duration;
         }
         if let Some(count) = self.idle_connections {
-            if count == 0 {
-                return Err("--idle-connections must be at least 1".into());
+            if !(1..=MAX_IDLE_CONNECTIONS).contains(&count) {
+                return Err(format!(
+                    "--idle-connections must be between 1 and {MAX_IDLE_CONNECTIONS}"
+                ));
             }
             config.idle_connections = count;
         }
@@ -100,15 +105,51 @@ impl BenchArgs {
     }
 }
 
+/// Most idle connections the memory figure may hold.
+const MAX_IDLE_CONNECTIONS: usize = 1_000_000;
+
+/// Descriptors the bench needs besides one per idle connection (the
+/// server's end in this process; the generator's end is in a child process
+/// with the same limit): rings, eventfds, listeners, `/proc` files.
+const SPARE_DESCRIPTORS: u64 = 256;
+
+/// Refuses a run the open-file limit cannot hold, before anything runs:
+/// otherwise it fails a minute in, when the server can no longer open
+/// `/proc/self/smaps_rollup`.
+fn check_fd_limit(config: &BenchConfig) -> Result<(), String> {
+    let Some(limit) = crate::serve::raise_fd_limit() else {
+        return Ok(());
+    };
+    let needed = config.idle_connections as u64 + SPARE_DESCRIPTORS;
+    if needed > limit {
+        return Err(format!(
+            "--idle-connections {} needs about {needed} open files, but this process may open {limit} (ulimit -n)",
+            config.idle_connections
+        ));
+    }
+    Ok(())
+}
+
 /// Runs `ringws bench` and returns the process exit code.
 pub fn main(args: BenchArgs) -> ExitCode {
-    let config = match args.to_config() {
+    let config = match args.to_config().and_then(|config| {
+        check_fd_limit(&config)?;
+        Ok(config)
+    }) {
         Ok(config) => config,
         Err(error) => {
             eprintln!("ringws bench: {error}");
             return ExitCode::from(2);
         }
     };
+    // Created before the run, so that a path that cannot be written fails
+    // at once instead of after the whole benchmark.
+    if let Some(path) = args.json.as_deref().filter(|target| *target != "-") {
+        if let Err(error) = std::fs::File::create(path) {
+            eprintln!("ringws bench: cannot write the JSON report to {path}: {error}");
+            return ExitCode::from(2);
+        }
+    }
     let quiet = args.quiet;
     let report = run(&config, |line| {
         if !quiet {

@@ -494,7 +494,7 @@ pub fn run(
     config: &BenchConfig,
     mut progress: impl FnMut(&str),
 ) -> Result<BenchReport, BenchError> {
-    crate::serve::raise_fd_limit();
+    let _ = crate::serve::raise_fd_limit();
     let started = Instant::now();
     let machine_start = Machine {
         cpu_model: probe::cpu_model(),

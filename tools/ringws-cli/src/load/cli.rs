@@ -300,7 +300,7 @@ pub fn main(args: LoadArgs) -> ExitCode {
         None => {
             // Each connection is a descriptor: 10,000 held connections are
             // far above the usual soft limit of 1024.
-            crate::serve::raise_fd_limit();
+            let _ = crate::serve::raise_fd_limit();
             load(&args)
         }
     }

@@ -231,8 +231,8 @@ pub const MAX_PAYLOAD_SIZE: usize = 16 << 20;
 pub const MAX_RATE: f64 = 1e9;
 
 /// Longest `--duration`, `--timeout` or `--ping-interval`, in days.
-const MAX_SPAN_DAYS: u64 = 365;
-const MAX_SPAN: Duration = Duration::from_secs(MAX_SPAN_DAYS * 24 * 3600);
+pub(crate) const MAX_SPAN_DAYS: u64 = 365;
+pub(crate) const MAX_SPAN: Duration = Duration::from_secs(MAX_SPAN_DAYS * 24 * 3600);
 
 /// A setting that is out of range or inconsistent with another.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -430,6 +430,12 @@ const FAMILIES: &[Family] = &[
         samples: |s| plain(s.io.payloads_sent_in_place),
     },
     Family {
+        name: "ringws_io_refused_total",
+        help: "Accepted sockets closed at once without an answer: the worker held --max-connections-per-worker connections, was shutting down, or could not create the connection's state.",
+        kind: "counter",
+        samples: |s| plain(s.io.refused),
+    },
+    Family {
         name: "ringws_io_accept_errors_total",
         help: "Accepts that failed (for example EMFILE: out of file descriptors).",
         kind: "counter",

@@ -374,21 +374,28 @@ pub fn report_line(report: &ShutdownReport) -> String {
 
 /// Raises the soft open-file limit to the hard limit: each connection is a
 /// file descriptor, and the usual soft limit (1024) is far below what a
-/// server holds. Failure leaves the limit as it was.
-pub fn raise_fd_limit() {
+/// server holds. Failure leaves the limit as it was. Returns the soft limit
+/// now in force (`None` when it cannot be read).
+pub fn raise_fd_limit() -> Option<u64> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: `limit` is a live, writable `rlimit` for the call's duration.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return;
+        return None;
     }
     if limit.rlim_cur < limit.rlim_max {
-        limit.rlim_cur = limit.rlim_max;
-        // SAFETY: `limit` is a valid `rlimit` read by the call only.
-        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: `raised` is a valid `rlimit` read by the call only.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            limit = raised;
+        }
     }
+    Some(limit.rlim_cur)
 }
 
 /// Writes a line to stdout and flushes it; a closed stdout is not an error
@@ -401,7 +408,7 @@ fn say(line: &str) {
 
 /// Runs `ringws serve` and returns the process exit code.
 pub fn main(args: ServeArgs) -> ExitCode {
-    raise_fd_limit();
+    let _ = raise_fd_limit();
     // Registered before the workers start, so a signal during start-up is
     // not lost (it is handled once the server runs).
     let signals = match Signals::new([SIGINT, SIGTERM]) {
