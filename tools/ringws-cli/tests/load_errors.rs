@@ -315,11 +315,18 @@ fn pongs_that_do_not_carry_the_pings_payload_answer_nothing() {
     assert!(pings.sent >= 6, "{pings:?}");
     assert_eq!(pings.answered, 0, "{pings:?}");
     assert!(report.latency.ping.is_none(), "no made-up ping latency");
+    // Unanswered Pings are their own kind: no message was sent.
     assert_eq!(
-        report.errors.by_kind.get("timeout: message unanswered"),
+        report.errors.by_kind.get("timeout: ping unanswered"),
         Some(&pings.sent),
         "{:?}",
         report.errors.by_kind
     );
+    assert_eq!(
+        report.errors.total, pings.sent,
+        "{:?}",
+        report.errors.by_kind
+    );
+    assert_eq!(report.messages.unanswered, 0);
     server.join().unwrap();
 }

@@ -206,6 +206,8 @@ pub enum ErrorKind {
     UnexpectedMessage,
     /// Messages still unanswered a timeout after sending stopped.
     ReplyTimeout,
+    /// Pings still without their Pong a timeout after the window.
+    PingTimeout,
     /// Messages unanswered when their connection closed.
     Unanswered,
     /// Our Close got no Close and TCP close from the server in time.
@@ -237,6 +239,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::EchoMismatch => f.write_str("echo mismatch"),
             ErrorKind::UnexpectedMessage => f.write_str("unexpected message"),
             ErrorKind::ReplyTimeout => f.write_str("timeout: message unanswered"),
+            ErrorKind::PingTimeout => f.write_str("timeout: ping unanswered"),
             ErrorKind::Unanswered => f.write_str("message lost with its connection"),
             ErrorKind::CloseTimeout => f.write_str("close: timeout"),
             ErrorKind::CloseNotAnswered => f.write_str("close: no Close from server (1006)"),

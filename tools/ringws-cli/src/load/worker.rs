@@ -486,9 +486,11 @@ impl LoadWorker {
         let now = self.now_ns();
         for (id, peer) in ctx.conns.iter_mut() {
             if peer.phase == Phase::Open {
-                let unanswered = peer.awaiting() as u64;
+                let unanswered = peer.in_flight.len() as u64;
                 self.tally.error(ErrorKind::ReplyTimeout, unanswered);
-                self.tally.unanswered += peer.in_flight.len() as u64;
+                self.tally
+                    .error(ErrorKind::PingTimeout, peer.pings_out.len() as u64);
+                self.tally.unanswered += unanswered;
                 peer.in_flight.clear();
                 peer.pings_out.clear();
                 self.begin_close(&mut ctx.io, id, peer, now);
