@@ -261,7 +261,9 @@ impl LoadWorker {
         let index = id.index();
         let units = share(plan.parallelism, plan.workers, index);
         let active_workers = plan.parallelism.min(plan.workers as u64) as usize;
-        let cycles_limit = plan.cycles.map(|cycles| match units {
+        // --cycles bounds churn only.
+        let churn_cycles = plan.cycles.filter(|_| plan.mode == Mode::Churn);
+        let cycles_limit = churn_cycles.map(|cycles| match units {
             0 => 0,
             _ => share(cycles, active_workers, index),
         });
@@ -323,7 +325,9 @@ impl LoadWorker {
         let deadline = self.plan.worker_deadline(self.index);
         io.arm_timer(deadline, Timer::HardDeadline);
         io.arm_timer(PUBLISH_EVERY, Timer::Publish);
-        if self.units == 0 {
+        // A churn worker whose share of --cycles is none has nothing to do
+        // either.
+        if self.units == 0 || self.cycles_limit == Some(0) {
             self.window_start = Some(0);
             self.finish(io);
             return;
