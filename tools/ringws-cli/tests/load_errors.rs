@@ -33,6 +33,14 @@ fn connection_refused_is_counted() {
     assert!(outcome.stdout.contains("connect: connection refused"));
     assert_eq!(report.messages.sent, 0);
     assert!(report.latency.message.is_none());
+    // No connection opened, so no worker had a window: no made-up one.
+    assert_eq!(report.window_secs, 0.0, "{}", outcome.stdout);
+    assert_eq!(report.messages.per_sec, 0.0);
+    assert!(
+        outcome.stdout.contains("no window (no connection opened)"),
+        "{}",
+        outcome.stdout
+    );
 }
 
 #[test]

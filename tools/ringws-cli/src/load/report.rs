@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Write;
-use std::time::Duration;
+use std::ops::Range;
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
@@ -312,8 +313,9 @@ pub(crate) struct WorkerReport {
     pub tally: Tally,
     pub cpu: CpuTime,
     pub reactor: ringws_reactor::WorkerStats,
-    /// Length of the worker's sending window.
-    pub window: Duration,
+    /// The worker's sending window; `None` if it never had one (no
+    /// connection open when the window started).
+    pub window: Option<Range<Instant>>,
     pub frame_buffers: u64,
 }
 
@@ -491,7 +493,10 @@ pub struct LoadReport {
     pub payload_kind: PayloadKind,
     /// Wall time of the whole run, connecting and closing included.
     pub elapsed_secs: f64,
-    /// The sending window rates are computed over (the longest worker's).
+    /// The sending window rates are computed over: from the first worker's
+    /// window start to the last one's end (they start together once every
+    /// worker's connections have opened or failed). 0 when no worker had a
+    /// window (no connection opened), and then every rate is 0.
     pub window_secs: f64,
     /// Connection outcomes.
     pub connections: ConnectionFigures,
@@ -547,7 +552,7 @@ impl LoadReport {
             payloads_sent_in_place: 0,
         };
         let mut cpu = CpuTime::default();
-        let mut window = Duration::ZERO;
+        let mut window: Option<Range<Instant>> = None;
         let mut frame_buffers = 0;
         for worker in workers {
             frame_buffers += worker.frame_buffers;
@@ -562,9 +567,19 @@ impl LoadReport {
             reactor.recv_enobufs += stats.recv_enobufs;
             reactor.payloads_sent_in_place += stats.payloads_sent_in_place;
             cpu = cpu + worker.cpu;
-            window = window.max(worker.window);
+            if let Some(mine) = &worker.window {
+                window = Some(match window {
+                    Some(run) => run.start.min(mine.start)..run.end.max(mine.end),
+                    None => mine.clone(),
+                });
+            }
         }
-        let window_secs = window.as_secs_f64();
+        let window_secs = window.map_or(0.0, |window| {
+            window
+                .end
+                .saturating_duration_since(window.start)
+                .as_secs_f64()
+        });
         let per_sec = |count: u64, secs: f64| {
             if secs > 0.0 {
                 count as f64 / secs
@@ -705,9 +720,14 @@ pub(crate) fn write_latency_table(
 
 impl fmt::Display for LoadReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let measured = self.window_secs > 0.0;
+        let window = match measured {
+            true => format!("window {:.2} s", self.window_secs),
+            false => "no window (no connection opened)".to_owned(),
+        };
         writeln!(
             f,
-            "ringws load {} {}: {} workers, {}-byte {} payload, window {:.2} s, elapsed {:.2} s",
+            "ringws load {} {}: {} workers, {}-byte {} payload, {window}, elapsed {:.2} s",
             self.mode,
             self.url,
             self.workers,
@@ -716,20 +736,27 @@ impl fmt::Display for LoadReport {
                 PayloadKind::Binary => "binary",
                 PayloadKind::Text => "text",
             },
-            self.window_secs,
             self.elapsed_secs
         )?;
         let messages = &self.messages;
-        writeln!(
+        write!(
             f,
-            "  messages   {} sent, {} echoed: {}msg/s, {}B/s payload ({}B/s in, {}B/s out on the wire)",
+            "  messages   {} sent, {} echoed: ",
             thousands(messages.sent),
             thousands(messages.received),
-            si(messages.per_sec),
-            si(messages.bytes_per_sec),
-            si(self.wire.bytes_received as f64 / self.window_secs.max(1e-9)),
-            si(self.wire.bytes_sent as f64 / self.window_secs.max(1e-9)),
         )?;
+        if measured {
+            writeln!(
+                f,
+                "{}msg/s, {}B/s payload ({}B/s in, {}B/s out on the wire)",
+                si(messages.per_sec),
+                si(messages.bytes_per_sec),
+                si(self.wire.bytes_received as f64 / self.window_secs),
+                si(self.wire.bytes_sent as f64 / self.window_secs),
+            )?;
+        } else {
+            writeln!(f, "rates not measured")?;
+        }
         if messages.unanswered > 0 {
             writeln!(
                 f,
@@ -947,23 +974,84 @@ mod tests {
         assert_eq!(a.error_count(), 3);
     }
 
-    /// One worker's `tally` over a 3 s window of a 4 s run in `mode`.
-    fn report_of(mode: Mode, tally: Tally) -> LoadReport {
-        let facts = RunFacts {
+    /// The facts of a 4 s run of `workers` in `mode`.
+    fn facts(mode: Mode, workers: usize) -> RunFacts<'static> {
+        RunFacts {
             mode,
             url: "ws://127.0.0.1:1/",
-            workers: 1,
+            workers,
             payload_size: 32,
             payload_kind: PayloadKind::Binary,
             pinging: false,
             elapsed: Duration::from_secs(4),
-        };
+        }
+    }
+
+    /// A window from `from` to `to` seconds after `origin`.
+    fn secs(origin: Instant, from: f64, to: f64) -> Option<Range<Instant>> {
+        Some(origin + Duration::from_secs_f64(from)..origin + Duration::from_secs_f64(to))
+    }
+
+    /// One worker's `tally` over a 3 s window of a 4 s run in `mode`.
+    fn report_of(mode: Mode, tally: Tally) -> LoadReport {
         let worker = WorkerReport {
             tally,
-            window: Duration::from_secs(3),
+            window: secs(Instant::now(), 0.5, 3.5),
             ..WorkerReport::default()
         };
-        LoadReport::build(facts, &[worker])
+        LoadReport::build(facts(mode, 1), &[worker])
+    }
+
+    fn echoes(received: u64) -> Tally {
+        Tally {
+            messages_sent: received,
+            messages_received: received,
+            ..Tally::default()
+        }
+    }
+
+    #[test]
+    fn the_window_spans_the_workers_windows_and_ignores_workers_without_one() {
+        let origin = Instant::now();
+        let workers = [
+            WorkerReport {
+                tally: echoes(1000),
+                window: secs(origin, 1.0, 2.0),
+                ..WorkerReport::default()
+            },
+            WorkerReport {
+                tally: echoes(1000),
+                window: secs(origin, 1.001, 2.002),
+                ..WorkerReport::default()
+            },
+            // Its connections all failed: it adds messages to nothing.
+            WorkerReport {
+                window: None,
+                ..WorkerReport::default()
+            },
+        ];
+        let report = LoadReport::build(facts(Mode::Echo, 3), &workers);
+        assert!((report.window_secs - 1.002).abs() < 1e-9, "{report}");
+        assert!((report.messages.per_sec - 2000.0 / 1.002).abs() < 1e-6);
+        assert!(report.to_string().contains("window 1.00 s,"), "{report}");
+    }
+
+    #[test]
+    fn without_a_window_no_rate_is_made_up() {
+        let workers = [WorkerReport::default(), WorkerReport::default()];
+        let report = LoadReport::build(facts(Mode::Echo, 2), &workers);
+        assert_eq!(report.window_secs, 0.0);
+        assert_eq!(report.messages.per_sec, 0.0);
+        assert_eq!(report.messages.bytes_per_sec, 0.0);
+        let table = report.to_string();
+        assert!(
+            table.contains(", no window (no connection opened), elapsed 4.00 s"),
+            "{table}"
+        );
+        assert!(
+            table.contains("  messages   0 sent, 0 echoed: rates not measured\n"),
+            "{table}"
+        );
     }
 
     #[test]
