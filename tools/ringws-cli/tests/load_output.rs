@@ -44,6 +44,7 @@ fn json_report_has_the_fields_of_the_table() {
         "payload_size",
         "elapsed_secs",
         "window_secs",
+        "rate_span_secs",
         "connections",
         "messages",
         "wire",
@@ -55,7 +56,14 @@ fn json_report_has_the_fields_of_the_table() {
         assert!(json.get(key).is_some(), "JSON report lacks {key:?}: {json}");
     }
     assert_eq!(json["mode"], "echo");
-    for key in ["sent", "received", "per_sec", "bytes_per_sec", "unanswered"] {
+    for key in [
+        "sent",
+        "received",
+        "per_sec",
+        "bytes_per_sec",
+        "unanswered",
+        "sent_after_window",
+    ] {
         assert!(json["messages"][key].is_number(), "messages.{key}");
     }
     for key in [

@@ -30,6 +30,16 @@ fn echo(kind: PeerKind, payload_args: &[&str]) -> LoadReport {
         messages.received * report.payload_size as u64
     );
     assert!(messages.per_sec > 0.0 && messages.bytes_per_sec > 0.0);
+    // The closed loop sends nothing after the window: its rates run to the
+    // echoes of the messages then in flight, one round trip later.
+    assert_eq!(messages.sent_after_window, 0);
+    let round_trip = report.latency.message.map_or(0.0, |m| m.max_us / 1e6);
+    assert!(
+        report.rate_span_secs >= report.window_secs
+            && report.rate_span_secs <= report.window_secs + round_trip + 0.005,
+        "{}",
+        outcome.stdout
+    );
     // Frame buffers are reused, not allocated per message: at most two for
     // each message in flight (3 connections × 4), however long the run.
     assert!(

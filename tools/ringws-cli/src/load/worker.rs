@@ -295,6 +295,8 @@ pub(crate) struct LoadWorker {
     connect_timers: Vec<Option<TimerKey>>,
     window_start: Option<u64>,
     window_end: Option<u64>,
+    /// When the last echo or completed cycle was counted.
+    last_counted: Option<u64>,
     reactor: ringws_reactor::WorkerStats,
 }
 
@@ -338,6 +340,7 @@ impl LoadWorker {
             connect_timers: Vec::new(),
             window_start: None,
             window_end: None,
+            last_counted: None,
             reactor: ringws_reactor::WorkerStats::default(),
             plan,
         }
@@ -968,6 +971,7 @@ impl LoadWorker {
             matched
         };
         if echo_matched {
+            self.last_counted = Some(now);
             self.tally.messages_received += 1;
             self.tally.payload_bytes_received += len as u64;
             record(&mut self.tally.histograms.message, now.saturating_sub(sent));
@@ -1044,12 +1048,16 @@ impl LoadWorker {
         peer.ping_timer = Some(io.arm_timer(interval, Timer::Ping(conn)));
     }
 
+    /// Marks the oldest owed message sent; its intended time.
     fn take_owed(&mut self) -> Option<u64> {
         let front = self.owed.front_mut()?;
         let intended = front.0;
         front.1 -= 1;
         if front.1 == 0 {
             self.owed.pop_front();
+        }
+        if self.stage == Stage::Draining {
+            self.tally.sent_after_window += 1;
         }
         Some(intended)
     }
@@ -1206,6 +1214,7 @@ impl LoadWorker {
         self.cycles_active = self.cycles_active.saturating_sub(1);
         if clean {
             self.tally.cycles += 1;
+            self.last_counted = Some(self.now_ns());
         }
         if self.stage != Stage::Running {
             return;
@@ -1641,9 +1650,9 @@ impl Drop for LoadWorker {
             .since(self.cpu_start);
         let window = self.window_start.map(|start| {
             let end = self.window_end.unwrap_or_else(|| self.now_ns()).max(start);
-            let at = |nanos: u64| self.epoch + Duration::from_nanos(nanos);
-            at(start)..at(end)
+            start..end
         });
+        let at = |nanos: u64| self.epoch + Duration::from_nanos(nanos);
         self.publish();
         let report = WorkerReport {
             tally: std::mem::take(&mut self.tally),
@@ -1653,7 +1662,8 @@ impl Drop for LoadWorker {
                 cpu
             },
             reactor: self.reactor,
-            window,
+            window: window.map(|window| at(window.start)..at(window.end)),
+            last_counted: self.last_counted.map(at),
             frame_buffers: self.reactor.buffers_allocated,
         };
         let _ = self.reports.send(report);
