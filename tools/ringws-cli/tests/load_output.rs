@@ -235,6 +235,69 @@ fn runs_saved_with_hist_out_merge_exactly() {
     }
 }
 
+/// Runs `ringws args` with its standard output a pipe whose reader is
+/// already gone (as after `| head -3`); its exit status and stderr.
+fn with_stdout_closed(args: &[&str]) -> (std::process::ExitStatus, String) {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    use std::time::Instant;
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ringws"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("ringws {args:?} ran past 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    (status, reader.join().unwrap())
+}
+
+/// A reader that stops early closes the pipe: the rest of the table (or
+/// of the merged percentiles) is dropped quietly, no panic, and the exit
+/// status is the run's own.
+#[test]
+fn a_closed_stdout_ends_the_output_quietly() {
+    // A port nothing listens on: the run ends at once, with a table.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("ws://127.0.0.1:{port}/");
+    let (status, stderr) = with_stdout_closed(&["load", &url, "-c", "1", "-d", "1s", "-w", "1"]);
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+    let path = temp_path("closed-stdout.hlog");
+    let histograms = LatencyHistograms {
+        message: filled([10_000, 20_000]),
+        ..LatencyHistograms::default()
+    };
+    save_histograms(&path, &histograms, Duration::from_secs(1)).unwrap();
+    let (status, stderr) = with_stdout_closed(&["load", "merge", path.to_str().unwrap()]);
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+    let _ = std::fs::remove_file(path);
+}
+
 #[test]
 fn merge_rejects_files_that_are_not_histogram_logs() {
     let path = temp_path("junk.hlog");
