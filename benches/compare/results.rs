@@ -58,7 +58,8 @@ pub struct Throughput {
     pub pipeline: usize,
     /// Connections.
     pub connections: usize,
-    /// Echoes received per second of the sending window.
+    /// Echoes received per second from the start of the sending window to
+    /// the last echo (`LoadReport::rate_span_secs`).
     pub messages_per_sec: f64,
     /// Echoes received.
     pub echoes: u64,
@@ -85,7 +86,8 @@ pub struct Latency {
     pub rate: f64,
     /// The fraction of the server's own maximum.
     pub rate_fraction: f64,
-    /// Echoes received per second.
+    /// Echoes received per second, to the last echo: below `rate` when the
+    /// server fell behind and owed messages went out after the window.
     pub achieved_per_sec: f64,
     /// Messages measured.
     pub count: u64,

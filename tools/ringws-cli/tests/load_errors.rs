@@ -33,6 +33,14 @@ fn connection_refused_is_counted() {
     assert!(outcome.stdout.contains("connect: connection refused"));
     assert_eq!(report.messages.sent, 0);
     assert!(report.latency.message.is_none());
+    // No connection opened, so no worker had a window: no made-up one.
+    assert_eq!(report.window_secs, 0.0, "{}", outcome.stdout);
+    assert_eq!(report.messages.per_sec, 0.0);
+    assert!(
+        outcome.stdout.contains("no window (no connection opened)"),
+        "{}",
+        outcome.stdout
+    );
     // Exit status 3, with the reason.
     assert!(
         outcome
@@ -378,11 +386,18 @@ fn pongs_that_do_not_carry_the_pings_payload_answer_nothing() {
     assert!(pings.sent >= 6, "{pings:?}");
     assert_eq!(pings.answered, 0, "{pings:?}");
     assert!(report.latency.ping.is_none(), "no made-up ping latency");
+    // Unanswered Pings are their own kind: no message was sent.
     assert_eq!(
-        report.errors.by_kind.get("timeout: message unanswered"),
+        report.errors.by_kind.get("timeout: ping unanswered"),
         Some(&pings.sent),
         "{:?}",
         report.errors.by_kind
     );
+    assert_eq!(
+        report.errors.total, pings.sent,
+        "{:?}",
+        report.errors.by_kind
+    );
+    assert_eq!(report.messages.unanswered, 0);
     server.join().unwrap();
 }

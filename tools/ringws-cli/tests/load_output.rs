@@ -44,6 +44,7 @@ fn json_report_has_the_fields_of_the_table() {
         "payload_size",
         "elapsed_secs",
         "window_secs",
+        "rate_span_secs",
         "connections",
         "messages",
         "wire",
@@ -55,7 +56,14 @@ fn json_report_has_the_fields_of_the_table() {
         assert!(json.get(key).is_some(), "JSON report lacks {key:?}: {json}");
     }
     assert_eq!(json["mode"], "echo");
-    for key in ["sent", "received", "per_sec", "bytes_per_sec", "unanswered"] {
+    for key in [
+        "sent",
+        "received",
+        "per_sec",
+        "bytes_per_sec",
+        "unanswered",
+        "sent_after_window",
+    ] {
         assert!(json["messages"][key].is_number(), "messages.{key}");
     }
     for key in [
@@ -225,6 +233,73 @@ fn runs_saved_with_hist_out_merge_exactly() {
     for path in &paths {
         let _ = std::fs::remove_file(path);
     }
+}
+
+/// Runs `ringws args` with its standard output a pipe whose reader is
+/// already gone (as after `| head -3`); its exit status and stderr.
+fn with_stdout_closed(args: &[&str]) -> (std::process::ExitStatus, String) {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    use std::time::Instant;
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ringws"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("ringws {args:?} ran past 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    (status, reader.join().unwrap())
+}
+
+/// A reader that stops early closes the pipe: the rest of the table (or
+/// of the merged percentiles) is dropped quietly, no panic, and the exit
+/// status is the run's own.
+#[test]
+fn a_closed_stdout_ends_the_output_quietly() {
+    // A port nothing listens on: the run ends at once, with a table.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("ws://127.0.0.1:{port}/");
+    let (status, stderr) = with_stdout_closed(&["load", &url, "-c", "1", "-d", "1s", "-w", "1"]);
+    // The run's own status (nothing measured), and only its reason on stderr.
+    assert_eq!(status.code(), Some(3), "{status}: {stderr}");
+    assert_eq!(
+        stderr.trim(),
+        "ringws load: nothing was measured: no connection opened"
+    );
+    let path = temp_path("closed-stdout.hlog");
+    let histograms = LatencyHistograms {
+        message: filled([10_000, 20_000]),
+        ..LatencyHistograms::default()
+    };
+    save_histograms(&path, &histograms, Duration::from_secs(1)).unwrap();
+    let (status, stderr) = with_stdout_closed(&["load", "merge", path.to_str().unwrap()]);
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+    let _ = std::fs::remove_file(path);
 }
 
 #[test]

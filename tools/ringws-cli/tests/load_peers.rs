@@ -30,6 +30,16 @@ fn echo(kind: PeerKind, payload_args: &[&str]) -> LoadReport {
         messages.received * report.payload_size as u64
     );
     assert!(messages.per_sec > 0.0 && messages.bytes_per_sec > 0.0);
+    // The closed loop sends nothing after the window: its rates run to the
+    // echoes of the messages then in flight, one round trip later.
+    assert_eq!(messages.sent_after_window, 0);
+    let round_trip = report.latency.message.map_or(0.0, |m| m.max_us / 1e6);
+    assert!(
+        report.rate_span_secs >= report.window_secs
+            && report.rate_span_secs <= report.window_secs + round_trip + 0.005,
+        "{}",
+        outcome.stdout
+    );
     // Frame buffers are reused, not allocated per message: at most two for
     // each message in flight (3 connections × 4), however long the run.
     assert!(
@@ -163,6 +173,44 @@ fn churn_against_python_websockets() {
 #[test]
 fn churn_against_node_ws() {
     churn(PeerKind::Node);
+}
+
+/// `--cycles` below the number of workers leaves some worker without a
+/// cycle: it has nothing to do and ends at once, so the run ends when the
+/// cycles are done, not when `-d` runs out (with or without `--rate`).
+#[test]
+fn churn_with_fewer_cycles_than_workers_ends_when_they_are_done() {
+    let peer = EchoPeer::start(PeerKind::Node, &[]);
+    let url = peer.url();
+    for rate in [None, Some("100")] {
+        let mut args = vec![
+            &url[..],
+            "--mode",
+            "churn",
+            "--concurrency",
+            "4",
+            "--cycles",
+            "1",
+            "-d",
+            "3s",
+            "-w",
+            "2",
+        ];
+        if let Some(rate) = rate {
+            args.extend_from_slice(&["--rate", rate]);
+        }
+        let outcome = load(&args);
+        let report = &outcome.report;
+        assert_no_errors(&outcome);
+        assert_eq!(report.cycles.expect("churn figures").completed, 1);
+        assert_eq!(report.connections.attempted, 1);
+        assert!(
+            report.elapsed_secs < 1.5,
+            "rate {rate:?}: elapsed {} s\n{}",
+            report.elapsed_secs,
+            outcome.stdout
+        );
+    }
 }
 
 fn hold(kind: PeerKind, extra: &[&str]) {

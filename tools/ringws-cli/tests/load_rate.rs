@@ -81,6 +81,9 @@ fn a_server_stall_is_charged_as_latency_and_the_window_holds() {
     );
     assert_eq!(messages.sent, 40_000, "{}", outcome.stdout);
     assert_eq!(messages.behind_schedule, 0);
+    // The server caught up within the window: nothing went out after it.
+    assert_eq!(messages.sent_after_window, 0, "{}", outcome.stdout);
+    assert!(report.rate_span_secs - report.window_secs < 0.05);
 }
 
 /// Runs 4 connections with one message in flight each at 2,000 messages/s
@@ -141,7 +144,9 @@ fn rate_run(
 
 /// A stall over the end of the window: the messages owed when it ends are
 /// sent once the server is back, stamped with their intended times, so the
-/// stall shows in the percentiles.
+/// stall shows in the percentiles. The server did not carry the rate: the
+/// rates run to the last echo, and a warning says how many messages went
+/// out after the window.
 #[test]
 fn messages_owed_at_the_end_of_the_window_are_sent_and_measured() {
     let outcome = rate_with_a_late_stall(Duration::from_millis(1000), &[]);
@@ -159,7 +164,39 @@ fn messages_owed_at_the_end_of_the_window_are_sent_and_measured() {
         "the stall shows in the percentiles\n{}",
         outcome.stdout
     );
-    assert!(!outcome.stdout.contains("warning"), "{}", outcome.stdout);
+    // Those due from the stall to the end of the window (about 1,000)
+    // went out after it, once the server was back half a second later.
+    assert!(
+        messages.sent_after_window > 400 && messages.sent_after_window < 2000,
+        "{}",
+        outcome.stdout
+    );
+    assert_eq!(
+        outcome.json["messages"]["sent_after_window"],
+        messages.sent_after_window
+    );
+    assert!(
+        report.rate_span_secs >= report.window_secs + 0.2,
+        "rates over {} s, window {} s\n{}",
+        report.rate_span_secs,
+        report.window_secs,
+        outcome.stdout
+    );
+    let honest = messages.received as f64 / report.rate_span_secs;
+    assert!(
+        (messages.per_sec - honest).abs() <= honest * 1e-9 && messages.per_sec < 1900.0,
+        "{} msg/s, not the 2,000 msg/s the server did not carry\n{}",
+        messages.per_sec,
+        outcome.stdout
+    );
+    let late = messages.sent_after_window.to_string();
+    let warned = outcome.stdout.lines().any(|line| {
+        line.starts_with("  warning ")
+            && line.replace(',', "").contains(&late)
+            && line.contains("were sent after it")
+    });
+    assert!(warned, "{}", outcome.stdout);
+    assert!(!outcome.stdout.contains("never sent"), "{}", outcome.stdout);
 }
 
 /// A stall that outlasts `--timeout` after the window: what is still owed

@@ -208,7 +208,8 @@ pub struct Throughput {
     pub connections: usize,
     /// Messages in flight per connection.
     pub pipeline: usize,
-    /// Echoes the generator received per second of its sending window.
+    /// Echoes the generator received per second from the start of its
+    /// sending window to the last echo (`LoadReport::rate_span_secs`).
     pub messages_per_sec: f64,
     /// Payload megabytes (10⁶ B) echoed per second, one direction.
     pub megabytes_per_sec: f64,
@@ -238,7 +239,8 @@ pub struct Latency {
     pub rate: f64,
     /// The rate as a fraction of the 512 B echo rate.
     pub rate_fraction: f64,
-    /// Echoes received per second.
+    /// Echoes received per second, to the last echo: below `rate` when the
+    /// server fell behind and owed messages went out after the window.
     pub achieved_per_sec: f64,
     /// Messages measured.
     pub count: u64,

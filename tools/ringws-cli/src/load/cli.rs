@@ -1,6 +1,6 @@
 //! `ringws load`: the command line of the load generator.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -313,14 +313,29 @@ fn merge(files: &[PathBuf]) -> ExitCode {
             ExitCode::FAILURE
         }
         Ok(merged) => {
-            println!("merged {} file(s)", files.len());
-            print!("{}", merged.table());
-            ExitCode::SUCCESS
+            let text = format!("merged {} file(s)\n{}", files.len(), merged.table());
+            match print_out(&mut std::io::stdout(), &text) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("ringws load merge: cannot print the percentiles: {error}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Err(error) => {
             eprintln!("ringws load merge: {error}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Writes `text` to `out`. A reader that went away (`ringws load ... |
+/// head -3` closes the pipe) ends the output quietly: that is not an
+/// error, and the exit status stays the run's.
+fn print_out(out: &mut impl Write, text: &str) -> std::io::Result<()> {
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        result => result,
     }
 }
 
@@ -347,7 +362,8 @@ fn load(args: &LoadArgs) -> ExitCode {
     let show_progress = !args.quiet && (args.progress || std::io::stderr().is_terminal());
     let report = run_with_progress(&config, |progress| {
         if show_progress {
-            eprintln!("{progress}");
+            // A closed stderr only loses the progress line.
+            let _ = writeln!(std::io::stderr(), "{progress}");
         }
     });
     let report = match report {
@@ -366,20 +382,23 @@ fn load(args: &LoadArgs) -> ExitCode {
         }
     };
     let json_to_stdout = args.json.as_deref() == Some("-");
+    let mut status = ExitCode::SUCCESS;
     if !args.quiet {
-        if json_to_stdout {
-            eprint!("{report}");
+        let table = report.to_string();
+        let printed = if json_to_stdout {
+            print_out(&mut std::io::stderr(), &table)
         } else {
-            print!("{report}");
+            print_out(&mut std::io::stdout(), &table)
+        };
+        if let Err(error) = printed {
+            eprintln!("ringws load: cannot print the report: {error}");
+            status = ExitCode::FAILURE;
         }
     }
-    let mut status = match nothing_measured(&report) {
-        Some(reason) => {
-            eprintln!("ringws load: nothing was measured: {reason}");
-            ExitCode::from(NOTHING_MEASURED)
-        }
-        None => ExitCode::SUCCESS,
-    };
+    if let Some(reason) = nothing_measured(&report) {
+        eprintln!("ringws load: nothing was measured: {reason}");
+        status = ExitCode::from(NOTHING_MEASURED);
+    }
     if let Some(target) = &args.json {
         if let Err(error) = write_json(target, &report) {
             eprintln!("ringws load: cannot write the JSON report: {error}");

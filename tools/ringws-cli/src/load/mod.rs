@@ -79,7 +79,7 @@ pub use crate::load::cpu::CpuTime;
 pub use crate::load::report::{ErrorKind, LatencyHistograms, LatencySummary, LoadReport};
 
 use crate::load::report::{RunFacts, WorkerReport};
-use crate::load::worker::{Command, LoadWorker, Plan, WorkerGauges};
+use crate::load::worker::{Command, LoadWorker, Plan, WindowBarrier, WorkerGauges};
 
 /// Grace the coordinator gives workers past their own hard deadline before
 /// stopping them.
@@ -319,6 +319,7 @@ fn plan(config: &LoadConfig) -> Result<Plan, LoadError> {
         source_addrs: config.source_addrs.clone(),
         max_in_flight: config.max_in_flight,
         gauges: (0..workers).map(|_| WorkerGauges::default()).collect(),
+        barrier: WindowBarrier::default(),
     })
 }
 

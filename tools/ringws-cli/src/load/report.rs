@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Write;
-use std::time::Duration;
+use std::ops::Range;
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
@@ -206,6 +207,8 @@ pub enum ErrorKind {
     UnexpectedMessage,
     /// Messages still unanswered a timeout after sending stopped.
     ReplyTimeout,
+    /// Pings still without their Pong a timeout after the window.
+    PingTimeout,
     /// Messages unanswered when their connection closed.
     Unanswered,
     /// Our Close got no Close and TCP close from the server in time.
@@ -237,6 +240,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::EchoMismatch => f.write_str("echo mismatch"),
             ErrorKind::UnexpectedMessage => f.write_str("unexpected message"),
             ErrorKind::ReplyTimeout => f.write_str("timeout: message unanswered"),
+            ErrorKind::PingTimeout => f.write_str("timeout: ping unanswered"),
             ErrorKind::Unanswered => f.write_str("message lost with its connection"),
             ErrorKind::CloseTimeout => f.write_str("close: timeout"),
             ErrorKind::CloseNotAnswered => f.write_str("close: no Close from server (1006)"),
@@ -254,6 +258,7 @@ pub(crate) struct Tally {
     pub payload_bytes_received: u64,
     pub unanswered: u64,
     pub behind_schedule: u64,
+    pub sent_after_window: u64,
     pub cycles_behind_schedule: u64,
     pub connections_attempted: u64,
     pub connections_opened: u64,
@@ -285,6 +290,7 @@ impl Tally {
         self.payload_bytes_received += other.payload_bytes_received;
         self.unanswered += other.unanswered;
         self.behind_schedule += other.behind_schedule;
+        self.sent_after_window += other.sent_after_window;
         self.cycles_behind_schedule += other.cycles_behind_schedule;
         self.connections_attempted += other.connections_attempted;
         self.connections_opened += other.connections_opened;
@@ -309,8 +315,11 @@ pub(crate) struct WorkerReport {
     pub tally: Tally,
     pub cpu: CpuTime,
     pub reactor: ringws_reactor::WorkerStats,
-    /// Length of the worker's sending window.
-    pub window: Duration,
+    /// The worker's sending window; `None` if it never had one (no
+    /// connection open when the window started).
+    pub window: Option<Range<Instant>>,
+    /// When it counted its last echo or completed cycle.
+    pub last_counted: Option<Instant>,
     pub frame_buffers: u64,
 }
 
@@ -335,13 +344,14 @@ pub struct MessageFigures {
     pub sent: u64,
     /// Echoes received that matched what was sent.
     pub received: u64,
-    /// `received` per second of the sending window.
+    /// `received` per second of the report's `rate_span_secs`.
     pub per_sec: f64,
     /// Payload bytes sent.
     pub payload_bytes_sent: u64,
     /// Payload bytes of matching echoes.
     pub payload_bytes_received: u64,
-    /// `payload_bytes_received` per second of the sending window.
+    /// `payload_bytes_received` per second of the report's
+    /// `rate_span_secs`.
     pub bytes_per_sec: f64,
     /// Messages sent that got no echo (also counted as errors).
     pub unanswered: u64,
@@ -350,6 +360,14 @@ pub struct MessageFigures {
     /// window. Their latency is unknown, so `latency.message` leaves them
     /// out.
     pub behind_schedule: u64,
+    /// Rate mode: messages due in the window that were sent after it,
+    /// during the drain, because every connection still had
+    /// `max_in_flight` outstanding (the server fell behind). They are in
+    /// `sent`, their echoes in `received`, and the rates run to the last
+    /// echo (`rate_span_secs`), so they do not claim a rate the server
+    /// never reached.
+    #[serde(default)]
+    pub sent_after_window: u64,
     /// Buffers the workers' reactors allocated for outgoing frames (and
     /// receive tails): about the most send buffers in flight at once. It
     /// stays flat however many messages are sent (buffers are recycled, not
@@ -392,7 +410,7 @@ pub struct ReactorFigures {
 pub struct CycleFigures {
     /// Cycles that connected, exchanged every message and closed cleanly.
     pub completed: u64,
-    /// `completed` per second of the run.
+    /// `completed` per second of the report's `rate_span_secs`.
     pub per_sec: f64,
     /// With `--rate`: cycles due that never started because `--concurrency`
     /// cycles were still running when the window ended.
@@ -488,8 +506,19 @@ pub struct LoadReport {
     pub payload_kind: PayloadKind,
     /// Wall time of the whole run, connecting and closing included.
     pub elapsed_secs: f64,
-    /// The sending window rates are computed over (the longest worker's).
+    /// The sending window rates are computed over: from the first worker's
+    /// window start to the last one's end (they start together once every
+    /// worker's connections have opened or failed). 0 when no worker had a
+    /// window (no connection opened), and then every rate is 0.
     pub window_secs: f64,
+    /// What every rate is per second of: from the window's start to the
+    /// last echo (churn: completed cycle) counted, and never less than
+    /// `window_secs`. Longer than the window when echoes came in late, as
+    /// when rate mode sent owed messages after the window
+    /// (`messages.sent_after_window`); the closed loop's drain is one round
+    /// trip. 0 without a window.
+    #[serde(default)]
+    pub rate_span_secs: f64,
     /// Connection outcomes.
     pub connections: ConnectionFigures,
     /// Message counts and rates.
@@ -544,7 +573,8 @@ impl LoadReport {
             payloads_sent_in_place: 0,
         };
         let mut cpu = CpuTime::default();
-        let mut window = Duration::ZERO;
+        let mut window: Option<Range<Instant>> = None;
+        let mut last_counted: Option<Instant> = None;
         let mut frame_buffers = 0;
         for worker in workers {
             frame_buffers += worker.frame_buffers;
@@ -559,9 +589,27 @@ impl LoadReport {
             reactor.recv_enobufs += stats.recv_enobufs;
             reactor.payloads_sent_in_place += stats.payloads_sent_in_place;
             cpu = cpu + worker.cpu;
-            window = window.max(worker.window);
+            last_counted = last_counted.max(worker.last_counted);
+            if let Some(mine) = &worker.window {
+                window = Some(match window {
+                    Some(run) => run.start.min(mine.start)..run.end.max(mine.end),
+                    None => mine.clone(),
+                });
+            }
         }
-        let window_secs = window.as_secs_f64();
+        let secs_from =
+            |start: Instant, end: Instant| end.saturating_duration_since(start).as_secs_f64();
+        let window_secs = window
+            .as_ref()
+            .map_or(0.0, |window| secs_from(window.start, window.end));
+        // Echoes counted after the window still count: the rates run to
+        // the last of them, so they are rates the server reached.
+        let rate_span_secs = window.as_ref().map_or(0.0, |window| {
+            secs_from(
+                window.start,
+                window.end.max(last_counted.unwrap_or(window.end)),
+            )
+        });
         let per_sec = |count: u64, secs: f64| {
             if secs > 0.0 {
                 count as f64 / secs
@@ -582,6 +630,7 @@ impl LoadReport {
             payload_kind: facts.payload_kind,
             elapsed_secs,
             window_secs,
+            rate_span_secs,
             connections: ConnectionFigures {
                 attempted: tally.connections_attempted,
                 opened: tally.connections_opened,
@@ -591,19 +640,20 @@ impl LoadReport {
             messages: MessageFigures {
                 sent: tally.messages_sent,
                 received: tally.messages_received,
-                per_sec: per_sec(tally.messages_received, window_secs),
+                per_sec: per_sec(tally.messages_received, rate_span_secs),
                 payload_bytes_sent: tally.payload_bytes_sent,
                 payload_bytes_received: tally.payload_bytes_received,
-                bytes_per_sec: per_sec(tally.payload_bytes_received, window_secs),
+                bytes_per_sec: per_sec(tally.payload_bytes_received, rate_span_secs),
                 unanswered: tally.unanswered,
                 behind_schedule: tally.behind_schedule,
+                sent_after_window: tally.sent_after_window,
                 frame_buffers,
             },
             wire,
             reactor,
             cycles: (facts.mode == Mode::Churn).then(|| CycleFigures {
                 completed: tally.cycles,
-                per_sec: per_sec(tally.cycles, window_secs),
+                per_sec: per_sec(tally.cycles, rate_span_secs),
                 behind_schedule: tally.cycles_behind_schedule,
             }),
             pings: facts.pinging.then_some(PingFigures {
@@ -702,9 +752,19 @@ pub(crate) fn write_latency_table(
 
 impl fmt::Display for LoadReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let measured = self.window_secs > 0.0;
+        // A report read from JSON written before `rate_span_secs` has 0.
+        let span_secs = self.rate_span_secs.max(self.window_secs);
+        let window = format!("{:.2}", self.window_secs);
+        let span = format!("{span_secs:.2}");
+        let window = match measured {
+            true if span != window => format!("window {window} s, rates over {span} s"),
+            true => format!("window {window} s"),
+            false => "no window (no connection opened)".to_owned(),
+        };
         writeln!(
             f,
-            "ringws load {} {}: {} workers, {}-byte {} payload, window {:.2} s, elapsed {:.2} s",
+            "ringws load {} {}: {} workers, {}-byte {} payload, {window}, elapsed {:.2} s",
             self.mode,
             self.url,
             self.workers,
@@ -713,20 +773,27 @@ impl fmt::Display for LoadReport {
                 PayloadKind::Binary => "binary",
                 PayloadKind::Text => "text",
             },
-            self.window_secs,
             self.elapsed_secs
         )?;
         let messages = &self.messages;
-        writeln!(
+        write!(
             f,
-            "  messages   {} sent, {} echoed: {}msg/s, {}B/s payload ({}B/s in, {}B/s out on the wire)",
+            "  messages   {} sent, {} echoed: ",
             thousands(messages.sent),
             thousands(messages.received),
-            si(messages.per_sec),
-            si(messages.bytes_per_sec),
-            si(self.wire.bytes_received as f64 / self.window_secs.max(1e-9)),
-            si(self.wire.bytes_sent as f64 / self.window_secs.max(1e-9)),
         )?;
+        if measured {
+            writeln!(
+                f,
+                "{}msg/s, {}B/s payload ({}B/s in, {}B/s out on the wire)",
+                si(messages.per_sec),
+                si(messages.bytes_per_sec),
+                si(self.wire.bytes_received as f64 / span_secs),
+                si(self.wire.bytes_sent as f64 / span_secs),
+            )?;
+        } else {
+            writeln!(f, "rates not measured")?;
+        }
         if messages.unanswered > 0 {
             writeln!(
                 f,
@@ -765,6 +832,15 @@ impl fmt::Display for LoadReport {
             .collect();
         if !rows.is_empty() {
             write_latency_table(f, &rows)?;
+        }
+        if messages.sent_after_window > 0 {
+            writeln!(
+                f,
+                "  warning    {} messages due in the window were sent after it (connections at \
+                 --max-in-flight): rates are per second of the {:.2} s to the last echo",
+                thousands(messages.sent_after_window),
+                span_secs
+            )?;
         }
         if messages.behind_schedule > 0 {
             writeln!(
@@ -944,23 +1020,130 @@ mod tests {
         assert_eq!(a.error_count(), 3);
     }
 
-    /// One worker's `tally` over a 3 s window of a 4 s run in `mode`.
-    fn report_of(mode: Mode, tally: Tally) -> LoadReport {
-        let facts = RunFacts {
+    /// The facts of a 4 s run of `workers` in `mode`.
+    fn facts(mode: Mode, workers: usize) -> RunFacts<'static> {
+        RunFacts {
             mode,
             url: "ws://127.0.0.1:1/",
-            workers: 1,
+            workers,
             payload_size: 32,
             payload_kind: PayloadKind::Binary,
             pinging: false,
             elapsed: Duration::from_secs(4),
-        };
+        }
+    }
+
+    /// A window from `from` to `to` seconds after `origin`.
+    fn secs(origin: Instant, from: f64, to: f64) -> Option<Range<Instant>> {
+        Some(origin + Duration::from_secs_f64(from)..origin + Duration::from_secs_f64(to))
+    }
+
+    /// One worker's `tally` over a 3 s window of a 4 s run in `mode`.
+    fn report_of(mode: Mode, tally: Tally) -> LoadReport {
         let worker = WorkerReport {
             tally,
-            window: Duration::from_secs(3),
+            window: secs(Instant::now(), 0.5, 3.5),
             ..WorkerReport::default()
         };
-        LoadReport::build(facts, &[worker])
+        LoadReport::build(facts(mode, 1), &[worker])
+    }
+
+    fn echoes(received: u64) -> Tally {
+        Tally {
+            messages_sent: received,
+            messages_received: received,
+            ..Tally::default()
+        }
+    }
+
+    #[test]
+    fn the_window_spans_the_workers_windows_and_ignores_workers_without_one() {
+        let origin = Instant::now();
+        let workers = [
+            WorkerReport {
+                tally: echoes(1000),
+                window: secs(origin, 1.0, 2.0),
+                ..WorkerReport::default()
+            },
+            WorkerReport {
+                tally: echoes(1000),
+                window: secs(origin, 1.001, 2.002),
+                ..WorkerReport::default()
+            },
+            // Its connections all failed: it adds messages to nothing.
+            WorkerReport {
+                window: None,
+                ..WorkerReport::default()
+            },
+        ];
+        let report = LoadReport::build(facts(Mode::Echo, 3), &workers);
+        assert!((report.window_secs - 1.002).abs() < 1e-9, "{report}");
+        assert!((report.messages.per_sec - 2000.0 / 1.002).abs() < 1e-6);
+        assert!(report.to_string().contains("window 1.00 s,"), "{report}");
+    }
+
+    #[test]
+    fn echoes_counted_after_the_window_stretch_the_rates_to_the_last_one() {
+        let origin = Instant::now();
+        let late = WorkerReport {
+            tally: Tally {
+                sent_after_window: 1000,
+                ..echoes(3000)
+            },
+            window: secs(origin, 0.0, 2.0),
+            last_counted: Some(origin + Duration::from_millis(2500)),
+            ..WorkerReport::default()
+        };
+        // Its last echo came within the window: the span is never shorter.
+        let on_time = WorkerReport {
+            tally: echoes(1000),
+            window: secs(origin, 0.0, 2.0),
+            last_counted: Some(origin + Duration::from_millis(1900)),
+            ..WorkerReport::default()
+        };
+        let report = LoadReport::build(facts(Mode::Rate, 2), &[late, on_time.clone()]);
+        assert!((report.window_secs - 2.0).abs() < 1e-9);
+        assert!((report.rate_span_secs - 2.5).abs() < 1e-9);
+        assert!((report.messages.per_sec - 1600.0).abs() < 1e-6);
+        assert_eq!(report.messages.sent_after_window, 1000);
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["messages"]["sent_after_window"], 1000);
+        assert_eq!(json["rate_span_secs"], 2.5);
+        let table = report.to_string();
+        assert!(
+            table.contains(", window 2.00 s, rates over 2.50 s, elapsed 4.00 s"),
+            "{table}"
+        );
+        assert!(
+            table.contains(
+                "\n  warning    1,000 messages due in the window were sent after it \
+                 (connections at --max-in-flight): rates are per second of the 2.50 s to \
+                 the last echo\n"
+            ),
+            "{table}"
+        );
+        let report = LoadReport::build(facts(Mode::Rate, 1), &[on_time]);
+        assert_eq!(report.rate_span_secs, report.window_secs);
+        let table = report.to_string();
+        assert!(!table.contains("rates over") && !table.contains("warning"));
+    }
+
+    #[test]
+    fn without_a_window_no_rate_is_made_up() {
+        let workers = [WorkerReport::default(), WorkerReport::default()];
+        let report = LoadReport::build(facts(Mode::Echo, 2), &workers);
+        assert_eq!(report.window_secs, 0.0);
+        assert_eq!(report.messages.per_sec, 0.0);
+        assert_eq!(report.messages.bytes_per_sec, 0.0);
+        let table = report.to_string();
+        assert!(
+            table.contains(", no window (no connection opened), elapsed 4.00 s"),
+            "{table}"
+        );
+        assert!(
+            table.contains("  messages   0 sent, 0 echoed: rates not measured\n"),
+            "{table}"
+        );
     }
 
     #[test]

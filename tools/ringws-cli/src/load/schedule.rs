@@ -101,6 +101,15 @@ impl Pacer {
             .min(u128::from(u64::MAX)) as u64
     }
 
+    /// Events of a schedule [`lasting`](Self::lasting) a window that are
+    /// not issued yet (0 for an endless one).
+    pub(crate) fn remaining(&self) -> u64 {
+        if self.end == Tick::MAX || self.end <= self.start {
+            return 0;
+        }
+        self.first_after(self.end - 1).saturating_sub(self.issued)
+    }
+
     /// Events issued so far.
     #[cfg(test)]
     pub(crate) fn issued(&self) -> u64 {
@@ -247,6 +256,22 @@ mod tests {
         let pacer = Pacer::new(0, 1000.0).lasting(Duration::from_micros(2500));
         assert_eq!(pacer.upcoming(), Some(0));
         assert_eq!(pacer.end, 3, "a partial tick rounds up");
+    }
+
+    #[test]
+    fn remaining_is_what_the_window_still_holds() {
+        for (rate, millis) in [(2000.0, 3000), (3.0, 1000), (1e9, 5), (333.0, 1500)] {
+            let duration = Duration::from_millis(millis);
+            let mut pacer = Pacer::new(7, rate).lasting(duration);
+            let total = (rate * duration.as_secs_f64()).round() as u64;
+            assert_eq!(pacer.remaining(), total, "rate {rate} for {millis} ms");
+            let issued: u64 = pacer.take_due(7 + millis / 3).map(|(_, n)| n).sum();
+            assert!(issued > 0);
+            assert_eq!(pacer.remaining(), total - issued, "rate {rate}");
+            let _ = pacer.take_due(Tick::MAX - 1).count();
+            assert_eq!(pacer.remaining(), 0);
+        }
+        assert_eq!(Pacer::new(0, 1000.0).remaining(), 0, "endless");
     }
 
     #[test]

@@ -5,13 +5,15 @@
 //!
 //! `Idle` until the [`Command::Start`] from the coordinator, then `Running`:
 //! it opens its connections (in batches, or paced by the ramp) and, once every
-//! one has opened or failed, starts the sending window (churn: the window
-//! starts at once, each cycle being a connection). At the end of the window
-//! it is `Draining`: nothing new is sent, connections close with the
-//! configured code as soon as their last reply is in (or after the timeout),
-//! and when none is left the worker stops. A hard deadline armed at the start
-//! stops it whatever is left; connections still open then are aborted and
-//! counted.
+//! one has opened or failed, waits at the [`WindowBarrier`] until every
+//! worker's opening is over, then starts the sending window, so the windows
+//! of all workers are one interval (churn: the window starts at once, each
+//! cycle being a connection). A worker with no connection open then has no
+//! window. At the end of the window it is `Draining`: nothing new is sent,
+//! connections close with the configured code as soon as their last reply is
+//! in (or after the timeout), and when none is left the worker stops. A hard
+//! deadline armed at the start stops it whatever is left; connections still
+//! open then are aborted and counted.
 //!
 //! ## Per-message cost
 //!
@@ -31,7 +33,7 @@ use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -61,6 +63,11 @@ const SENDS_PER_PACE: usize = 4096;
 /// How often workers publish their counters for the progress line.
 const PUBLISH_EVERY: Duration = Duration::from_millis(200);
 
+/// How often a worker whose connections are open checks whether the others
+/// are done opening: one tick, so windows start within about a millisecond
+/// of each other.
+const BARRIER_POLL: Duration = Duration::from_millis(1);
+
 /// What every worker reads: the target, the payload, the settings.
 #[derive(Debug)]
 pub(crate) struct Plan {
@@ -87,6 +94,7 @@ pub(crate) struct Plan {
     pub source_addrs: Vec<IpAddr>,
     pub max_in_flight: usize,
     pub gauges: Box<[WorkerGauges]>,
+    pub barrier: WindowBarrier,
 }
 
 impl Plan {
@@ -120,6 +128,33 @@ pub(crate) struct WorkerGauges {
     pub cycles: AtomicU64,
 }
 
+/// Where the workers meet before the window (echo, rate, hold): each
+/// arrives once its own connections have opened or failed, and the window
+/// starts once all have, so the run's window is one interval in which every
+/// connection that opened takes part, whatever the ramp or a slow
+/// handshake did to one worker.
+#[derive(Debug, Default)]
+pub(crate) struct WindowBarrier {
+    /// Workers whose opening is over.
+    arrived: AtomicUsize,
+    /// Connections open when their worker arrived, all workers.
+    open: AtomicU64,
+}
+
+impl WindowBarrier {
+    /// Records a worker's arrival with `open` connections.
+    fn arrive(&self, open: u64) {
+        self.open.fetch_add(open, Ordering::Relaxed);
+        // Release: whoever sees every arrival sees every count.
+        self.arrived.fetch_add(1, Ordering::Release);
+    }
+
+    /// The connections open in all, once all `workers` have arrived.
+    fn passed(&self, workers: usize) -> Option<u64> {
+        (self.arrived.load(Ordering::Acquire) >= workers).then(|| self.open.load(Ordering::Relaxed))
+    }
+}
+
 /// Commands from the coordinator.
 #[derive(Debug)]
 pub(crate) enum Command {
@@ -136,7 +171,9 @@ pub(crate) enum Timer {
     Pace,
     /// Publish counters.
     Publish,
-    /// Every initial connection is resolved: start the window.
+    /// Check whether every worker is done opening.
+    Barrier,
+    /// Every worker's opening is over: start the window.
     WindowStart,
     /// The sending window is over.
     WindowEnd,
@@ -233,6 +270,11 @@ pub(crate) struct LoadWorker {
     unresolved: u64,
     /// Every initial connection has opened or failed.
     opening_done: bool,
+    /// Opening done with connections open; waiting for the other workers
+    /// to start the window.
+    awaiting_window: bool,
+    /// Connections open when this worker arrived at the barrier.
+    open_at_barrier: u64,
     started: u64,
     ramp: Option<Pacer>,
     pacer: Option<Pacer>,
@@ -253,6 +295,8 @@ pub(crate) struct LoadWorker {
     connect_timers: Vec<Option<TimerKey>>,
     window_start: Option<u64>,
     window_end: Option<u64>,
+    /// When the last echo or completed cycle was counted.
+    last_counted: Option<u64>,
     reactor: ringws_reactor::WorkerStats,
 }
 
@@ -261,7 +305,9 @@ impl LoadWorker {
         let index = id.index();
         let units = share(plan.parallelism, plan.workers, index);
         let active_workers = plan.parallelism.min(plan.workers as u64) as usize;
-        let cycles_limit = plan.cycles.map(|cycles| match units {
+        // --cycles bounds churn only.
+        let churn_cycles = plan.cycles.filter(|_| plan.mode == Mode::Churn);
+        let cycles_limit = churn_cycles.map(|cycles| match units {
             0 => 0,
             _ => share(cycles, active_workers, index),
         });
@@ -279,6 +325,8 @@ impl LoadWorker {
             to_open: 0,
             unresolved: 0,
             opening_done: false,
+            awaiting_window: false,
+            open_at_barrier: 0,
             started: 0,
             ramp: None,
             pacer: None,
@@ -292,6 +340,7 @@ impl LoadWorker {
             connect_timers: Vec::new(),
             window_start: None,
             window_end: None,
+            last_counted: None,
             reactor: ringws_reactor::WorkerStats::default(),
             plan,
         }
@@ -323,8 +372,12 @@ impl LoadWorker {
         let deadline = self.plan.worker_deadline(self.index);
         io.arm_timer(deadline, Timer::HardDeadline);
         io.arm_timer(PUBLISH_EVERY, Timer::Publish);
-        if self.units == 0 {
-            self.window_start = Some(0);
+        // A churn worker whose share of --cycles is none has nothing to do
+        // either. Neither has a window.
+        if self.units == 0 || self.cycles_limit == Some(0) {
+            if self.plan.mode != Mode::Churn {
+                self.plan.barrier.arrive(0);
+            }
             self.finish(io);
             return;
         }
@@ -387,7 +440,8 @@ impl LoadWorker {
         self.check_opening_done(io);
     }
 
-    /// Starts the window once every initial connection has opened or failed.
+    /// Arrives at the barrier once every initial connection has opened or
+    /// failed.
     fn check_opening_done(&mut self, io: &mut Io<'_, Self>) {
         if self.plan.mode == Mode::Churn
             || self.opening_done
@@ -398,17 +452,59 @@ impl LoadWorker {
             return;
         }
         self.opening_done = true;
-        if self.alive == 0 {
-            self.finish(io);
+        let open = self.open_now;
+        self.plan.barrier.arrive(open);
+        if open == 0 {
+            // No window here: the worker ends once its failed connections
+            // are closed.
+            self.check_done(io);
             return;
         }
-        // The window's first sends touch every connection, which a
-        // connection callback cannot reach: do it from a timer.
-        io.arm_timer(Duration::ZERO, Timer::WindowStart);
+        self.open_at_barrier = open;
+        self.awaiting_window = true;
+        if self.plan.barrier.passed(self.plan.workers).is_some() {
+            // The window's first sends touch every connection, which a
+            // connection callback cannot reach: do it from a timer.
+            io.arm_timer(Duration::ZERO, Timer::WindowStart);
+        } else {
+            io.arm_timer(BARRIER_POLL, Timer::Barrier);
+        }
+    }
+
+    fn barrier_check(&mut self, ctx: &mut Ctx<'_, Self>) {
+        if !self.awaiting_window || self.stage != Stage::Running {
+            return;
+        }
+        if self.plan.barrier.passed(self.plan.workers).is_some() {
+            self.window_started(ctx);
+        } else {
+            ctx.io.arm_timer(BARRIER_POLL, Timer::Barrier);
+        }
     }
 
     fn window_started(&mut self, ctx: &mut Ctx<'_, Self>) {
-        if self.stage != Stage::Running {
+        if !self.awaiting_window || self.stage != Stage::Running {
+            return;
+        }
+        self.awaiting_window = false;
+        // Rate mode: the connections open at the barrier share the rate,
+        // so that of a worker whose connections all failed is not lost.
+        let rate = rate_share(
+            self.plan.rate.unwrap_or(1.0),
+            self.plan
+                .barrier
+                .passed(self.plan.workers)
+                .unwrap_or(self.open_at_barrier),
+            self.open_at_barrier,
+        );
+        if self.open_now == 0 {
+            // Every connection closed while the other workers were opening:
+            // no window, and the share of the rate is never sent.
+            if self.plan.mode == Mode::Rate {
+                let pacer = Pacer::new(ctx.io.now() + 1, rate).lasting(self.plan.duration);
+                self.tally.behind_schedule += pacer.remaining();
+            }
+            self.check_done(&mut ctx.io);
             return;
         }
         let now = self.now_ns();
@@ -426,11 +522,6 @@ impl LoadWorker {
                 }
             }
             Mode::Rate => {
-                let rate = rate_share(
-                    self.plan.rate.unwrap_or(1.0),
-                    self.plan.parallelism,
-                    self.units,
-                );
                 // From the next tick boundary, so no intended time lies in
                 // the past.
                 let pacer = Pacer::new(ctx.io.now() + 1, rate).lasting(self.plan.duration);
@@ -486,9 +577,11 @@ impl LoadWorker {
         let now = self.now_ns();
         for (id, peer) in ctx.conns.iter_mut() {
             if peer.phase == Phase::Open {
-                let unanswered = peer.awaiting() as u64;
+                let unanswered = peer.in_flight.len() as u64;
                 self.tally.error(ErrorKind::ReplyTimeout, unanswered);
-                self.tally.unanswered += peer.in_flight.len() as u64;
+                self.tally
+                    .error(ErrorKind::PingTimeout, peer.pings_out.len() as u64);
+                self.tally.unanswered += unanswered;
                 peer.in_flight.clear();
                 peer.pings_out.clear();
                 self.begin_close(&mut ctx.io, id, peer, now);
@@ -515,7 +608,10 @@ impl LoadWorker {
             && self
                 .cycles_limit
                 .is_some_and(|limit| self.cycles_started >= limit);
-        let opened_and_lost = self.plan.mode != Mode::Churn && self.opening_done;
+        // A worker waiting for the window goes on waiting: the window's
+        // start accounts for what it can no longer send.
+        let opened_and_lost =
+            self.plan.mode != Mode::Churn && self.opening_done && !self.awaiting_window;
         if self.stage == Stage::Draining
             || (self.stage == Stage::Running && (churn_limit_reached || opened_and_lost))
         {
@@ -527,10 +623,15 @@ impl LoadWorker {
         if self.stage == Stage::Done {
             return;
         }
-        if self.window_end.is_none() {
+        if self.window_start.is_some() && self.window_end.is_none() {
             self.window_end = Some(self.now_ns());
         }
         self.give_up_owed();
+        if let (Mode::Rate, Some(pacer)) = (self.plan.mode, self.pacer.take()) {
+            // The window ended early (every connection lost, or the hard
+            // deadline): the rest of the schedule is never sent.
+            self.tally.behind_schedule += pacer.remaining();
+        }
         self.stage = Stage::Done;
         self.reactor = io.stats();
         self.publish();
@@ -870,6 +971,7 @@ impl LoadWorker {
             matched
         };
         if echo_matched {
+            self.last_counted = Some(now);
             self.tally.messages_received += 1;
             self.tally.payload_bytes_received += len as u64;
             record(&mut self.tally.histograms.message, now.saturating_sub(sent));
@@ -946,12 +1048,16 @@ impl LoadWorker {
         peer.ping_timer = Some(io.arm_timer(interval, Timer::Ping(conn)));
     }
 
+    /// Marks the oldest owed message sent; its intended time.
     fn take_owed(&mut self) -> Option<u64> {
         let front = self.owed.front_mut()?;
         let intended = front.0;
         front.1 -= 1;
         if front.1 == 0 {
             self.owed.pop_front();
+        }
+        if self.stage == Stage::Draining {
+            self.tally.sent_after_window += 1;
         }
         Some(intended)
     }
@@ -1108,6 +1214,7 @@ impl LoadWorker {
         self.cycles_active = self.cycles_active.saturating_sub(1);
         if clean {
             self.tally.cycles += 1;
+            self.last_counted = Some(self.now_ns());
         }
         if self.stage != Stage::Running {
             return;
@@ -1510,6 +1617,7 @@ impl Handler for LoadWorker {
                     ctx.io.arm_timer(PUBLISH_EVERY, Timer::Publish);
                 }
             }
+            Timer::Barrier => self.barrier_check(ctx),
             Timer::WindowStart => self.window_started(ctx),
             Timer::WindowEnd => self.end_window(ctx),
             Timer::DrainTimeout => self.drain_timeout(ctx),
@@ -1540,8 +1648,11 @@ impl Drop for LoadWorker {
         let cpu = cpu::thread_cpu_time()
             .unwrap_or_default()
             .since(self.cpu_start);
-        let start = self.window_start.unwrap_or(0);
-        let end = self.window_end.unwrap_or(start).max(start);
+        let window = self.window_start.map(|start| {
+            let end = self.window_end.unwrap_or_else(|| self.now_ns()).max(start);
+            start..end
+        });
+        let at = |nanos: u64| self.epoch + Duration::from_nanos(nanos);
         self.publish();
         let report = WorkerReport {
             tally: std::mem::take(&mut self.tally),
@@ -1551,7 +1662,8 @@ impl Drop for LoadWorker {
                 cpu
             },
             reactor: self.reactor,
-            window: Duration::from_nanos(end - start),
+            window: window.map(|window| at(window.start)..at(window.end)),
+            last_counted: self.last_counted.map(at),
             frame_buffers: self.reactor.buffers_allocated,
         };
         let _ = self.reports.send(report);

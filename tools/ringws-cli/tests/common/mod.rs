@@ -258,3 +258,201 @@ pub fn assert_no_errors(outcome: &Outcome) {
         outcome.report.errors.by_kind, outcome.stdout
     );
 }
+
+/// What [`ScriptedServer`] does with a connection, chosen by its source
+/// address.
+#[derive(Debug, Clone, Copy)]
+pub enum Script {
+    /// Echo every message (and answer Pings and the Close).
+    Echo,
+    /// Answer the upgrade this late, then echo.
+    DelayUpgrade(Duration),
+    /// Refuse the upgrade with 403 this late.
+    Refuse(Duration),
+    /// Echo for this long after the upgrade, then drop the connection
+    /// without a Close.
+    EchoFor(Duration),
+}
+
+/// What [`ScriptedServer`] saw of one connection.
+#[derive(Debug, Clone, Copy)]
+pub struct SeenConnection {
+    pub peer: std::net::IpAddr,
+    /// Just before the `101` was written (`None`: refused or not
+    /// answered).
+    pub upgraded: Option<Instant>,
+    /// When the first data frame arrived.
+    pub first_message: Option<Instant>,
+}
+
+/// A threaded WebSocket echo server on 127.0.0.1 that treats each
+/// connection as `script` says for its source address, so a test can make
+/// one load worker's connections slow or failing (connections are spread
+/// over `--source-addrs` round robin: with `-w 2` and two addresses, worker
+/// *i* uses the *i*-th). Client frames must be short (payload below 126
+/// bytes). Stops accepting when dropped.
+pub struct ScriptedServer {
+    pub port: u16,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<SeenConnection>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    acceptor: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ScriptedServer {
+    pub fn start(script: fn(std::net::IpAddr) -> Script) -> ScriptedServer {
+        use std::sync::atomic::AtomicBool;
+        use std::sync::{Arc, Mutex};
+
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let acceptor = {
+            let (seen, stop) = (seen.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                while !stop.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(60) {
+                    match listener.accept() {
+                        Ok((stream, peer)) => {
+                            let seen = seen.clone();
+                            let index = {
+                                let mut seen = seen.lock().unwrap();
+                                seen.push(SeenConnection {
+                                    peer: peer.ip(),
+                                    upgraded: None,
+                                    first_message: None,
+                                });
+                                seen.len() - 1
+                            };
+                            let script = script(peer.ip());
+                            std::thread::spawn(move || {
+                                serve_scripted(stream, script, &seen, index);
+                            });
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(2)),
+                    }
+                }
+            })
+        };
+        ScriptedServer {
+            port,
+            seen,
+            stop,
+            acceptor: Some(acceptor),
+        }
+    }
+
+    /// `ws://127.0.0.1:<port>/`.
+    pub fn url(&self) -> String {
+        format!("ws://127.0.0.1:{}/", self.port)
+    }
+
+    /// The connections seen so far, in the order they were accepted.
+    pub fn seen(&self) -> Vec<SeenConnection> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+impl Drop for ScriptedServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(acceptor) = self.acceptor.take() {
+            let _ = acceptor.join();
+        }
+    }
+}
+
+fn serve_scripted(
+    mut stream: std::net::TcpStream,
+    script: Script,
+    seen: &std::sync::Mutex<Vec<SeenConnection>>,
+    index: usize,
+) {
+    use ringws_proto::handshake::{parse_request, HeadLimits, RequestKind};
+    use std::io::{Read, Write};
+
+    stream.set_nonblocking(false).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let _ = stream.set_nodelay(true);
+    let mut input = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_len = loop {
+        let Ok(n @ 1..) = stream.read(&mut chunk) else {
+            return;
+        };
+        input.extend_from_slice(&chunk[..n]);
+        let Ok(Some(parsed)) = parse_request(&input, &HeadLimits::DEFAULT) else {
+            continue;
+        };
+        let RequestKind::Upgrade(request) = parsed.kind else {
+            return;
+        };
+        match script {
+            Script::Refuse(after) => {
+                std::thread::sleep(after);
+                let _ = stream.write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n");
+                return;
+            }
+            Script::DelayUpgrade(after) => std::thread::sleep(after),
+            Script::Echo | Script::EchoFor(_) => {}
+        }
+        let mut response = Vec::new();
+        request
+            .write_switching_protocols(None, &[], &mut response)
+            .unwrap();
+        // Taken before the `101` leaves, so that anything the client did
+        // once it had the answer comes later.
+        let upgraded = Instant::now();
+        if stream.write_all(&response).is_err() {
+            return;
+        }
+        seen.lock().unwrap()[index].upgraded = Some(upgraded);
+        break parsed.head_len;
+    };
+    input.drain(..head_len);
+    let echo_until = match script {
+        Script::EchoFor(span) => Some(Instant::now() + span),
+        _ => None,
+    };
+    loop {
+        if echo_until.is_some_and(|until| Instant::now() >= until) {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+            return;
+        }
+        // Short masked client frames: [fin|op, 0x80|len, mask x4, payload].
+        while input.len() >= 6 && input.len() >= 6 + usize::from(input[1] & 0x7F) {
+            let (first, len) = (input[0], usize::from(input[1] & 0x7F));
+            assert!(len < 126, "ScriptedServer takes short frames only");
+            let mask = [input[2], input[3], input[4], input[5]];
+            let payload: Vec<u8> = input[6..6 + len]
+                .iter()
+                .enumerate()
+                .map(|(i, b)| b ^ mask[i % 4])
+                .collect();
+            input.drain(..6 + len);
+            let opcode = first & 0x0F;
+            let reply_first = match opcode {
+                0x1 | 0x2 => {
+                    let mut seen = seen.lock().unwrap();
+                    seen[index].first_message.get_or_insert_with(Instant::now);
+                    first
+                }
+                0x9 => 0x8A,
+                0x8 => 0x88,
+                _ => continue,
+            };
+            let mut frame = vec![reply_first, len as u8];
+            frame.extend_from_slice(&payload);
+            if stream.write_all(&frame).is_err() || opcode == 0x8 {
+                return;
+            }
+        }
+        match stream.read(&mut chunk) {
+            Ok(n @ 1..) => input.extend_from_slice(&chunk[..n]),
+            _ => return,
+        }
+    }
+}
