@@ -212,6 +212,9 @@ impl ServerShared {
                 .zip(&reached)
                 .all(|(link, &reached)| !reached || link.counters.shutdown_phase.get() >= phase)
         };
+        // Every worker sends its 1001s before anything is terminated, even
+        // with a zero deadline: a peer learns why, not just a reset.
+        wait_until(Instant::now().checked_add(TERMINATE_GRACE), || acked(1));
         wait_until(end, || acked(1) && connections() == 0);
         if connections() > 0 || !acked(1) {
             for link in links.iter() {

@@ -189,3 +189,25 @@ fn an_unbounded_deadline_waits_for_the_close_timeout_instead_of_overflowing() {
     assert!(report.elapsed < Duration::from_secs(5), "{report:?}");
     drop(silent);
 }
+
+/// A zero deadline still tells every peer why: the Close 1001 goes out
+/// before what is left is terminated.
+#[test]
+fn a_zero_deadline_still_sends_1001_before_terminating() {
+    let (server, events) = start(builder().workers(2));
+    let mut clients: Vec<RawClient> = (0..20)
+        .map(|_| RawClient::connect(server.local_addr()))
+        .collect();
+    for _ in 0..clients.len() {
+        events.opened_blocking();
+    }
+    let report = server.shutdown(Duration::ZERO);
+    assert_eq!(report.total, 20);
+    for (index, client) in clients.iter_mut().enumerate() {
+        assert_eq!(
+            client.read_close(),
+            close_payload(1001, ringws::DEFAULT_SHUTDOWN_REASON),
+            "peer {index}"
+        );
+    }
+}
