@@ -858,7 +858,9 @@ impl<'a, H: Handler> Conn<'a, H> {
     /// cutting that wait does not make it forced (its `on_closed` reports
     /// it clean, and so does the shutdown report).
     pub(crate) fn shutdown_deadline(&mut self) {
-        self.note_close_in_transit();
+        // `terminate` notes whether our Close was still on its way, which
+        // decides whether the handshake completed; `on_closed` comes later.
+        self.terminate();
         let handshake_complete = self.session.closing_handshake_complete();
         if self.session.has(flag::IN_SHUTDOWN)
             && !self.session.has(flag::SHUTDOWN_FORCED)
@@ -867,7 +869,6 @@ impl<'a, H: Handler> Conn<'a, H> {
             self.session.set(flag::SHUTDOWN_FORCED);
             self.worker.link().counters.shutdown_forced.inc();
         }
-        self.terminate();
     }
 }
 

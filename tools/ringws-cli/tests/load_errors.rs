@@ -276,96 +276,10 @@ fn pins_to_cores_the_process_may_not_use_are_refused_as_bad_arguments() {
     assert!(stderr.contains("100000"), "{stderr}");
 }
 
-/// A WebSocket server that answers every Ping with a Pong whose payload is
-/// not the Ping's, and each Close with a Close; nothing else.
-fn wrong_pong_server() -> (String, std::thread::JoinHandle<()>) {
-    use ringws_proto::handshake::{parse_request, HeadLimits, RequestKind};
-    use std::io::{Read, Write};
-
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("ws://{}/", listener.local_addr().unwrap());
-    listener.set_nonblocking(true).unwrap();
-    let server = std::thread::spawn(move || {
-        let started = Instant::now();
-        let mut peers = Vec::new();
-        while started.elapsed() < Duration::from_secs(20) {
-            if let Ok((mut stream, _)) = listener.accept() {
-                peers.push(std::thread::spawn(move || {
-                    stream.set_nonblocking(false).unwrap();
-                    stream
-                        .set_read_timeout(Some(Duration::from_secs(10)))
-                        .unwrap();
-                    let mut input = Vec::new();
-                    let mut chunk = [0u8; 4096];
-                    let head_len = loop {
-                        let Ok(n @ 1..) = stream.read(&mut chunk) else {
-                            return;
-                        };
-                        input.extend_from_slice(&chunk[..n]);
-                        if let Some(parsed) = parse_request(&input, &HeadLimits::DEFAULT).unwrap() {
-                            let RequestKind::Upgrade(request) = parsed.kind else {
-                                return;
-                            };
-                            let mut response = Vec::new();
-                            request
-                                .write_switching_protocols(None, &[], &mut response)
-                                .unwrap();
-                            stream.write_all(&response).unwrap();
-                            break parsed.head_len;
-                        }
-                    };
-                    input.drain(..head_len);
-                    loop {
-                        // Client frames here are short and masked:
-                        // [op, 0x80 | len, mask x4, payload].
-                        while input.len() >= 6 && input.len() >= 6 + usize::from(input[1] & 0x7F) {
-                            let opcode = input[0] & 0x0F;
-                            let len = usize::from(input[1] & 0x7F);
-                            let mask = [input[2], input[3], input[4], input[5]];
-                            let payload: Vec<u8> = input[6..6 + len]
-                                .iter()
-                                .enumerate()
-                                .map(|(i, b)| b ^ mask[i % 4])
-                                .collect();
-                            input.drain(..6 + len);
-                            match opcode {
-                                0x9 => stream
-                                    .write_all(&[
-                                        0x8A, 8, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
-                                    ])
-                                    .unwrap(),
-                                0x8 => {
-                                    let mut close = vec![0x88, payload.len().min(2) as u8];
-                                    close.extend_from_slice(&payload[..payload.len().min(2)]);
-                                    let _ = stream.write_all(&close);
-                                    return;
-                                }
-                                _ => {}
-                            }
-                        }
-                        match stream.read(&mut chunk) {
-                            Ok(n @ 1..) => input.extend_from_slice(&chunk[..n]),
-                            _ => return,
-                        }
-                    }
-                }));
-                if peers.len() == 2 {
-                    break;
-                }
-            } else {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        }
-        for peer in peers {
-            let _ = peer.join();
-        }
-    });
-    (url, server)
-}
-
 #[test]
 fn pongs_that_do_not_carry_the_pings_payload_answer_nothing() {
-    let (url, server) = wrong_pong_server();
+    let server = ScriptedServer::start(|_| Script::WrongPongs);
+    let url = server.url();
     let outcome = load(&[
         &url,
         "--mode",
@@ -399,5 +313,4 @@ fn pongs_that_do_not_carry_the_pings_payload_answer_nothing() {
         report.errors.by_kind
     );
     assert_eq!(report.messages.unanswered, 0);
-    server.join().unwrap();
 }

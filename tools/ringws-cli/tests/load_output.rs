@@ -240,7 +240,6 @@ fn runs_saved_with_hist_out_merge_exactly() {
 fn with_stdout_closed(args: &[&str]) -> (std::process::ExitStatus, String) {
     use std::io::Read;
     use std::process::{Command, Stdio};
-    use std::time::Instant;
 
     let mut child = Command::new(env!("CARGO_BIN_EXE_ringws"))
         .args(args)
@@ -256,18 +255,7 @@ fn with_stdout_closed(args: &[&str]) -> (std::process::ExitStatus, String) {
         let _ = stderr.read_to_string(&mut text);
         text
     });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("ringws {args:?} ran past 30 s");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let status = wait_bounded(&mut child, args, Duration::from_secs(30));
     (status, reader.join().unwrap())
 }
 

@@ -189,13 +189,11 @@ fn messages_owed_at_the_end_of_the_window_are_sent_and_measured() {
         messages.per_sec,
         outcome.stdout
     );
-    let late = messages.sent_after_window.to_string();
-    let warned = outcome.stdout.lines().any(|line| {
-        line.starts_with("  warning ")
-            && line.replace(',', "").contains(&late)
-            && line.contains("were sent after it")
-    });
-    assert!(warned, "{}", outcome.stdout);
+    assert!(
+        warns(&outcome, messages.sent_after_window, "were sent after it"),
+        "{}",
+        outcome.stdout
+    );
     assert!(!outcome.stdout.contains("never sent"), "{}", outcome.stdout);
 }
 
@@ -222,13 +220,25 @@ fn messages_still_owed_when_the_drain_times_out_are_behind_schedule() {
         "{:?}",
         report.errors.by_kind
     );
-    let behind = messages.behind_schedule.to_string();
-    let warned = outcome.stdout.lines().any(|line| {
+    assert!(
+        warns(
+            &outcome,
+            messages.behind_schedule,
+            "never sent (behind schedule)"
+        ),
+        "{}",
+        outcome.stdout
+    );
+}
+
+/// Whether the table has a warning line giving `count` messages and `text`.
+fn warns(outcome: &Outcome, count: u64, text: &str) -> bool {
+    let count = count.to_string();
+    outcome.stdout.lines().any(|line| {
         line.starts_with("  warning ")
-            && line.replace(',', "").contains(&behind)
-            && line.contains("never sent (behind schedule)")
-    });
-    assert!(warned, "{}", outcome.stdout);
+            && line.replace(',', "").contains(&count)
+            && line.contains(text)
+    })
 }
 
 fn churn_at(rate: &str) -> Outcome {

@@ -18,23 +18,39 @@ fn second_worker(peer: IpAddr) -> bool {
     peer == IpAddr::from([127, 0, 0, 2])
 }
 
-/// `args` plus two workers, each on its own source address.
-fn two_workers<'a>(server: &'a str, args: &[&'a str]) -> Vec<&'a str> {
-    let mut all = vec![server, "-w", "2", "--source-addrs", "127.0.0.1,127.0.0.2"];
+/// Runs `ringws load <args>` with two workers, each on its own source
+/// address, against a scripted server that echoes worker 0's connections
+/// and treats worker 1's as `worker_1` says.
+fn load_with_worker_1(worker_1: Script, args: &[&str]) -> (ScriptedServer, Outcome) {
+    let server = ScriptedServer::start(move |peer| match second_worker(peer) {
+        true => worker_1,
+        false => Script::Echo,
+    });
+    let url = server.url();
+    let mut all = vec![&url[..], "-w", "2", "--source-addrs", "127.0.0.1,127.0.0.2"];
     all.extend_from_slice(args);
-    all
+    let outcome = load(&all);
+    (server, outcome)
+}
+
+/// The run's window is worker 0's 500 ms.
+fn assert_half_second_window(outcome: &Outcome) {
+    assert!(
+        (0.49..0.6).contains(&outcome.report.window_secs),
+        "window {} s\n{}",
+        outcome.report.window_secs,
+        outcome.stdout
+    );
 }
 
 /// Worker 1's handshakes take 600 ms: worker 0 sends nothing until they
 /// are done, so every worker's window is the same 500 ms.
 #[test]
 fn workers_start_their_windows_together_after_the_slowest_opening() {
-    let server = ScriptedServer::start(|peer| match second_worker(peer) {
-        true => Script::DelayUpgrade(Duration::from_millis(600)),
-        false => Script::Echo,
-    });
-    let url = server.url();
-    let outcome = load(&two_workers(&url, &["-c", "2", "-d", "500ms"]));
+    let (server, outcome) = load_with_worker_1(
+        Script::DelayUpgrade(Duration::from_millis(600)),
+        &["-c", "2", "-d", "500ms"],
+    );
     let report = &outcome.report;
     assert_no_errors(&outcome);
     assert_eq!(report.connections.opened, 2);
@@ -54,12 +70,7 @@ fn workers_start_their_windows_together_after_the_slowest_opening() {
             outcome.stdout
         );
     }
-    assert!(
-        (0.49..0.6).contains(&report.window_secs),
-        "window {} s\n{}",
-        report.window_secs,
-        outcome.stdout
-    );
+    assert_half_second_window(&outcome);
 }
 
 /// Worker 1's connections are refused after a second: it never has a
@@ -67,12 +78,10 @@ fn workers_start_their_windows_together_after_the_slowest_opening() {
 /// 1 spent failing, and the rates are per second of it.
 #[test]
 fn a_worker_whose_connections_all_failed_adds_no_window() {
-    let server = ScriptedServer::start(|peer| match second_worker(peer) {
-        true => Script::Refuse(Duration::from_secs(1)),
-        false => Script::Echo,
-    });
-    let url = server.url();
-    let outcome = load(&two_workers(&url, &["-c", "2", "-d", "500ms"]));
+    let (_server, outcome) = load_with_worker_1(
+        Script::Refuse(Duration::from_secs(1)),
+        &["-c", "2", "-d", "500ms"],
+    );
     let report = &outcome.report;
     assert_eq!(report.connections.opened, 1);
     assert_eq!(report.connections.failed, 1);
@@ -80,12 +89,7 @@ fn a_worker_whose_connections_all_failed_adds_no_window() {
         report.errors.by_kind.get("handshake refused: HTTP 403"),
         Some(&1)
     );
-    assert!(
-        (0.49..0.6).contains(&report.window_secs),
-        "window {} s\n{}",
-        report.window_secs,
-        outcome.stdout
-    );
+    assert_half_second_window(&outcome);
     let messages = &report.messages;
     assert!(messages.received > 0);
     // The rates run to the last echo, a round trip past that window.
@@ -109,15 +113,10 @@ fn a_worker_whose_connections_all_failed_adds_no_window() {
 /// the connections that opened, so the whole `--rate` is sent.
 #[test]
 fn the_rate_share_of_failed_connections_goes_to_those_that_opened() {
-    let server = ScriptedServer::start(|peer| match second_worker(peer) {
-        true => Script::Refuse(Duration::ZERO),
-        false => Script::Echo,
-    });
-    let url = server.url();
-    let outcome = load(&two_workers(
-        &url,
+    let (_server, outcome) = load_with_worker_1(
+        Script::Refuse(Duration::ZERO),
         &["--mode", "rate", "--rate", "1000", "-c", "4", "-d", "1s"],
-    ));
+    );
     let report = &outcome.report;
     assert_eq!(report.connections.opened, 2, "{}", outcome.stdout);
     let messages = &report.messages;
@@ -137,15 +136,10 @@ fn the_rate_share_of_failed_connections_goes_to_those_that_opened() {
 /// schedule, with the warning, so the schedule adds up.
 #[test]
 fn the_rate_share_of_a_worker_that_lost_its_connections_is_behind_schedule() {
-    let server = ScriptedServer::start(|peer| match second_worker(peer) {
-        true => Script::EchoFor(Duration::from_millis(500)),
-        false => Script::Echo,
-    });
-    let url = server.url();
-    let outcome = load(&two_workers(
-        &url,
+    let (_server, outcome) = load_with_worker_1(
+        Script::EchoFor(Duration::from_millis(500)),
         &["--mode", "rate", "--rate", "1000", "-c", "4", "-d", "1s"],
-    ));
+    );
     let report = &outcome.report;
     let messages = &report.messages;
     assert_eq!(

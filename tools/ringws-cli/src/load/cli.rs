@@ -223,9 +223,7 @@ impl LoadArgs {
         config.validate().map_err(|error| error.to_string())?;
         Ok(config)
     }
-}
 
-impl LoadArgs {
     /// Refuses a flag the mode would ignore: a run that silently differs
     /// from the one asked for (say `--rate` without `--mode rate`, a closed
     /// loop at full speed instead of a fixed rate) is worse than an error.

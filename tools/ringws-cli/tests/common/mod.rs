@@ -171,6 +171,23 @@ pub struct Outcome {
     pub json: serde_json::Value,
 }
 
+/// Waits for `child` (`ringws args`) to exit; kills it and fails the test
+/// if it runs past `limit`.
+pub fn wait_bounded(child: &mut std::process::Child, args: &[&str], limit: Duration) -> ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("ringws {args:?} ran past {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Runs `ringws` with `args` (killed after 60 s).
 pub fn ringws(args: &[&str]) -> (ExitStatus, String, String) {
     let out_path = temp_path("stdout");
@@ -182,18 +199,7 @@ pub fn ringws(args: &[&str]) -> (ExitStatus, String, String) {
         .stderr(std::fs::File::create(&err_path).unwrap())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("ringws {args:?} ran past 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_bounded(&mut child, args, Duration::from_secs(60));
     let stdout = std::fs::read_to_string(&out_path).unwrap();
     let stderr = std::fs::read_to_string(&err_path).unwrap();
     let _ = std::fs::remove_file(out_path);
@@ -272,6 +278,9 @@ pub enum Script {
     /// Echo for this long after the upgrade, then drop the connection
     /// without a Close.
     EchoFor(Duration),
+    /// Answer every Ping with a Pong whose payload is not the Ping's, and
+    /// the Close with a Close carrying its code; ignore data.
+    WrongPongs,
 }
 
 /// What [`ScriptedServer`] saw of one connection.
@@ -299,7 +308,7 @@ pub struct ScriptedServer {
 }
 
 impl ScriptedServer {
-    pub fn start(script: fn(std::net::IpAddr) -> Script) -> ScriptedServer {
+    pub fn start(script: impl Fn(std::net::IpAddr) -> Script + Send + 'static) -> ScriptedServer {
         use std::sync::atomic::AtomicBool;
         use std::sync::{Arc, Mutex};
 
@@ -397,7 +406,7 @@ fn serve_scripted(
                 return;
             }
             Script::DelayUpgrade(after) => std::thread::sleep(after),
-            Script::Echo | Script::EchoFor(_) => {}
+            Script::Echo | Script::EchoFor(_) | Script::WrongPongs => {}
         }
         let mut response = Vec::new();
         request
@@ -434,6 +443,17 @@ fn serve_scripted(
                 .collect();
             input.drain(..6 + len);
             let opcode = first & 0x0F;
+            if let Script::WrongPongs = script {
+                let reply = match opcode {
+                    0x9 => vec![0x8A, 8, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF],
+                    0x8 => [&[0x88, len.min(2) as u8][..], &payload[..len.min(2)]].concat(),
+                    _ => continue,
+                };
+                if stream.write_all(&reply).is_err() || opcode == 0x8 {
+                    return;
+                }
+                continue;
+            }
             let reply_first = match opcode {
                 0x1 | 0x2 => {
                     let mut seen = seen.lock().unwrap();
