@@ -3,6 +3,8 @@
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
@@ -10,7 +12,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use crate::load::config::{parse_cpu_list, parse_duration, parse_source_addrs};
 use crate::load::hist::{save_histograms, MergedHistograms};
 use crate::load::report::{write_json, LoadReport};
-use crate::load::{run_with_progress, LoadConfig, LoadError, Mode, PayloadKind};
+use crate::load::{run_interruptible, Interrupt, LoadConfig, LoadError, Mode, PayloadKind};
 use ringws_reactor::StartError;
 
 /// Generate WebSocket load; report rates, latency, close codes and errors.
@@ -20,11 +22,16 @@ use ringws_reactor::StartError;
 /// connections, optional pings). Network errors are counted, never fatal;
 /// every wait is bounded by --timeout and every run by a hard deadline.
 ///
+/// SIGINT (Ctrl-C) or SIGTERM ends the run early: the window ends, replies
+/// in flight are awaited, connections close, and the report of what was
+/// measured is printed (and written) with exit status 130 (SIGINT) or 143
+/// (SIGTERM). A second signal exits at once, with no report.
+///
 /// Exit status: 0 when the run measured something (its errors are in the
 /// report); 3 when it measured nothing (no echo in echo and rate mode, no
 /// completed cycle in churn, no open connection in hold); 2 for invalid
 /// arguments; 1 when the run could not start or its results could not be
-/// written.
+/// written; 130 or 143 when a signal ended it early.
 ///
 /// Examples:
 ///   ringws load ws://10.0.0.5:9001/ -c 256 -d 30s
@@ -327,6 +334,25 @@ fn merge(files: &[PathBuf]) -> ExitCode {
     }
 }
 
+/// Makes SIGINT and SIGTERM raise `interrupt`, and a second one exit at
+/// once. Returns the exit status the first signal asks for (130 or 143; 0
+/// until one arrives).
+fn watch_signals(interrupt: &Interrupt) -> std::io::Result<Arc<AtomicUsize>> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    use signal_hook::flag;
+
+    let status = Arc::new(AtomicUsize::new(0));
+    for signal in [SIGINT, SIGTERM] {
+        let exit_status = 128 + signal;
+        // Registered first, so it sees the flag as the previous signal
+        // left it: only a second signal exits.
+        flag::register_conditional_shutdown(signal, exit_status, interrupt.flag())?;
+        flag::register_usize(signal, status.clone(), exit_status as usize)?;
+        flag::register(signal, interrupt.flag())?;
+    }
+    Ok(status)
+}
+
 /// Writes `text` to `out`. A reader that went away (`ringws load ... |
 /// head -3` closes the pipe) ends the output quietly: that is not an
 /// error, and the exit status stays the run's.
@@ -357,13 +383,34 @@ fn load(args: &LoadArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    let show_progress = !args.quiet && (args.progress || std::io::stderr().is_terminal());
-    let report = run_with_progress(&config, |progress| {
-        if show_progress {
-            // A closed stderr only loses the progress line.
-            let _ = writeln!(std::io::stderr(), "{progress}");
+    let interrupt = Interrupt::new();
+    let signal = match watch_signals(&interrupt) {
+        Ok(signal) => signal,
+        Err(error) => {
+            eprintln!("ringws load: cannot install the signal handlers: {error}");
+            return ExitCode::FAILURE;
         }
-    });
+    };
+    let show_progress = !args.quiet && (args.progress || std::io::stderr().is_terminal());
+    let mut told_interrupted = false;
+    let report = run_interruptible(
+        &config,
+        |progress| {
+            // A closed stderr only loses these lines.
+            if progress.interrupted && !told_interrupted {
+                told_interrupted = true;
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "ringws load: interrupted; closing the connections and reporting what was \
+                     measured (signal again to exit at once)"
+                );
+            }
+            if show_progress {
+                let _ = writeln!(std::io::stderr(), "{progress}");
+            }
+        },
+        &interrupt,
+    );
     let report = match report {
         Ok(report) => report,
         Err(error) => {
@@ -396,6 +443,11 @@ fn load(args: &LoadArgs) -> ExitCode {
     if let Some(reason) = nothing_measured(&report) {
         eprintln!("ringws load: nothing was measured: {reason}");
         status = ExitCode::from(NOTHING_MEASURED);
+    }
+    if report.interrupted {
+        // The signal's status outranks the others: the run did not end as
+        // asked.
+        status = ExitCode::from(signal.load(Ordering::Relaxed).clamp(1, 255) as u8);
     }
     if let Some(target) = &args.json {
         if let Err(error) = write_json(target, &report) {

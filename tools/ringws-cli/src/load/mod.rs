@@ -40,6 +40,9 @@
 //! deadline after which it aborts what is left; the coordinator stops the
 //! workers if even that passes. Only setup problems (bad configuration,
 //! unresolvable host, io_uring unavailable) make [`run`] fail.
+//! [`run_interruptible`] also ends early, with a report of what was
+//! measured, once its [`Interrupt`] is raised (`ringws load` raises it on
+//! SIGINT and SIGTERM).
 //!
 //! ## Module map
 //!
@@ -66,7 +69,7 @@ mod worker;
 
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
@@ -84,6 +87,10 @@ use crate::load::worker::{Command, LoadWorker, Plan, WindowBarrier, WorkerGauges
 /// Grace the coordinator gives workers past their own hard deadline before
 /// stopping them.
 const COORDINATOR_GRACE: Duration = Duration::from_secs(3);
+
+/// How often the coordinator looks at the [`Interrupt`]: a person pressing
+/// Ctrl-C sees the run wind down at once.
+const INTERRUPT_POLL: Duration = Duration::from_millis(50);
 
 /// Why a run could not start (problems during a run are counted instead).
 #[derive(Debug)]
@@ -124,6 +131,37 @@ impl std::error::Error for LoadError {
     }
 }
 
+/// Ends a run early. Raised (from any thread, or a signal handler through
+/// [`Interrupt::flag`]), it makes every worker end its window at once (or
+/// never begin it), await the replies in flight and close its connections
+/// as at the end of a run; the report then covers what was measured and
+/// says it was interrupted ([`LoadReport::interrupted`]).
+#[derive(Debug, Clone, Default)]
+pub struct Interrupt(Arc<AtomicBool>);
+
+impl Interrupt {
+    /// An interrupt not raised yet.
+    pub fn new() -> Interrupt {
+        Interrupt::default()
+    }
+
+    /// Ends the run early (again: nothing more).
+    pub fn raise(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether it was raised.
+    pub fn is_raised(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// The flag itself, for `signal_hook::flag::register`, which stores
+    /// `true` from the signal handler.
+    pub fn flag(&self) -> Arc<AtomicBool> {
+        self.0.clone()
+    }
+}
+
 /// Counters during a run, for a progress line (once a second).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Progress {
@@ -139,6 +177,8 @@ pub struct Progress {
     pub cycles: u64,
     /// Errors so far.
     pub errors: u64,
+    /// The run was interrupted: the workers are closing their connections.
+    pub interrupted: bool,
 }
 
 impl fmt::Display for Progress {
@@ -164,7 +204,18 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, LoadError> {
 /// [`run`], calling `progress` about once a second from the calling thread.
 pub fn run_with_progress(
     config: &LoadConfig,
+    progress: impl FnMut(&Progress),
+) -> Result<LoadReport, LoadError> {
+    run_interruptible(config, progress, &Interrupt::new())
+}
+
+/// [`run_with_progress`] that ends early once `interrupt` is raised; the
+/// progress callback is then called at once, with
+/// [`Progress::interrupted`] set.
+pub fn run_interruptible(
+    config: &LoadConfig,
     mut progress: impl FnMut(&Progress),
+    interrupt: &Interrupt,
 ) -> Result<LoadReport, LoadError> {
     config.validate().map_err(LoadError::Config)?;
     let plan = Arc::new(plan(config)?);
@@ -208,6 +259,7 @@ pub fn run_with_progress(
     let mut last_messages = 0u64;
     let mut last_at = started;
     let mut stopped = false;
+    let mut interrupted = false;
     while reports.len() < workers {
         let now = Instant::now();
         if now >= hard_deadline && !stopped {
@@ -216,8 +268,10 @@ pub fn run_with_progress(
         }
         let wait_until = if stopped {
             now + COORDINATOR_GRACE
-        } else {
+        } else if interrupted {
             next_progress.min(hard_deadline)
+        } else {
+            next_progress.min(hard_deadline).min(now + INTERRUPT_POLL)
         };
         match report_rx.recv_timeout(wait_until.saturating_duration_since(now)) {
             Ok(report) => reports.push(report),
@@ -226,7 +280,15 @@ pub fn run_with_progress(
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
         let now = Instant::now();
-        if now >= next_progress && reports.len() < workers {
+        let interrupted_now = !interrupted && interrupt.is_raised();
+        if interrupted_now {
+            interrupted = true;
+            for sender in handle.senders() {
+                // A worker that already stopped has nothing to end.
+                let _ = sender.send(Command::Interrupt);
+            }
+        }
+        if (interrupted_now || now >= next_progress) && reports.len() < workers {
             let snapshot = gauges_snapshot(&plan.gauges);
             let interval = now.duration_since(last_at).as_secs_f64().max(1e-9);
             progress(&Progress {
@@ -236,10 +298,13 @@ pub fn run_with_progress(
                 open: snapshot.open,
                 cycles: snapshot.cycles,
                 errors: snapshot.errors,
+                interrupted,
             });
             last_messages = snapshot.messages;
             last_at = now;
-            next_progress += Duration::from_secs(1);
+            if now >= next_progress {
+                next_progress += Duration::from_secs(1);
+            }
         }
     }
     let elapsed = started.elapsed();
@@ -256,6 +321,7 @@ pub fn run_with_progress(
             payload_kind: config.payload_kind,
             pinging: config.ping_interval.is_some(),
             elapsed,
+            interrupted,
         },
         &reports,
     ))

@@ -506,6 +506,11 @@ pub struct LoadReport {
     pub payload_kind: PayloadKind,
     /// Wall time of the whole run, connecting and closing included.
     pub elapsed_secs: f64,
+    /// The run was interrupted ([`Interrupt`](crate::load::Interrupt),
+    /// SIGINT or SIGTERM to `ringws load`): the window ended early, or
+    /// never began, and every figure covers what was measured until then.
+    #[serde(default)]
+    pub interrupted: bool,
     /// The sending window rates are computed over: from the first worker's
     /// window start to the last one's end (they start together once every
     /// worker's connections have opened or failed). 0 when no worker had a
@@ -555,6 +560,7 @@ pub(crate) struct RunFacts<'a> {
     pub payload_kind: PayloadKind,
     pub pinging: bool,
     pub elapsed: Duration,
+    pub interrupted: bool,
 }
 
 impl LoadReport {
@@ -629,6 +635,7 @@ impl LoadReport {
             payload_size: facts.payload_size,
             payload_kind: facts.payload_kind,
             elapsed_secs,
+            interrupted: facts.interrupted,
             window_secs,
             rate_span_secs,
             connections: ConnectionFigures {
@@ -757,10 +764,15 @@ impl fmt::Display for LoadReport {
         let span_secs = self.rate_span_secs.max(self.window_secs);
         let window = format!("{:.2}", self.window_secs);
         let span = format!("{span_secs:.2}");
-        let window = match measured {
-            true if span != window => format!("window {window} s, rates over {span} s"),
-            true => format!("window {window} s"),
-            false => "no window (no connection opened)".to_owned(),
+        let window = match (measured, self.interrupted) {
+            (true, _) if span != window => format!("window {window} s, rates over {span} s"),
+            (true, _) => format!("window {window} s"),
+            (false, true) => "no window".to_owned(),
+            (false, false) => "no window (no connection opened)".to_owned(),
+        };
+        let window = match self.interrupted {
+            true => format!("{window} (interrupted)"),
+            false => window,
         };
         writeln!(
             f,
@@ -1030,6 +1042,7 @@ mod tests {
             payload_kind: PayloadKind::Binary,
             pinging: false,
             elapsed: Duration::from_secs(4),
+            interrupted: false,
         }
     }
 

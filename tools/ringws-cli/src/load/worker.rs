@@ -160,6 +160,9 @@ impl WindowBarrier {
 pub(crate) enum Command {
     /// Begin the run.
     Start,
+    /// End the run early: the window ends now (or never begins), and
+    /// connections close as at the end of a run.
+    Interrupt,
 }
 
 /// What a timer means when it fires.
@@ -563,6 +566,31 @@ impl LoadWorker {
         }
         ctx.io.arm_timer(self.plan.timeout, Timer::DrainTimeout);
         self.check_done(&mut ctx.io);
+    }
+
+    /// The run was interrupted: a window in progress ends now, as at its
+    /// planned end; a worker still opening (or waiting for the others to)
+    /// has no window and closes what opened.
+    fn interrupt(&mut self, ctx: &mut Ctx<'_, Self>) {
+        match self.stage {
+            Stage::Idle => self.finish(&mut ctx.io),
+            Stage::Running if self.window_start.is_some() => self.end_window(ctx),
+            Stage::Running => {
+                self.stage = Stage::Draining;
+                self.awaiting_window = false;
+                self.to_open = 0;
+                self.ramp = None;
+                // Connections still handshaking close once they open.
+                let now = self.now_ns();
+                for (id, peer) in ctx.conns.iter_mut() {
+                    if peer.phase == Phase::Open {
+                        self.begin_close(&mut ctx.io, id, peer, now);
+                    }
+                }
+                self.check_done(&mut ctx.io);
+            }
+            Stage::Draining | Stage::Done => {}
+        }
     }
 
     fn drain_timeout(&mut self, ctx: &mut Ctx<'_, Self>) {
@@ -1639,6 +1667,7 @@ impl Handler for LoadWorker {
     fn on_command(&mut self, ctx: &mut Ctx<'_, Self>, command: Command) {
         match command {
             Command::Start => self.start(&mut ctx.io),
+            Command::Interrupt => self.interrupt(ctx),
         }
     }
 }
