@@ -259,17 +259,6 @@ pub fn write_http_response(
     Ok(())
 }
 
-/// [`write_plain_response`] for values known to be valid.
-fn write_plain_response_unchecked(
-    status: u16,
-    headers: &[(&str, &str)],
-    body: &[u8],
-    out: &mut Vec<u8>,
-) {
-    write_response_head(status, headers, Some(body.len()), out);
-    out.extend_from_slice(body);
-}
-
 /// The head of a response that closes its connection.
 fn write_response_head(
     status: u16,

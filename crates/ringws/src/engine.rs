@@ -288,6 +288,17 @@ fn upgrade_required(head_only: bool) -> Refusal {
     }
 }
 
+/// Whether the request in `data` (perhaps refused before it was parsed
+/// whole) is a `HEAD`, whose answer must not have a body. Empty lines
+/// before the request line are allowed (RFC 9112 §2.2).
+fn is_head_request(data: &[u8]) -> bool {
+    let start = data
+        .iter()
+        .position(|&byte| byte != b'\r' && byte != b'\n')
+        .unwrap_or(data.len());
+    data[start..].starts_with(b"HEAD ")
+}
+
 /// The upgrade's answer: the 101 response and the selected subprotocol.
 struct Accepted {
     response: Vec<u8>,
@@ -404,9 +415,14 @@ impl<H: Handler> Conn<'_, H> {
             Ok(None) => return 0,
             Ok(Some(parsed)) => parsed,
             Err(error) => {
+                let mut response = Vec::with_capacity(192);
+                match is_head_request(data) {
+                    true => error.write_head_response(&mut response),
+                    false => error.write_response(&mut response),
+                }
                 self.refuse(Refusal {
                     status: error.status(),
-                    response: error.response(),
+                    response,
                     plain_http: false,
                 });
                 return data.len();

@@ -166,6 +166,28 @@ fn bodiless_statuses_interim_statuses_and_head_without_a_hook() {
     server.shutdown(WAIT);
 }
 
+#[test]
+fn a_refused_head_request_gets_the_refusals_head_alone() {
+    let (server, _events) = start(builder());
+    let addr = server.local_addr();
+    // HEAD with the upgrade headers: 405, which a GET would get with a body.
+    let (status, head, body) = exchange(addr, &upgrade_request("/", "").replacen("GET", "HEAD", 1));
+    assert_eq!(status, 405, "{head}");
+    assert!(head.contains("\r\nAllow: GET\r\n"), "{head}");
+    assert!(head.contains("\r\nContent-Length: "), "{head}");
+    assert!(body.is_empty(), "a HEAD answer carries no body: {body:?}");
+    // A HEAD refused for its syntax (after empty lines, which may precede
+    // a request line) is answered without a body too.
+    let (status, head, body) = exchange(addr, "\r\nHEAD / HTTP/1.1\r\nHost x\r\n\r\n");
+    assert_eq!(status, 400, "{head}");
+    assert!(body.is_empty(), "{body:?}");
+    // The same refusals of a GET keep their bodies.
+    let (status, _, body) = exchange(addr, "GET / HTTP/1.1\r\nHost x\r\n\r\n");
+    assert_eq!(status, 400);
+    assert!(!body.is_empty());
+    server.shutdown(WAIT);
+}
+
 #[tokio::test]
 async fn the_origin_check_refuses_with_403() {
     let (server, events) =

@@ -4,9 +4,9 @@ use std::fmt;
 
 use super::{
     any_list_has_token, check_header, is_token, is_visible_ascii, list_elements, syntax_error_part,
-    write_header, write_plain_response_unchecked, write_status_line, AcceptKey, Attempt,
-    BuildError, HeadLimits, HeadScanner, HeaderValues, Headers, Occurrence, ScanError,
-    Subprotocols, MAX_HEADERS_CEILING, WEBSOCKET_VERSION,
+    write_header, write_response_head, write_status_line, AcceptKey, Attempt, BuildError,
+    HeadLimits, HeadScanner, HeaderValues, Headers, Occurrence, ScanError, Subprotocols,
+    MAX_HEADERS_CEILING, WEBSOCKET_VERSION,
 };
 
 /// Why an opening request is refused, and the HTTP status that says so.
@@ -69,28 +69,38 @@ impl HandshakeError {
     /// `Upgrade`), the headers the status calls for, and a one-line text
     /// body. The server should close the connection after sending it.
     pub fn write_response(&self, out: &mut Vec<u8>) {
+        self.write(false, out);
+    }
+
+    /// [`HandshakeError::write_response`] for a `HEAD` request: the same
+    /// head, without the body (RFC 9110 §9.3.2).
+    pub fn write_head_response(&self, out: &mut Vec<u8>) {
+        self.write(true, out);
+    }
+
+    fn write(&self, head_only: bool, out: &mut Vec<u8>) {
         let body = format!("{self}\n");
         let content_type = ("Content-Type", "text/plain; charset=utf-8");
-        match self {
-            HandshakeError::UnsupportedVersion => write_plain_response_unchecked(
-                self.status(),
-                &[
+        let upgrade_headers;
+        let allow_headers;
+        let headers: &[(&str, &str)] = match self {
+            HandshakeError::UnsupportedVersion => {
+                upgrade_headers = [
                     content_type,
                     ("Upgrade", "websocket"),
                     ("Sec-WebSocket-Version", WEBSOCKET_VERSION),
-                ],
-                body.as_bytes(),
-                out,
-            ),
-            HandshakeError::MethodNotAllowed => write_plain_response_unchecked(
-                self.status(),
-                &[content_type, ("Allow", "GET")],
-                body.as_bytes(),
-                out,
-            ),
-            _ => {
-                write_plain_response_unchecked(self.status(), &[content_type], body.as_bytes(), out)
+                ];
+                &upgrade_headers
             }
+            HandshakeError::MethodNotAllowed => {
+                allow_headers = [content_type, ("Allow", "GET")];
+                &allow_headers
+            }
+            _ => std::slice::from_ref(&content_type),
+        };
+        write_response_head(self.status(), headers, Some(body.len()), out);
+        if !head_only {
+            out.extend_from_slice(body.as_bytes());
         }
     }
 
