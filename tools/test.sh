@@ -34,6 +34,9 @@ cargo fmt --all -- --check
 step "cargo clippy (deny warnings)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "cargo doc (deny warnings: broken links, bad markup)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+
 step "dependency rule: protocol and timer crates stay free of io_uring and sockets"
 for leaf in ringws-proto ringws-timer; do
     if cargo tree --locked -p "$leaf" -e normal --prefix none | grep -E '^(io-uring|socket2|libc) '; then

@@ -77,7 +77,7 @@ struct Args {
     #[arg(long, value_parser = duration)]
     duration: Option<Duration>,
     /// A smoke run: 1 round, 0.5 s workloads, 1,000 idle connections, output
-    /// to <target>/compare-quick.
+    /// to target/compare-quick (under CARGO_TARGET_DIR when set).
     #[arg(long)]
     quick: bool,
     /// Servers to run, comma-separated (default: all).
@@ -111,7 +111,7 @@ struct Args {
     #[arg(long, default_value_t = 1)]
     client_core: usize,
     /// Where to write compare.json, compare.md and the SVGs (default:
-    /// docs/bench; --quick: <target>/compare-quick).
+    /// docs/bench; --quick: target/compare-quick).
     #[arg(long)]
     out_dir: Option<PathBuf>,
     /// Also run the criterion micro-benchmarks (cargo bench -p ringws-benches).
