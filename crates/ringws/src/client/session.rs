@@ -67,8 +67,10 @@ struct Fallback {
     rest: std::vec::IntoIter<SocketAddr>,
     /// Addresses tried before this socket's, with their errors.
     failed: Vec<FailedAddress>,
-    /// When the handshake timeout expires, for every address together.
-    deadline: Instant,
+    /// When the handshake timeout expires, for every address together;
+    /// `None` when that instant cannot be represented (a timeout such as
+    /// `Duration::MAX`), which is as good as no deadline.
+    deadline: Option<Instant>,
 }
 
 impl Connecting {
@@ -87,7 +89,9 @@ impl Connecting {
             error,
         });
         self.addr = next;
-        Ok(fallback.deadline.saturating_duration_since(Instant::now()))
+        Ok(fallback.deadline.map_or(Duration::MAX, |deadline| {
+            deadline.saturating_duration_since(Instant::now())
+        }))
     }
 
     /// The error the attempt ends with, given `error` for this socket's
@@ -139,7 +143,7 @@ pub(crate) fn start_connect<H: Handler>(
         Box::new(Fallback {
             rest: rest.into_iter(),
             failed: Vec::new(),
-            deadline: Instant::now() + timeout,
+            deadline: Instant::now().checked_add(timeout),
         })
     });
     let link = Rc::new(AttemptLink::default());
