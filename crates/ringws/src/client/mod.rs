@@ -646,10 +646,11 @@ impl<D: Send + 'static> ClientControl<D> {
     /// use then. When the host may have several addresses, match those
     /// callbacks by [`ConnData`](Handler::ConnData) rather than by id.
     ///
-    /// On `Err` nothing was started and `data` is dropped. If the worker
-    /// does not answer within the handshake timeout, this returns
+    /// On `Err` nothing was started and `data` is dropped; no callback
+    /// follows. If the worker does not answer within the handshake timeout
+    /// (held up by a long callback, say), this returns
     /// [`ConnectError::Timeout`]; an attempt the worker starts after that is
-    /// aborted and reported to `on_connect_failed`. Inside callbacks use
+    /// aborted, and `data` dropped, on the worker. Inside callbacks use
     /// [`connect_queued`](Self::connect_queued).
     pub fn connect(&self, url: &str, data: D) -> Result<ConnId, ConnectError> {
         if self.shared.control.shared.on_worker_thread() {
