@@ -1123,6 +1123,19 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_client_setting_is_not_called_a_server_setting() {
+        struct Silent;
+        impl Handler for Silent {
+            type ConnData = ();
+            fn on_message(&mut self, _: &mut crate::Conn<'_, Self>, _: crate::Message<'_>) {}
+        }
+        let error = Client::builder().workers(0).start(|_| Silent).unwrap_err();
+        assert!(matches!(error, StartError::Config(ConfigError::Workers(0))));
+        let message = error.to_string();
+        assert!(!message.contains("server"), "{message}");
+    }
+
+    #[test]
     fn defaults_match_the_server_except_the_shutdown_reason() {
         let (settings, request, config) = Client::builder().validate().unwrap();
         assert_eq!(settings.shutdown_reason, DEFAULT_CLIENT_SHUTDOWN_REASON);
