@@ -8,7 +8,8 @@ use ringws_proto::close::MAX_CLOSE_REASON_LEN;
 
 use crate::config::ConfigError;
 
-/// Why [`ServerBuilder::start`](crate::ServerBuilder::start) failed.
+/// Why [`ServerBuilder::start`](crate::ServerBuilder::start) or
+/// [`ClientBuilder::start`](crate::ClientBuilder::start) failed.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum StartError {
@@ -29,7 +30,7 @@ pub enum StartError {
 impl fmt::Display for StartError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StartError::Config(error) => write!(f, "invalid server configuration: {error}"),
+            StartError::Config(error) => write!(f, "invalid configuration: {error}"),
             StartError::Bind { addr, source } => write!(f, "binding {addr} failed: {source}"),
             StartError::Engine(error) => write!(f, "starting the engine failed: {error}"),
         }

@@ -376,7 +376,8 @@ pub trait Handler: Sized + 'static {
     /// [`ConnectError::Status`] with the server's HTTP status,
     /// [`ConnectError::Handshake`] for a bad accept key, ...). Fires exactly
     /// once for every attempt that got an id and never reached
-    /// [`on_open`](Self::on_open), and for attempts queued with
+    /// [`on_open`](Self::on_open) (not for one whose `connect` returned an
+    /// `Err`: that was its report), and for attempts queued with
     /// [`connect_queued`](crate::ClientControl::connect_queued) that failed
     /// before getting one (`id` is then `None`). `data` is the value given
     /// to `connect`. For a host with several addresses, `id` is that of the

@@ -1,6 +1,7 @@
 //! Closing from the client role: close with a code and reason in both
 //! directions, terminate on either side, the client waiting for the server
-//! to close TCP (bounded by the close timeout), and client shutdown.
+//! to close TCP (bounded by the close timeout), client shutdown, and a
+//! misbehaving server failed with the matching code.
 
 mod client_common;
 
@@ -246,4 +247,79 @@ fn client_shutdown_closes_every_connection_with_1001() {
         Err(ConnectError::Shutdown)
     );
     server.shutdown(Duration::from_secs(1));
+}
+
+#[test]
+fn a_misbehaving_server_is_failed_with_the_matching_close_code() {
+    let max_message_size = 100;
+    let masked_text = vec![0x81, 0x82, 1, 2, 3, 4, b'h' ^ 1, b'i' ^ 2];
+    let reserved_bit = vec![0xC1, 0x02, b'h', b'i'];
+    let invalid_utf8 = vec![0x81, 0x02, 0xFF, 0xFE];
+    let mut oversized = vec![0x82, 126];
+    oversized.extend_from_slice(&200u16.to_be_bytes());
+    oversized.extend_from_slice(&pattern(200));
+    let cases = [
+        ("a masked frame", masked_text, CloseCode::PROTOCOL_ERROR),
+        ("a reserved bit", reserved_bit, CloseCode::PROTOCOL_ERROR),
+        ("invalid UTF-8", invalid_utf8, CloseCode::INVALID_PAYLOAD),
+        (
+            "an oversized message",
+            oversized,
+            CloseCode::MESSAGE_TOO_BIG,
+        ),
+    ];
+    let (client, events) = start_client(|builder| builder.max_message_size(max_message_size));
+    for (tag, (what, bytes, expected)) in (0u32..).zip(cases) {
+        let (tx, seen) = mpsc::channel();
+        let addr = raw_server(move |mut stream| {
+            accept_upgrade(&mut stream);
+            stream.write_all(&bytes).unwrap();
+            let close = read_client_frame(&mut stream);
+            // The client fails the connection: it closes TCP without
+            // waiting for an answer.
+            let mut rest = Vec::new();
+            let ended = stream.read_to_end(&mut rest).is_ok();
+            let _ = tx.send((close, ended));
+        });
+        let id = client
+            .connect(&format!("ws://{addr}/"), Plan::tagged(tag))
+            .unwrap();
+        opened(&events, id);
+        let info = closed(&events, id);
+        assert_eq!(info.sent, Some(expected), "{what}");
+        assert_eq!(info.code, CloseCode::ABNORMAL, "{what}: no Close came back");
+        assert_eq!(
+            (info.initiator, info.kind),
+            (Initiator::Local, CloseKind::Abnormal),
+            "{what}"
+        );
+        let ((opcode, payload), ended) = seen.recv_timeout(WAIT).expect("the server's report");
+        assert_eq!(opcode, 0x8, "{what}: a Close");
+        assert_eq!(payload[..2], expected.0.to_be_bytes(), "{what}");
+        assert!(ended, "{what}: the client closed TCP");
+    }
+    assert_eq!(client.stats().total.protocol_errors, 4);
+    client.shutdown(Duration::from_secs(1));
+}
+
+#[test]
+fn a_server_dropping_tcp_without_a_close_is_abnormal() {
+    let (client, events) = start_client(|builder| builder);
+    let addr = raw_server(|mut stream| {
+        accept_upgrade(&mut stream);
+        stream.write_all(&[0x81, 0x02, b'h', b'i']).unwrap();
+    });
+    let id = client
+        .connect(&format!("ws://{addr}/"), Plan::tagged(1))
+        .unwrap();
+    opened(&events, id);
+    assert_eq!(next_text(&events, id), "hi");
+    let info = closed(&events, id);
+    assert_eq!(info.code, CloseCode::ABNORMAL);
+    assert_eq!(info.sent, None);
+    assert_eq!(
+        (info.initiator, info.kind),
+        (Initiator::Remote, CloseKind::Abnormal)
+    );
+    client.shutdown(Duration::from_secs(1));
 }

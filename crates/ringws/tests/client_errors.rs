@@ -106,6 +106,54 @@ fn a_silent_server_times_the_handshake_out() {
 }
 
 #[test]
+fn a_connect_that_gave_up_waiting_is_not_reported_again() {
+    // `connect` waits for the worker at most the handshake timeout; a
+    // worker held up longer makes it return `Timeout`. That `Err` is the
+    // attempt's one report: `on_connect_failed` must not follow.
+    let handshake_timeout = Duration::from_millis(200);
+    assert!(STALL > handshake_timeout * 2);
+    let (server, _server_events) = start_server(|builder| builder);
+    let (client, events) =
+        start_client(|builder| builder.workers(1).handshake_timeout(handshake_timeout));
+    let first = client.connect(&url(&server, "/"), Plan::tagged(1)).unwrap();
+    let handle = opened(&events, first);
+    handle.send_text(STALL_MESSAGE).unwrap();
+    assert_eq!(
+        next_text(&events, first),
+        STALL_MESSAGE,
+        "the worker stalls"
+    );
+
+    let gave_up = client.connect(&url(&server, "/"), Plan::tagged(2));
+    assert_eq!(gave_up, Err(ConnectError::Timeout));
+    // The worker takes its inbox in order: the abandoned attempt, then this
+    // message, whose echo shows the attempt was handled.
+    handle.send_text("after").unwrap();
+    let mut late_reports = Vec::new();
+    let mut record = |event: ClientEvent| match event {
+        ClientEvent::ConnectFailed { tag: 2, error, .. } => late_reports.push(format!("{error:?}")),
+        ClientEvent::Open { tag: 2, .. } => late_reports.push("opened".to_owned()),
+        _ => {}
+    };
+    wait_for(&events, "the echo after the stall", |event| match event {
+        ClientEvent::Text { text, .. } if text == "after" => Some(()),
+        other => {
+            record(other);
+            None
+        }
+    });
+    while let Ok(event) = events.recv_timeout(Duration::from_millis(200)) {
+        record(event);
+    }
+    assert_eq!(late_reports, Vec::<String>::new(), "reported twice");
+    poll_until("the abandoned attempt to be gone", || {
+        client.stats().total.handshaking == 0
+    });
+    client.shutdown(Duration::from_secs(1));
+    server.shutdown(Duration::from_secs(1));
+}
+
+#[test]
 fn a_wrong_accept_key_fails_the_attempt() {
     let (client, events) = start_client(|builder| builder);
     let addr = raw_server(|mut stream| {

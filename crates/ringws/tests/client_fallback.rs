@@ -215,6 +215,38 @@ fn one_handshake_timeout_covers_every_address() {
 }
 
 #[test]
+fn a_handshake_timeout_too_long_to_represent_still_falls_back() {
+    // `Duration::MAX` passes validation (only zero is refused); the
+    // deadline shared by every address cannot be represented and means no
+    // deadline, as the shutdown deadline's `Duration::MAX` does.
+    let (server, _server_events) = start_server(|builder| builder);
+    let port = server.local_addr().port();
+    let v6: SocketAddr = format!("[::1]:{port}").parse().unwrap();
+    assert_refuses(v6);
+    let (client, events) = start_client(|builder| {
+        resolving(builder, &["::1", "127.0.0.1"])
+            .handshake_timeout(Duration::MAX)
+            .workers(1)
+    });
+    client
+        .connect(&format!("ws://{HOST}:{port}/"), Plan::tagged(1))
+        .expect("the attempt starts");
+    let peer = wait_for(&events, "the connection to open", |event| match event {
+        ClientEvent::Open { tag: 1, peer, .. } => Some(peer),
+        ClientEvent::ConnectFailed { error, .. } => panic!("connect failed: {error}"),
+        _ => None,
+    });
+    assert_eq!(peer, Some(server.local_addr()));
+    // The worker is still there for the next attempt.
+    let id = client
+        .connect(&format!("ws://127.0.0.1:{port}/"), Plan::tagged(2))
+        .expect("the worker still runs");
+    opened(&events, id);
+    client.shutdown(Duration::from_secs(1));
+    server.shutdown(Duration::from_secs(1));
+}
+
+#[test]
 fn a_source_address_limits_the_attempt_to_its_family() {
     // A server on each family; the resolver lists the IPv4 one first.
     let (v4_server, _v4_events) = start_server(|builder| builder);

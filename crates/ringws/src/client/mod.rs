@@ -646,10 +646,11 @@ impl<D: Send + 'static> ClientControl<D> {
     /// use then. When the host may have several addresses, match those
     /// callbacks by [`ConnData`](Handler::ConnData) rather than by id.
     ///
-    /// On `Err` nothing was started and `data` is dropped. If the worker
-    /// does not answer within the handshake timeout, this returns
+    /// On `Err` nothing was started and `data` is dropped; no callback
+    /// follows. If the worker does not answer within the handshake timeout
+    /// (held up by a long callback, say), this returns
     /// [`ConnectError::Timeout`]; an attempt the worker starts after that is
-    /// aborted and reported to `on_connect_failed`. Inside callbacks use
+    /// aborted, and `data` dropped, on the worker. Inside callbacks use
     /// [`connect_queued`](Self::connect_queued).
     pub fn connect(&self, url: &str, data: D) -> Result<ConnId, ConnectError> {
         if self.shared.control.shared.on_worker_thread() {
@@ -1119,6 +1120,19 @@ mod tests {
                 .err(),
             Some(ConfigError::ZeroCloseTimeout)
         );
+    }
+
+    #[test]
+    fn a_refused_client_setting_is_not_called_a_server_setting() {
+        struct Silent;
+        impl Handler for Silent {
+            type ConnData = ();
+            fn on_message(&mut self, _: &mut crate::Conn<'_, Self>, _: crate::Message<'_>) {}
+        }
+        let error = Client::builder().workers(0).start(|_| Silent).unwrap_err();
+        assert!(matches!(error, StartError::Config(ConfigError::Workers(0))));
+        let message = error.to_string();
+        assert!(!message.contains("server"), "{message}");
     }
 
     #[test]

@@ -41,8 +41,9 @@ use crate::ConnId;
 #[derive(Debug, Default)]
 pub(crate) struct AttemptLink {
     timer: Cell<Option<TimerKey>>,
-    /// The blocked caller stopped waiting for the id: the attempt was
-    /// aborted and is reported as a timeout.
+    /// The blocked caller stopped waiting for the id: `connect` already
+    /// returned `Err(Timeout)`, which is the attempt's one report, so the
+    /// attempt is aborted without a callback.
     abandoned: Cell<bool>,
 }
 
@@ -67,8 +68,10 @@ struct Fallback {
     rest: std::vec::IntoIter<SocketAddr>,
     /// Addresses tried before this socket's, with their errors.
     failed: Vec<FailedAddress>,
-    /// When the handshake timeout expires, for every address together.
-    deadline: Instant,
+    /// When the handshake timeout expires, for every address together;
+    /// `None` when that instant cannot be represented (a timeout such as
+    /// `Duration::MAX`), which is as good as no deadline.
+    deadline: Option<Instant>,
 }
 
 impl Connecting {
@@ -87,7 +90,9 @@ impl Connecting {
             error,
         });
         self.addr = next;
-        Ok(fallback.deadline.saturating_duration_since(Instant::now()))
+        Ok(fallback.deadline.map_or(Duration::MAX, |deadline| {
+            deadline.saturating_duration_since(Instant::now())
+        }))
     }
 
     /// The error the attempt ends with, given `error` for this socket's
@@ -139,7 +144,7 @@ pub(crate) fn start_connect<H: Handler>(
         Box::new(Fallback {
             rest: rest.into_iter(),
             failed: Vec::new(),
-            deadline: Instant::now() + timeout,
+            deadline: Instant::now().checked_add(timeout),
         })
     });
     let link = Rc::new(AttemptLink::default());
@@ -269,7 +274,8 @@ fn tell_connect_failed<H: Handler>(
 
 /// `on_closed` of a client session that never opened: moves on to the
 /// host's next address when the TCP connect failed and one is left,
-/// otherwise tells the handler why the attempt failed.
+/// otherwise tells the handler why the attempt failed (unless its caller
+/// already got an `Err`).
 pub(crate) fn connect_failed<H: Handler>(
     handler: &mut H,
     io: &mut Io<'_, Engine<H>>,
@@ -283,11 +289,17 @@ pub(crate) fn connect_failed<H: Handler>(
             if let Some(key) = connecting.link.timer.take() {
                 io.cancel_timer(key);
             }
+            if connecting.link.abandoned.get() {
+                // `data` is dropped, as `connect` documents for an `Err`
+                // (its `Drop` is the application's).
+                let data = session.data;
+                if guarded(move || drop(data)).is_err() {
+                    counters.handler_panics.inc();
+                }
+                return;
+            }
             match connecting.failure.take() {
                 Some(failure) => connecting.final_error(failure),
-                None if connecting.link.abandoned.get() => {
-                    connecting.final_error(ConnectError::Timeout)
-                }
                 // Only a failed TCP connect moves on: once TCP was up, the
                 // server's answer (or silence) is the outcome.
                 None if matches!(cause, CloseCause::ConnectFailed { .. }) => {

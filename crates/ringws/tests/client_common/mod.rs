@@ -134,9 +134,17 @@ pub enum ClientEvent {
 /// reporting).
 pub const PANIC_TAG: u32 = 666;
 
+/// The text message on which the test client's worker stalls for
+/// [`STALL`] (after reporting it), holding back everything else the worker
+/// has to do.
+pub const STALL_MESSAGE: &str = "stall";
+
+/// How long [`STALL_MESSAGE`] holds the worker.
+pub const STALL: Duration = Duration::from_millis(600);
+
 /// Records every callback; sends its connection's greeting on open. It
 /// panics (after reporting) on the text message `panic`, and in
-/// `on_connect_failed` for [`PANIC_TAG`].
+/// `on_connect_failed` for [`PANIC_TAG`]; it stalls on [`STALL_MESSAGE`].
 pub struct ClientRecorder {
     pub events: Sender<ClientEvent>,
 }
@@ -171,6 +179,7 @@ impl Handler for ClientRecorder {
     fn on_message(&mut self, conn: &mut Conn<'_, Self>, message: Message<'_>) {
         let id = conn.id();
         let panics = matches!(message, Message::Text("panic"));
+        let stalls = matches!(message, Message::Text(STALL_MESSAGE));
         self.send(match message {
             Message::Text(text) => ClientEvent::Text {
                 id,
@@ -182,6 +191,9 @@ impl Handler for ClientRecorder {
             },
         });
         assert!(!panics, "the test client panics on a message");
+        if stalls {
+            std::thread::sleep(STALL);
+        }
     }
 
     fn on_close_received(
