@@ -41,30 +41,48 @@ use ringws_timer::TimerKey;
 
 use crate::io::Io;
 
-/// Index of a worker (0-based).
+/// A worker: its index (0-based) within its reactor, and which reactor of
+/// the process it belongs to, so that the workers (and the connections) of
+/// two reactors never compare equal. Reactors are told apart modulo 2^16:
+/// only two started 65,536 reactors apart can share a tag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct WorkerId(u16);
+pub struct WorkerId {
+    index: u16,
+    reactor: u16,
+}
 
 impl WorkerId {
+    /// Worker `index` of the reactor tagged 0 (tests).
+    #[cfg(test)]
     pub(crate) const fn new(index: usize) -> WorkerId {
-        WorkerId(index as u16)
+        WorkerId::of_reactor(0, index)
+    }
+
+    /// Worker `index` of the reactor tagged `reactor`.
+    pub(crate) const fn of_reactor(reactor: u16, index: usize) -> WorkerId {
+        WorkerId {
+            index: index as u16,
+            reactor,
+        }
     }
 
     /// The worker's index, `0..workers`.
     pub const fn index(self) -> usize {
-        self.0 as usize
+        self.index as usize
     }
 }
 
-/// Identifies one connection for its whole life: worker, slot and the
-/// slot's generation. A `ConnId` of a closed connection never matches the
-/// connection that reuses its slot (the generation differs), so stale ids
-/// are harmless: operations on them report an unknown connection.
+/// Identifies one connection for its whole life: worker (of one reactor),
+/// slot and the slot's generation. A `ConnId` of a closed connection never
+/// matches the connection that reuses its slot (the generation differs),
+/// nor does one of another reactor match any of this one's (the
+/// [`WorkerId`] differs), so stale and foreign ids are harmless:
+/// operations on them report an unknown connection.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId {
     slot: u32,
     generation: u32,
-    worker: u16,
+    worker: WorkerId,
 }
 
 impl ConnId {
@@ -72,13 +90,13 @@ impl ConnId {
         ConnId {
             slot,
             generation,
-            worker: worker.0,
+            worker,
         }
     }
 
     /// The worker that owns the connection (route commands to its inbox).
     pub const fn worker(self) -> WorkerId {
-        WorkerId(self.worker)
+        self.worker
     }
 
     /// The slot index within the worker.
@@ -97,7 +115,7 @@ impl fmt::Debug for ConnId {
         write!(
             f,
             "ConnId({}:{}#{})",
-            self.worker, self.slot, self.generation
+            self.worker.index, self.slot, self.generation
         )
     }
 }

@@ -433,9 +433,13 @@ impl<H: Handler> Io<'_, H> {
         self.core.stopping = true;
     }
 
-    /// The inbox of any worker of this reactor (for cross-core messages).
+    /// The inbox of any worker of this reactor (for cross-core messages;
+    /// `None` for a worker of another reactor).
     pub fn inbox(&self, worker: WorkerId) -> Option<&InboxSender<H::Command>> {
-        self.core.peers.get(worker.index())
+        self.core
+            .peers
+            .get(worker.index())
+            .filter(|peer| peer.worker() == worker)
     }
 
     /// The inboxes of every worker of this reactor, indexed by

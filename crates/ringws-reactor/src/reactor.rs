@@ -2,6 +2,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 
@@ -34,6 +35,7 @@ impl Reactor {
     {
         config.validate()?;
         let workers = config.workers;
+        let reactor = next_reactor_tag();
         let mut listeners: Vec<Option<Socket>> = match &config.listen {
             Some(listen) => bind_listeners(listen, config.socket_send_buffer, workers)?
                 .into_iter()
@@ -47,7 +49,7 @@ impl Reactor {
             .and_then(|socket| socket.local_addr().ok())
             .and_then(|addr| addr.as_socket());
         let inboxes = (0..workers)
-            .map(|index| InboxShared::new(WorkerId::new(index)))
+            .map(|index| InboxShared::new(WorkerId::of_reactor(reactor, index)))
             .collect::<io::Result<Vec<_>>>()
             .map_err(StartError::Eventfd)?;
         let senders: Arc<[InboxSender<H::Command>]> = inboxes
@@ -65,7 +67,7 @@ impl Reactor {
         let mut failure = None;
         for (index, inbox) in inboxes.into_iter().enumerate() {
             let setup = WorkerSetup {
-                id: WorkerId::new(index),
+                id: WorkerId::of_reactor(reactor, index),
                 inbox,
                 peers: senders.clone(),
                 listener: listeners[index].take(),
@@ -104,7 +106,9 @@ impl Reactor {
         }
         if failure.is_none() {
             if let Some(missing) = infos.iter().position(Option::is_none) {
-                failure = Some(StartError::WorkerPanicked(WorkerId::new(missing)));
+                failure = Some(StartError::WorkerPanicked(WorkerId::of_reactor(
+                    reactor, missing,
+                )));
             }
         }
         if let Some(error) = failure {
@@ -169,9 +173,11 @@ impl<C: Send> ReactorHandle<C> {
         &self.senders
     }
 
-    /// The inbox of one worker.
+    /// The inbox of one worker (`None` for a worker of another reactor).
     pub fn sender(&self, worker: WorkerId) -> Option<&InboxSender<C>> {
-        self.senders.get(worker.index())
+        self.senders
+            .get(worker.index())
+            .filter(|sender| sender.worker() == worker)
     }
 
     /// Asks every worker to stop (see [`Io::stop`](crate::Io::stop)).
@@ -185,10 +191,10 @@ impl<C: Send> ReactorHandle<C> {
     /// error, if any (all threads are joined either way).
     pub fn join(self) -> Result<(), WorkerError> {
         let mut first_error = None;
-        for (index, thread) in self.threads.into_iter().enumerate() {
+        for (sender, thread) in self.senders.iter().zip(self.threads) {
             let outcome = match thread.join() {
                 Ok(outcome) => outcome,
-                Err(_) => Err(WorkerError::Panicked(WorkerId::new(index))),
+                Err(_) => Err(WorkerError::Panicked(sender.worker())),
             };
             if let Err(error) = outcome {
                 first_error.get_or_insert(error);
@@ -199,6 +205,14 @@ impl<C: Send> ReactorHandle<C> {
 }
 
 /// Which core each worker is pinned to.
+/// A tag for a newly started reactor, carried in its [`WorkerId`]s so that
+/// ids of one reactor never name a connection of another. Wraps after
+/// 65,536 reactors.
+fn next_reactor_tag() -> u16 {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
 fn pinning_plan(pinning: &CorePinning, workers: usize) -> Vec<Option<core_affinity::CoreId>> {
     match pinning {
         CorePinning::Off => vec![None; workers],

@@ -147,6 +147,14 @@ impl WorkerLink {
             .map_or_else(IoStats::default, |published| published.snapshot())
     }
 
+    /// Whether `conn` names a connection of this worker (and not one of
+    /// another server's worker with the same index).
+    pub(crate) fn owns(&self, conn: ConnId) -> bool {
+        self.sender
+            .get()
+            .is_some_and(|sender| sender.worker() == conn.worker())
+    }
+
     /// Queues a command for the worker; `false` when it has stopped.
     pub(crate) fn send(&self, command: Command) -> bool {
         match self.sender.get() {

@@ -86,8 +86,16 @@ impl ServerControl {
 
     /// A handle to connection `id` (`None` for an id of another server).
     pub fn handle(&self, id: ConnId) -> Option<ConnHandle> {
-        let link = self.shared.links.get(id.worker().index())?;
+        let link = self.link_of(id)?;
         Some(ConnHandle::new(id, link.clone()))
+    }
+
+    /// The worker that owns `id`, if it is one of this server's.
+    fn link_of(&self, id: ConnId) -> Option<&Arc<WorkerLink>> {
+        self.shared
+            .links
+            .get(id.worker().index())
+            .filter(|link| link.owns(id))
     }
 
     /// Sends `message` to every open connection on every worker (encoded
@@ -105,9 +113,9 @@ impl ServerControl {
             .count()
     }
 
-    /// Sends `message` to the listed connections (ids that are gone are
-    /// skipped), one command per worker involved. For handles, pass
-    /// `handles.iter().map(ConnHandle::id)`.
+    /// Sends `message` to the listed connections (ids that are gone, or
+    /// of another server, are skipped), one command per worker involved.
+    /// For handles, pass `handles.iter().map(ConnHandle::id)`.
     pub fn broadcast_to(
         &self,
         message: &PreparedMessage,
@@ -115,6 +123,9 @@ impl ServerControl {
     ) {
         let mut per_worker: Vec<Vec<ConnId>> = vec![Vec::new(); self.shared.links.len()];
         for id in targets {
+            if self.link_of(id).is_none() {
+                continue;
+            }
             if let Some(list) = per_worker.get_mut(id.worker().index()) {
                 list.push(id);
             }

@@ -156,3 +156,32 @@ fn many_threads_share_handles() {
     drop(client);
     server.shutdown(WAIT);
 }
+
+#[test]
+fn an_id_of_another_server_names_none_of_this_servers_connections() {
+    // One worker each: both first connections get worker 0, slot 0,
+    // generation 0, so only the server's identity tells the ids apart.
+    let (first, first_events) = start(builder().workers(1));
+    let (second, second_events) = start(builder().workers(1));
+    let mut first_client = RawClient::connect(first.local_addr());
+    let (first_id, _, _) = first_events.opened_blocking();
+    let mut second_client = RawClient::connect(second.local_addr());
+    let (second_id, _, second_handle) = second_events.opened_blocking();
+    assert_ne!(first_id, second_id);
+    assert!(second.handle(first_id).is_none());
+    assert!(second.control().handle(first_id).is_none());
+    let stray = PreparedMessage::text("meant for the first server");
+    second.broadcast_to(&stray, [first_id]);
+    // A marker sent after the broadcast is the next thing the second
+    // server's client reads: nothing stray came before it.
+    second_handle.send_text("marker").unwrap();
+    let (_, opcode, payload) = second_client.read_frame().unwrap();
+    assert_eq!((opcode, payload.as_slice()), (0x1, &b"marker"[..]));
+    // The first server's own handle still reaches its connection.
+    first.handle(first_id).unwrap().send_text("own").unwrap();
+    let (_, _, payload) = first_client.read_frame().unwrap();
+    assert_eq!(payload, b"own");
+    drop((first_client, second_client));
+    first.shutdown(WAIT);
+    second.shutdown(WAIT);
+}
