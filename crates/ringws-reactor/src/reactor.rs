@@ -204,7 +204,6 @@ impl<C: Send> ReactorHandle<C> {
     }
 }
 
-/// Which core each worker is pinned to.
 /// A tag for a newly started reactor, carried in its [`WorkerId`]s so that
 /// ids of one reactor never name a connection of another. Wraps after
 /// 65,536 reactors.
@@ -213,6 +212,7 @@ fn next_reactor_tag() -> u16 {
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
+/// Which core each worker is pinned to.
 fn pinning_plan(pinning: &CorePinning, workers: usize) -> Vec<Option<core_affinity::CoreId>> {
     match pinning {
         CorePinning::Off => vec![None; workers],
