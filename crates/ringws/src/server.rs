@@ -356,7 +356,18 @@ impl ServerHandle {
     /// the worker threads to end. For threads other than the workers: a
     /// callback that must stop the server uses
     /// [`ServerControl::begin_shutdown`].
+    ///
+    /// # Panics
+    ///
+    /// On a worker thread of this server, which it would wait for: at once,
+    /// saying so (inside a callback the panic is contained like any other,
+    /// and fails that connection with 1011).
     pub fn shutdown(self, deadline: Duration) -> ShutdownReport {
+        assert!(
+            !self.control.shared.on_worker_thread(),
+            "ServerHandle::shutdown on a worker thread of its own server would wait for \
+             itself; a callback uses ServerControl::begin_shutdown"
+        );
         let report = self.control.shared.run_shutdown(deadline);
         let _ = self.reactor.join();
         report

@@ -211,3 +211,78 @@ fn a_zero_deadline_still_sends_1001_before_terminating() {
         );
     }
 }
+
+/// Calls `ServerHandle::shutdown` from a callback when told to: a misuse
+/// (the handle would wait for its own worker).
+struct ShutdownHandleInCallback {
+    handle: std::sync::Arc<std::sync::Mutex<Option<ringws::ServerHandle>>>,
+}
+
+impl ringws::Handler for ShutdownHandleInCallback {
+    type ConnData = ();
+    fn on_message(&mut self, conn: &mut ringws::Conn<'_, Self>, message: ringws::Message<'_>) {
+        if message.as_bytes() != b"shutdown" {
+            let _ = conn.send_binary(message.as_bytes());
+        } else if let Some(handle) = self.handle.lock().unwrap().take() {
+            handle.shutdown(Duration::from_secs(2));
+        }
+    }
+}
+
+#[test]
+fn a_server_handle_shut_down_from_its_own_worker_panics_at_once_saying_why() {
+    static PANICS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        PANICS.lock().unwrap().push(info.to_string());
+        previous(info);
+    }));
+    let slot = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let server = {
+        let slot = slot.clone();
+        builder()
+            .workers(1)
+            .start(move |_| ShutdownHandleInCallback {
+                handle: slot.clone(),
+            })
+            .unwrap()
+    };
+    let addr = server.local_addr();
+    let control = server.control();
+    *slot.lock().unwrap() = Some(server);
+    let mut asker = RawClient::connect(addr);
+    asker
+        .stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let asked = std::time::Instant::now();
+    asker.write_frame(true, 0x1, b"shutdown");
+    let (_, opcode, payload) = asker.read_frame().expect("a Close");
+    assert_eq!((opcode, &payload[..2]), (0x8, &1011u16.to_be_bytes()[..]));
+    // Before, the worker stalled for seconds and then failed to join itself.
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "the worker stalled for {:?}",
+        asked.elapsed()
+    );
+    assert!(
+        PANICS
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|panic| panic.contains("its own server would wait for itself")),
+        "{:?}",
+        PANICS.lock().unwrap()
+    );
+    // The server goes on: a new connection is served, and it shuts down.
+    let mut next = RawClient::connect(addr);
+    next.stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    next.write_frame(true, 0x1, b"hello");
+    let (_, opcode, payload) = next.read_frame().expect("the echo");
+    assert_eq!((opcode, &payload[..]), (0x2, &b"hello"[..]));
+    assert_eq!(control.stats().total.handler_panics, 1);
+    drop((asker, next));
+    control.shutdown(Duration::from_millis(200)).unwrap();
+}

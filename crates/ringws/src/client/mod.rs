@@ -892,7 +892,18 @@ impl<D> ClientHandle<D> {
     /// Graceful shutdown (see [`ClientControl::shutdown`]), then waits for
     /// the worker threads to end. For threads other than the workers: a
     /// callback uses [`ClientControl::begin_shutdown`].
+    ///
+    /// # Panics
+    ///
+    /// On a worker thread of this client, which it would wait for: at once,
+    /// saying so (inside a callback the panic is contained like any other,
+    /// and fails that connection with 1011).
     pub fn shutdown(self, deadline: Duration) -> ShutdownReport {
+        assert!(
+            !self.control.shared.control.shared.on_worker_thread(),
+            "ClientHandle::shutdown on a worker thread of its own client would wait for \
+             itself; a callback uses ClientControl::begin_shutdown"
+        );
         let report = self.control.shared.control.shared.run_shutdown(deadline);
         let _ = self.reactor.join();
         report
