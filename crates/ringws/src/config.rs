@@ -403,7 +403,7 @@ impl ServerBuilder {
         self
     }
 
-    /// `SO_SNDBUF` of `bytes` (1 byte up to 1 GiB) on every connection's
+    /// `SO_SNDBUF` of `bytes` (1 byte to 1 GiB − 1) on every connection's
     /// socket; the kernel doubles it and stops autotuning that socket.
     /// Default: unset, the kernel autotunes up to `net.ipv4.tcp_wmem`'s
     /// maximum. A small buffer bounds what a slow reader pins in kernel

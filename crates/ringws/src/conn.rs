@@ -364,7 +364,9 @@ impl<'a, H: Handler> Conn<'a, H> {
     }
 
     /// Closes the socket at once without a Close frame (RST); queued bytes
-    /// are discarded. `on_closed` reports 1006, local, forced.
+    /// are discarded. `on_closed` reports 1006, local, forced; once the
+    /// peer's Close has arrived (inside `on_close_received`), the peer's
+    /// code, remote, forced.
     pub fn terminate(&mut self) {
         self.session.set(flag::FORCED | flag::TCP_CLOSING);
         self.begin_closing(Initiator::Local);

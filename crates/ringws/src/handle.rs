@@ -428,7 +428,8 @@ impl ConnHandle {
     }
 
     /// Closes the socket at once, without a Close frame (`on_closed`
-    /// reports 1006, local, forced).
+    /// reports 1006, local, forced when the connection was open; one
+    /// already closing keeps its initiator and the peer's code, if any).
     pub fn terminate(&self) -> Result<(), Gone> {
         self.command(Command::Terminate { conn: self.id })
     }

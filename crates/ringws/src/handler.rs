@@ -302,7 +302,9 @@ impl HttpResponse {
 /// closes) takes effect after it returns.
 ///
 /// Per-connection application state lives in [`ConnData`](Self::ConnData),
-/// created with `Default` when the connection is accepted, reachable with
+/// created with `Default` when the connection is accepted (a client
+/// connection's is passed to
+/// [`ClientControl::connect`](crate::ClientControl::connect)), reachable with
 /// [`Conn::data_mut`], and handed back by value to
 /// [`on_closed`](Self::on_closed).
 ///

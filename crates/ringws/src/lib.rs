@@ -117,8 +117,8 @@
 //! * **Peer's FIN without Close**: [`ClosedInfo`] reports 1006,
 //!   [`Initiator::Remote`], [`CloseKind::Abnormal`].
 //! * **terminate()** ([`Conn::terminate`], [`ConnHandle::terminate`]):
-//!   queued bytes are discarded and the socket reset; 1006,
-//!   [`Initiator::Local`], [`CloseKind::Forced`].
+//!   queued bytes are discarded and the socket reset; on an open
+//!   connection, 1006, [`Initiator::Local`], [`CloseKind::Forced`].
 //! * **Backpressure**: a send is refused once the connection has
 //!   [`ServerBuilder::max_queued_bytes`] unsent; the [`Backpressure`] policy
 //!   drops the message ([`SendError::Dropped`], counted) or also closes the

@@ -1,6 +1,7 @@
 //! The close timeout (an unanswered Close, a peer that never closes TCP, a
-//! Close stuck behind a full send buffer) and `terminate()` on the owning
-//! core and from other threads, in every state.
+//! Close stuck behind a full send buffer, an answer stuck behind unread
+//! data) and `terminate()` on the owning core and from other threads, in
+//! every state.
 
 mod common;
 mod lifecycle_common;

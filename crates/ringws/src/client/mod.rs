@@ -268,7 +268,8 @@ impl Client {
 
 /// Client settings; every setter documents its default. The settings the
 /// server also has mean the same thing here and have the same defaults,
-/// except the shutdown reason. Nothing is checked until
+/// except the shutdown reason and the receive buffers' size (16 KiB here,
+/// 32 KiB for a server). Nothing is checked until
 /// [`start`](Self::start), which refuses invalid values with a typed
 /// [`ConfigError`].
 pub struct ClientBuilder {
