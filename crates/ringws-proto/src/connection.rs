@@ -775,7 +775,9 @@ impl Connection {
     /// Marks the first `n` bytes of [`Connection::pending_output`] as sent.
     /// `n` larger than what is pending counts as all of it.
     pub fn consume_output(&mut self, n: usize) {
-        self.output_sent = (self.output_sent + n).min(self.output.len());
+        // Saturating: a wrapped sum would move the mark backwards and offer
+        // bytes already sent again.
+        self.output_sent = self.output_sent.saturating_add(n).min(self.output.len());
         if self.output_sent == self.output.len() {
             self.release_output();
         }

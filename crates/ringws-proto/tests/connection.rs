@@ -858,6 +858,18 @@ fn output_is_consumed_in_pieces() {
 }
 
 #[test]
+fn consuming_more_than_is_pending_after_a_partial_send_empties_the_queue() {
+    let mut conn = open(Role::Server);
+    conn.send_text("abc").unwrap();
+    conn.consume_output(1);
+    // "Everything": no overflow, and the byte already sent is not offered again.
+    conn.consume_output(usize::MAX);
+    assert!(conn.pending_output().is_empty());
+    conn.send_binary(&[1]).unwrap();
+    assert_eq!(conn.pending_output(), &[0x82, 1, 1]);
+}
+
+#[test]
 fn a_client_and_a_server_talk() {
     let mut client = with_config(
         Role::Client,
