@@ -89,6 +89,7 @@ use crate::close::{self, CloseCode};
 use crate::error::{ProtocolError, SendError};
 use crate::frame::{
     decode_header, encode_header_word, Decoded, FrameHeader, Opcode, Role, MAX_CONTROL_PAYLOAD,
+    MAX_PAYLOAD_LEN,
 };
 use crate::mask;
 use crate::message::{AssembledMessage, DataFrame, Limits, MessageAssembler, MessageKind};
@@ -679,7 +680,8 @@ impl Connection {
     /// `opcode` is [`Opcode::Text`] or [`Opcode::Binary`] to start a message
     /// and [`Opcode::Continuation`] to continue one started with `fin ==
     /// false`. For text, the message as a whole must be UTF-8 (fragments may
-    /// split a code point); the caller vouches for that.
+    /// split a code point); the caller vouches for that. A `payload_len`
+    /// over [`MAX_PAYLOAD_LEN`] fails with [`SendError::PayloadTooLong`].
     #[inline]
     pub fn data_frame_head(
         &mut self,
@@ -689,6 +691,9 @@ impl Connection {
     ) -> Result<FrameHead, SendError> {
         if self.close_sent() {
             return Err(SendError::Closing);
+        }
+        if payload_len as u64 > MAX_PAYLOAD_LEN {
+            return Err(SendError::PayloadTooLong);
         }
         let kind = match (opcode, self.sending) {
             (Opcode::Text, None) => MessageKind::Text,
@@ -775,7 +780,9 @@ impl Connection {
     /// Marks the first `n` bytes of [`Connection::pending_output`] as sent.
     /// `n` larger than what is pending counts as all of it.
     pub fn consume_output(&mut self, n: usize) {
-        self.output_sent = (self.output_sent + n).min(self.output.len());
+        // Saturating: a wrapped sum would move the mark backwards and offer
+        // bytes already sent again.
+        self.output_sent = self.output_sent.saturating_add(n).min(self.output.len());
         if self.output_sent == self.output.len() {
             self.release_output();
         }

@@ -3,6 +3,8 @@
 use std::fmt;
 
 use crate::close::CloseError;
+#[cfg(doc)]
+use crate::frame::MAX_PAYLOAD_LEN;
 
 /// Why a peer's bytes cannot be accepted. Every variant maps to the close code
 /// RFC 6455 requires when failing the connection.
@@ -101,6 +103,9 @@ pub enum SendError {
     Closing,
     /// A control frame payload over 125 bytes.
     ControlPayloadTooLong,
+    /// A data frame payload over [`MAX_PAYLOAD_LEN`] bytes (2^63 - 1): no
+    /// frame header can carry its length.
+    PayloadTooLong,
     /// A new Text or Binary message while a fragmented one is unfinished.
     MessageInProgress,
     /// A Continuation frame with no fragmented message started.
@@ -124,6 +129,9 @@ impl fmt::Display for SendError {
                 f.write_str("the connection is closing: no frame may follow our Close")
             }
             SendError::ControlPayloadTooLong => f.write_str("control frame payload over 125 bytes"),
+            SendError::PayloadTooLong => {
+                f.write_str("frame payload over 2^63 - 1 bytes, the most a header can carry")
+            }
             SendError::MessageInProgress => {
                 f.write_str("a fragmented message is in progress; continue or finish it first")
             }

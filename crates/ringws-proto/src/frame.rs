@@ -50,6 +50,10 @@ pub const MAX_HEADER_LEN: usize = 14;
 /// The largest payload a control frame may carry.
 pub const MAX_CONTROL_PAYLOAD: usize = 125;
 
+/// The largest payload any frame may carry: the 64-bit length field must
+/// keep its most significant bit clear.
+pub const MAX_PAYLOAD_LEN: u64 = u64::MAX >> 1;
+
 /// Which end of the connection we are. It decides which frames must be masked:
 /// a client masks every frame it sends, a server never does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -148,7 +148,8 @@ pub enum BuildError {
     /// A header value with a control character (CR and LF included).
     InvalidHeaderValue(String),
     /// A header the handshake writes itself, one that would give the message a
-    /// body, or `Sec-WebSocket-Extensions` (ringws implements no extension).
+    /// body, or another of RFC 6455's `Sec-WebSocket-*` headers
+    /// (`Sec-WebSocket-Extensions` included: ringws implements no extension).
     ReservedHeader(String),
     /// The selected subprotocol was not offered by the client.
     SubprotocolNotOffered(String),

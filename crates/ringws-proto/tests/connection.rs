@@ -833,6 +833,31 @@ fn fragmented_sending_is_sequenced() {
 }
 
 #[test]
+fn a_frame_head_for_a_length_no_header_can_carry_is_refused() {
+    // The 64-bit length field holds at most 2^63 - 1 (RFC 6455 §5.2).
+    let largest = (u64::MAX >> 1) as usize;
+    for role in ROLES {
+        for too_long in [largest + 1, usize::MAX] {
+            let mut conn = open(role);
+            assert_eq!(
+                conn.data_frame_head(Opcode::Binary, too_long, false),
+                Err(SendError::PayloadTooLong)
+            );
+            // Nothing changed: no message was started.
+            assert_eq!(
+                conn.send_frame(Opcode::Continuation, b"x", true),
+                Err(SendError::NoMessageInProgress)
+            );
+        }
+        let mut conn = open(role);
+        let head = conn.data_frame_head(Opcode::Binary, largest, true).unwrap();
+        let bytes = head.as_bytes();
+        assert_eq!(bytes[1] & 0x7F, 127, "64-bit length form");
+        assert_eq!(bytes[2..10], (largest as u64).to_be_bytes());
+    }
+}
+
+#[test]
 fn control_payloads_over_125_bytes_are_refused() {
     let mut conn = open(Role::Client);
     assert_eq!(conn.ping(&[0; 126]), Err(SendError::ControlPayloadTooLong));
@@ -852,6 +877,18 @@ fn output_is_consumed_in_pieces() {
     conn.consume_output(3);
     assert_eq!(conn.pending_output(), &all[3..]);
     conn.consume_output(100);
+    assert!(conn.pending_output().is_empty());
+    conn.send_binary(&[1]).unwrap();
+    assert_eq!(conn.pending_output(), &[0x82, 1, 1]);
+}
+
+#[test]
+fn consuming_more_than_is_pending_after_a_partial_send_empties_the_queue() {
+    let mut conn = open(Role::Server);
+    conn.send_text("abc").unwrap();
+    conn.consume_output(1);
+    // "Everything": no overflow, and the byte already sent is not offered again.
+    conn.consume_output(usize::MAX);
     assert!(conn.pending_output().is_empty());
     conn.send_binary(&[1]).unwrap();
     assert_eq!(conn.pending_output(), &[0x82, 1, 1]);

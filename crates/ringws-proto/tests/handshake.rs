@@ -175,6 +175,26 @@ fn switching_protocols_refuses_what_the_client_did_not_ask_for() {
 }
 
 #[test]
+fn switching_protocols_refuses_every_websocket_handshake_header_as_extra() {
+    let (request, _) = upgrade(parse_request(RFC_REQUEST, &HeadLimits::DEFAULT).unwrap());
+    let mut out = Vec::new();
+    for name in [
+        "Sec-WebSocket-Accept",
+        "Sec-WebSocket-Protocol",
+        "Sec-WebSocket-Extensions",
+        "Sec-WebSocket-Key",
+        "sec-websocket-version",
+    ] {
+        assert_eq!(
+            request.write_switching_protocols(None, &[(name, "13")], &mut out),
+            Err(BuildError::ReservedHeader(name.into())),
+            "{name}"
+        );
+    }
+    assert!(out.is_empty(), "nothing is written on error");
+}
+
+#[test]
 fn each_rejection_rule_has_its_status() {
     let cases: Vec<(Vec<u8>, HandshakeError, u16)> = vec![
         (

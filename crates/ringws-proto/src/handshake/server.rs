@@ -227,7 +227,9 @@ impl<'b> UpgradeRequest<'b> {
     ///
     /// `subprotocol` must be one the client offered. `extra_headers` (say
     /// `Set-Cookie`) must not repeat what the handshake writes itself
-    /// (`Upgrade`, `Connection`, `Sec-WebSocket-*`) nor give the response a body.
+    /// (`Upgrade`, `Connection`), name any of RFC 6455's `Sec-WebSocket-*`
+    /// headers, nor give the response a body (`Content-Length`,
+    /// `Transfer-Encoding`): those fail with [`BuildError::ReservedHeader`].
     /// On error nothing is written.
     pub fn write_switching_protocols(
         &self,
@@ -262,12 +264,16 @@ impl<'b> UpgradeRequest<'b> {
 }
 
 fn is_reserved_response_header(name: &str) -> bool {
-    const RESERVED: [&str; 7] = [
+    // Every `Sec-WebSocket-*` header of RFC 6455, as for requests: those
+    // the response does not carry have no business in it either.
+    const RESERVED: [&str; 9] = [
         "Upgrade",
         "Connection",
         "Sec-WebSocket-Accept",
         "Sec-WebSocket-Protocol",
         "Sec-WebSocket-Extensions",
+        "Sec-WebSocket-Key",
+        "Sec-WebSocket-Version",
         "Content-Length",
         "Transfer-Encoding",
     ];
