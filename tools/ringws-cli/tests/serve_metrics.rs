@@ -314,17 +314,7 @@ fn header<'a>(head: &'a str, name: &str) -> &'a str {
 fn connections_refused_at_the_limit_are_counted() {
     let server = ServeProcess::start(&["--workers", "1", "--max-connections-per-worker", "1"]);
     // Upgraded, so it holds the worker's one place before the others come.
-    let mut held = std::net::TcpStream::connect(server.addr).unwrap();
-    held.set_read_timeout(Some(WAIT)).unwrap();
-    write!(
-        held,
-        "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-    .unwrap();
-    let mut head = [0u8; 12];
-    held.read_exact(&mut head).unwrap();
-    assert_eq!(&head, b"HTTP/1.1 101");
+    let held = upgraded(&server);
     for _ in 0..2 {
         let mut refused = std::net::TcpStream::connect(server.addr).unwrap();
         refused.set_read_timeout(Some(WAIT)).unwrap();
@@ -345,6 +335,69 @@ fn connections_refused_at_the_limit_are_counted() {
     };
     assert!(refused >= 2.0, "{refused}");
 }
+
+/// `--metrics-addr`: the metrics have an address of their own, where a
+/// scrape is answered while the worker is full (on the WebSocket port it is
+/// refused then, as above).
+#[test]
+fn the_metrics_address_answers_while_the_workers_are_full() {
+    let server = ServeProcess::start(&[
+        "--workers",
+        "1",
+        "--max-connections-per-worker",
+        "1",
+        "--metrics-addr",
+        "127.0.0.1:0",
+    ]);
+    let line = server.stderr_line("metrics at");
+    let metrics_addr: std::net::SocketAddr = line
+        .split(" and http://")
+        .nth(1)
+        .and_then(|rest| rest.split("/metrics").next())
+        .and_then(|addr| addr.parse().ok())
+        .unwrap_or_else(|| panic!("no metrics address in {line:?}"));
+    let held = upgraded(&server);
+    assert!(try_scrape(&server).is_none(), "the WebSocket port is full");
+
+    let (status, head, body) = http_get(metrics_addr, "/metrics?x=1");
+    assert_eq!(status, 200, "{head}");
+    assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+    let metrics = Metrics::parse(&body);
+    assert_eq!(
+        metrics.get("ringws_connections", &[TOTAL, ("state", "open")]),
+        1.0
+    );
+    assert!(metrics.get("ringws_io_refused_total", &[TOTAL]) >= 1.0);
+    let (status, head, body) = http_request(metrics_addr, "HEAD", "/metrics");
+    assert_eq!((status, body.as_str()), (200, ""), "{head}");
+    let (status, head, _) = http_request(metrics_addr, "POST", "/metrics");
+    assert_eq!(status, 405, "{head}");
+    assert!(head.contains("Allow: GET, HEAD"), "{head}");
+    assert_eq!(http_get(metrics_addr, "/").0, 404);
+    // No WebSocket there.
+    let mut upgrade = std::net::TcpStream::connect(metrics_addr).unwrap();
+    upgrade.set_read_timeout(Some(WAIT)).unwrap();
+    write!(upgrade, "{UPGRADE}").unwrap();
+    let mut answer = String::new();
+    upgrade.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+    drop(held);
+}
+
+/// A connection upgraded to WebSocket (so it holds a place on its worker).
+fn upgraded(server: &ServeProcess) -> std::net::TcpStream {
+    let mut stream = std::net::TcpStream::connect(server.addr).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    write!(stream, "{UPGRADE}").unwrap();
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 101");
+    stream
+}
+
+/// A WebSocket upgrade request for `/`.
+const UPGRADE: &str = "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                       Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
 
 /// `GET /metrics`, or `None` when the connection is refused.
 fn try_scrape(server: &ServeProcess) -> Option<String> {

@@ -12,6 +12,8 @@
 //! in seconds, to the microsecond) and `_count`.
 
 use std::fmt::{self, Write};
+use std::io::{self, Read, Write as _};
+use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -19,6 +21,7 @@ use ringws::{
     HttpRequest, HttpResponse, Initiator, ServerControl, Stats, WorkerStats,
     CLOSE_DURATION_BOUNDS_MS, COUNTED_STATUSES,
 };
+use ringws_proto::handshake::{parse_request, write_http_response, HeadLimits, RequestKind};
 
 /// The `Content-Type` of the text exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -75,12 +78,17 @@ impl MetricsEndpoint {
     /// (and its head for `HEAD`), 405 naming those two for another method
     /// on that path, `None` (404) for other paths.
     pub fn respond(&self, request: &HttpRequest<'_>) -> Option<HttpResponse> {
+        self.answer(request.method(), request.path())
+    }
+
+    /// [`respond`](Self::respond) for a request line's method and target.
+    fn answer(&self, method: &str, target: &str) -> Option<HttpResponse> {
         // The query string does not select anything; scrapers may add one.
-        let path = request.path().split('?').next().unwrap_or_default();
+        let path = target.split('?').next().unwrap_or_default();
         if path != PATH {
             return None;
         }
-        if !matches!(request.method(), "GET" | "HEAD") {
+        if !matches!(method, "GET" | "HEAD") {
             let refusal = HttpResponse::new(
                 405,
                 "text/plain; charset=utf-8",
@@ -92,6 +100,85 @@ impl MetricsEndpoint {
             Some(control) => HttpResponse::new(200, CONTENT_TYPE, render(&control.stats())),
             None => HttpResponse::new(503, "text/plain; charset=utf-8", "starting\n"),
         })
+    }
+}
+
+/// How long a scrape on the separate listener may take to arrive or to be
+/// read: one slow client holds up the next scrape at most this long.
+const SCRAPE_IO_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Serves `endpoint` on `listener` from a thread of its own, one request per
+/// connection: scrapes there take no place among the server's connections,
+/// so they are answered while the workers are full. Paths other than
+/// [`PATH`] get 404, WebSocket upgrades included.
+pub fn serve_apart(listener: TcpListener, endpoint: MetricsEndpoint) -> io::Result<()> {
+    std::thread::Builder::new()
+        .name("ringws-metrics".into())
+        .spawn(move || loop {
+            match listener.accept() {
+                // A scraper that goes away mid-answer is its own problem.
+                Ok((stream, _)) => {
+                    let _ = endpoint.answer_connection(stream);
+                }
+                // Out of file descriptors, say: wait rather than spin.
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        })?;
+    Ok(())
+}
+
+impl MetricsEndpoint {
+    /// Reads one request from `stream`, answers it and closes.
+    fn answer_connection(&self, mut stream: TcpStream) -> io::Result<()> {
+        stream.set_read_timeout(Some(SCRAPE_IO_TIMEOUT))?;
+        stream.set_write_timeout(Some(SCRAPE_IO_TIMEOUT))?;
+        let limits = HeadLimits::DEFAULT;
+        let mut request = Vec::with_capacity(512);
+        let mut chunk = [0u8; 1024];
+        let mut response = Vec::with_capacity(4096);
+        loop {
+            let read = stream.read(&mut chunk)?;
+            if read == 0 {
+                return Ok(());
+            }
+            request.extend_from_slice(&chunk[..read]);
+            let (head_only, answer) = match parse_request(&request, &limits) {
+                Ok(None) => continue,
+                Err(error) => {
+                    error.write_response(&mut response);
+                    break;
+                }
+                Ok(Some(parsed)) => match parsed.kind {
+                    RequestKind::PlainHttp(plain) => (
+                        plain.method() == "HEAD",
+                        self.answer(plain.method(), plain.path()),
+                    ),
+                    // No WebSocket here.
+                    RequestKind::Upgrade(_) => (false, None),
+                },
+            };
+            let answer = answer.unwrap_or_else(|| {
+                HttpResponse::new(404, "text/plain; charset=utf-8", "not found\n")
+            });
+            let mut headers = vec![("Content-Type", &*answer.content_type)];
+            headers.extend(
+                answer
+                    .headers
+                    .iter()
+                    .map(|(name, value)| (&**name, &**value)),
+            );
+            // The answers above are fixed and valid.
+            let _ = write_http_response(
+                answer.status,
+                &headers,
+                &answer.body,
+                head_only,
+                &mut response,
+            );
+            break;
+        }
+        stream.write_all(&response)?;
+        stream.shutdown(std::net::Shutdown::Write)
     }
 }
 

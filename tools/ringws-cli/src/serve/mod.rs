@@ -2,7 +2,9 @@
 //!
 //! A ringws server from the command line: echo (default) or broadcast,
 //! every [`ServerBuilder`] setting as a flag, Prometheus metrics on
-//! `GET /metrics` on the same port, and graceful shutdown on SIGINT or
+//! `GET /metrics` on the same port (and, with `--metrics-addr`, on an
+//! address of their own that stays open while the workers are full), and
+//! graceful shutdown on SIGINT or
 //! SIGTERM (Close 1001 with `--shutdown-reason` to every connection, then
 //! termination at `--shutdown-timeout`, then a report).
 //!
@@ -38,6 +40,8 @@ pub use crate::serve::metrics::MetricsEndpoint;
 ///
 /// Prints `listening on ws://ADDR:PORT` as its first line. `GET /metrics`
 /// on the same port answers Prometheus text; other plain HTTP paths 404.
+/// With --metrics-addr the metrics are also served there, where a scrape
+/// is answered even while the workers hold --max-connections-per-worker.
 /// On SIGINT or SIGTERM: Close 1001 with --shutdown-reason to every
 /// connection, wait for the closing handshakes until --shutdown-timeout,
 /// terminate the rest, print the report, exit 0. A second signal exits at
@@ -133,6 +137,13 @@ pub struct ServeArgs {
     /// Most simultaneous connections per worker.
     #[arg(long, value_name = "N", default_value_t = 1_000_000)]
     pub max_connections_per_worker: u32,
+
+    /// Serve /metrics on this address too, from a thread of its own: scrapes
+    /// there take no place among the workers' connections, so they are
+    /// answered while the workers are full (port 0: any free port; the
+    /// address is printed on stderr).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
 
     /// Provided receive buffers per worker (a power of two, at most 32768);
     /// about 2 MiB of them are offered at first, more whenever they run out.
@@ -419,6 +430,26 @@ pub fn main(args: ServeArgs) -> ExitCode {
         }
     };
     let metrics = MetricsEndpoint::new();
+    // Bound before the server starts, so an address in use fails the start.
+    let metrics_listener = match args.metrics_addr {
+        None => None,
+        Some(addr) => match std::net::TcpListener::bind(addr) {
+            Ok(listener) => Some(listener),
+            Err(error) => {
+                eprintln!("ringws serve: cannot listen for metrics on {addr}: {error}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let metrics_apart = metrics_listener
+        .as_ref()
+        .and_then(|listener| listener.local_addr().ok());
+    if let Some(listener) = metrics_listener {
+        if let Err(error) = metrics::serve_apart(listener, metrics.clone()) {
+            eprintln!("ringws serve: cannot start the metrics listener: {error}");
+            return ExitCode::FAILURE;
+        }
+    }
     let server = match args.start(&metrics) {
         Ok(server) => server,
         Err(error) => {
@@ -430,9 +461,13 @@ pub fn main(args: ServeArgs) -> ExitCode {
         }
     };
     say(&format!("listening on ws://{}", server.local_addr()));
+    let also = match metrics_apart {
+        Some(addr) => format!(" and http://{addr}{}", metrics::PATH),
+        None => String::new(),
+    };
     eprintln!(
-        "ringws serve: {} mode, {} worker(s); metrics at http://{}{}; SIGINT or SIGTERM shuts down \
-         (deadline {:?})",
+        "ringws serve: {} mode, {} worker(s); metrics at http://{}{}{also}; SIGINT or SIGTERM \
+         shuts down (deadline {:?})",
         match args.mode {
             ServeMode::Echo => "echo",
             ServeMode::Broadcast => "broadcast",

@@ -79,6 +79,22 @@ impl ServeProcess {
         format!("ws://{}/", self.addr)
     }
 
+    /// The first line on stderr that contains `text` (waits at most
+    /// [`WAIT`]; lines before it are dropped).
+    pub fn stderr_line(&self, text: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            match self
+                .stderr
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                Ok(line) if line.contains(text) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("no line with {text:?} on stderr within {WAIT:?}"),
+            }
+        }
+    }
+
     /// The child's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
