@@ -278,7 +278,7 @@ fn main() -> ExitCode {
     }
     let elapsed_secs = started.elapsed().as_secs_f64();
     let summary = Summary::of(&turns, &servers);
-    let bars = bar_checks(&summary, &servers);
+    let bars = bar_checks(&summary, &turns, &servers);
     let record = RunRecord {
         command,
         started_utc: probe::utc_date(started_unix_secs),

@@ -439,23 +439,61 @@ pub struct BarCheck {
     pub detail: String,
 }
 
-fn ratio_bar(summary: &Summary, key: &str, peer: ServerKind, at_least: f64) -> BarCheck {
+fn ratio_bar(
+    summary: &Summary,
+    turns: &[Turn],
+    key: &str,
+    peer: ServerKind,
+    at_least: f64,
+) -> BarCheck {
     let ringws = summary.median(key, ServerKind::Ringws);
     let other = summary.median(key, peer);
     let ratio = stats::ratio(ringws, other);
     let label = summary
         .metric(key)
         .map_or(key.to_owned(), |m| m.metric.label.clone());
+    // The verdict is on the medians; the rounds' own ratios show how far
+    // the run's minutes moved it.
+    let per_round = round_ratios(turns, key, peer);
+    let rounds = match per_round.len() {
+        0 | 1 => String::new(),
+        _ => format!(
+            " (round by round {})",
+            per_round
+                .iter()
+                .map(|r| format!("{r:.2}×"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
     BarCheck {
         bar: format!("ringws {label} ≥ {at_least}× {}", peer.label()),
         met: ratio.map(|r| r >= at_least),
         // Three decimals: at two, a ratio just under the bar would print
         // as the bar itself next to "not met".
         detail: match ratio {
-            Some(r) => format!("{r:.3}×"),
+            Some(r) => format!("{r:.3}×{rounds}"),
             None => "not measured".to_owned(),
         },
     }
+}
+
+/// ringws's `key` over `peer`'s in each round both measured, in round
+/// order.
+fn round_ratios(turns: &[Turn], key: &str, peer: ServerKind) -> Vec<f64> {
+    let value = |server: ServerKind, round: usize| {
+        turns
+            .iter()
+            .find(|turn| turn.server == server && turn.round == round)
+            .and_then(|turn| metric_value(turn, key))
+    };
+    let mut rounds: Vec<usize> = turns.iter().map(|turn| turn.round).collect();
+    rounds.sort_unstable();
+    rounds.dedup();
+    rounds
+        .into_iter()
+        .filter_map(|round| stats::ratio(value(ServerKind::Ringws, round), value(peer, round)))
+        .collect()
 }
 
 /// A bar judged over several workloads.
@@ -479,10 +517,22 @@ impl Verdict {
 /// tokio-tungstenite; ringws server CPU per message the lowest of the
 /// WebSocket servers (every echo workload); ringws within 25 % of the raw
 /// TCP echo floor (every echo workload).
-pub fn bar_checks(summary: &Summary, servers: &[ServerKind]) -> Vec<BarCheck> {
+pub fn bar_checks(summary: &Summary, turns: &[Turn], servers: &[ServerKind]) -> Vec<BarCheck> {
     let mut checks = vec![
-        ratio_bar(summary, "echo-512.msgs", ServerKind::Fastwebsockets, 1.2),
-        ratio_bar(summary, "echo-512.msgs", ServerKind::TokioTungstenite, 1.2),
+        ratio_bar(
+            summary,
+            turns,
+            "echo-512.msgs",
+            ServerKind::Fastwebsockets,
+            1.2,
+        ),
+        ratio_bar(
+            summary,
+            turns,
+            "echo-512.msgs",
+            ServerKind::TokioTungstenite,
+            1.2,
+        ),
     ];
     // A bar fails when any workload fails it, even if another workload
     // went unmeasured; it is "not measured" only when nothing failed.
@@ -616,7 +666,7 @@ mod tests {
             ServerKind::TokioTungstenite,
             ServerKind::RawTcp,
         ];
-        let checks = bar_checks(&Summary::of(&turns, &servers), &servers);
+        let checks = bar_checks(&Summary::of(&turns, &servers), &turns, &servers);
         assert_eq!(checks.len(), 4);
         assert_eq!(checks[0].met, Some(true), "{:?}", checks[0]); // 1.5×
         assert_eq!(checks[1].met, Some(false), "{:?}", checks[1]);
@@ -624,6 +674,27 @@ mod tests {
         // tokio-tungstenite used less CPU; the raw floor does not count.
         assert_eq!(checks[2].met, Some(false), "{:?}", checks[2]);
         assert_eq!(checks[3].met, Some(true), "{:?}", checks[3]); // 0.79×
+    }
+
+    #[test]
+    fn ratio_bars_show_each_rounds_ratio_beside_the_medians() {
+        let servers = [ServerKind::Ringws, ServerKind::Fastwebsockets];
+        // Round 2 has no fastwebsockets turn: it has no ratio.
+        let turns = vec![
+            turn(ServerKind::Ringws, 1, 300.0, 2000.0),
+            turn(ServerKind::Fastwebsockets, 1, 250.0, 3000.0),
+            turn(ServerKind::Ringws, 2, 330.0, 2000.0),
+            turn(ServerKind::Ringws, 3, 360.0, 2000.0),
+            turn(ServerKind::Fastwebsockets, 3, 240.0, 3000.0),
+        ];
+        let checks = bar_checks(&Summary::of(&turns, &servers), &turns, &servers);
+        // Medians 330 and 245.
+        assert_eq!(checks[0].detail, "1.347× (round by round 1.20×, 1.50×)");
+        assert_eq!(checks[0].met, Some(true));
+        // One round: nothing to add.
+        let one = &turns[..2];
+        let checks = bar_checks(&Summary::of(one, &servers), one, &servers);
+        assert_eq!(checks[0].detail, "1.200×");
     }
 
     #[test]
@@ -644,7 +715,7 @@ mod tests {
             turn(ServerKind::Fastwebsockets, 1, 200.0, 3000.0),
             raw,
         ];
-        let checks = bar_checks(&Summary::of(&turns, &servers), &servers);
+        let checks = bar_checks(&Summary::of(&turns, &servers), &turns, &servers);
         assert_eq!(checks[2].met, Some(false), "{:?}", checks[2]);
         assert_eq!(checks[3].met, Some(false), "{:?}", checks[3]);
         assert!(checks[3].detail.contains("not measured"), "{:?}", checks[3]);
@@ -656,7 +727,7 @@ mod tests {
             turn(ServerKind::Fastwebsockets, 1, 200.0, 3000.0),
             raw,
         ];
-        let checks = bar_checks(&Summary::of(&turns, &servers), &servers);
+        let checks = bar_checks(&Summary::of(&turns, &servers), &turns, &servers);
         assert_eq!(checks[3].met, None, "{:?}", checks[3]);
     }
 }
