@@ -359,15 +359,24 @@ fn the_metrics_address_answers_while_the_workers_are_full() {
     let held = upgraded(&server);
     assert!(try_scrape(&server).is_none(), "the WebSocket port is full");
 
-    let (status, head, body) = http_get(metrics_addr, "/metrics?x=1");
-    assert_eq!(status, 200, "{head}");
-    assert!(head.contains("text/plain; version=0.0.4"), "{head}");
-    let metrics = Metrics::parse(&body);
+    // A worker publishes its counters when it next goes idle, which can be
+    // just after the refused client saw its connection closed.
+    let deadline = Instant::now() + WAIT;
+    let metrics = loop {
+        let (status, head, body) = http_get(metrics_addr, "/metrics?x=1");
+        assert_eq!(status, 200, "{head}");
+        assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+        let metrics = Metrics::parse(&body);
+        if metrics.get("ringws_io_refused_total", &[TOTAL]) >= 1.0 {
+            break metrics;
+        }
+        assert!(Instant::now() < deadline, "the refusal was never counted");
+        std::thread::sleep(Duration::from_millis(10));
+    };
     assert_eq!(
         metrics.get("ringws_connections", &[TOTAL, ("state", "open")]),
         1.0
     );
-    assert!(metrics.get("ringws_io_refused_total", &[TOTAL]) >= 1.0);
     let (status, head, body) = http_request(metrics_addr, "HEAD", "/metrics");
     assert_eq!((status, body.as_str()), (200, ""), "{head}");
     let (status, head, _) = http_request(metrics_addr, "POST", "/metrics");
