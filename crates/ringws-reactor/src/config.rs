@@ -154,7 +154,10 @@ impl Config {
         self
     }
 
-    /// Prefix of worker thread names (`<prefix>-<index>`).
+    /// Prefix of worker thread names (`<prefix>-<index>`). It must not
+    /// contain a NUL byte ([`Reactor::start`](crate::Reactor::start) refuses
+    /// it with [`StartError::Config`]); Linux shows the first 15 bytes of a
+    /// thread name.
     pub fn thread_name(mut self, prefix: impl Into<String>) -> Config {
         self.thread_name = prefix.into();
         self
@@ -240,6 +243,10 @@ impl Config {
                 return Err(StartError::Config(unavailable_core_message(core)));
             }
         }
+        if self.thread_name.contains('\0') {
+            // `std::thread::Builder::spawn` panics on such a name.
+            return fail("worker thread name must not contain a NUL byte");
+        }
         if let Some(listen) = &self.listen {
             if listen.backlog <= 0 {
                 return fail("listen backlog must be positive");
@@ -311,6 +318,7 @@ mod tests {
                 "buffer release period",
             ),
             (Config::new().socket_send_buffer(1 << 31), "send buffer"),
+            (Config::new().thread_name("a\0b"), "thread name"),
             (
                 Config::new().pinning(CorePinning::Cores(vec![])),
                 "core list",
