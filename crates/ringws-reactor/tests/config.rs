@@ -48,3 +48,61 @@ fn a_thread_name_with_a_nul_byte_is_a_config_error() {
         other => panic!("expected a configuration error, got {other:?}"),
     }
 }
+
+/// The `listen(2)` backlog of every listening socket on `port` (the Send-Q
+/// column `ss` shows for a listener), or `None` when `ss` is unavailable.
+fn listen_backlogs(port: u16) -> Option<Vec<u32>> {
+    let output = Command::new("ss")
+        .args(["-ltnH", &format!("sport = :{port}")])
+        .output()
+        .ok()?;
+    if !output.status.success() {
+        return None;
+    }
+    let text = String::from_utf8(output.stdout).ok()?;
+    Some(
+        text.lines()
+            .filter_map(|line| line.split_whitespace().nth(2)?.parse().ok())
+            .collect(),
+    )
+}
+
+#[test]
+fn the_configured_backlog_is_applied_whichever_setter_comes_first() {
+    let addr = "127.0.0.1:0".parse().unwrap();
+    let base = || {
+        Config::new()
+            .workers(2)
+            .pinning(CorePinning::Off)
+            .recv_buffers(16, 4096)
+    };
+    for (order, config) in [
+        ("listen, then backlog", base().listen(addr).backlog(7)),
+        ("backlog, then listen", base().backlog(7).listen(addr)),
+    ] {
+        assert_eq!(
+            config.listen_config().map(|listen| listen.backlog),
+            Some(7),
+            "{order}"
+        );
+        let server = start_with(config, Mode::Echo, false);
+        if let Some(backlogs) = listen_backlogs(server.addr.port()) {
+            assert_eq!(backlogs, vec![7, 7], "{order}: one listener per worker");
+        }
+        server.shutdown();
+    }
+}
+
+#[test]
+fn an_invalid_backlog_is_refused_whichever_setter_comes_first() {
+    let addr = "127.0.0.1:0".parse().unwrap();
+    for config in [
+        Config::new().workers(1).listen(addr).backlog(0),
+        Config::new().workers(1).backlog(-1).listen(addr),
+    ] {
+        match start_unwinding(config) {
+            Err(StartError::Config(message)) => assert!(message.contains("backlog"), "{message}"),
+            other => panic!("expected a configuration error, got {other:?}"),
+        }
+    }
+}
