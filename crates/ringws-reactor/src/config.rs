@@ -159,7 +159,14 @@ impl Config {
         self
     }
 
-    /// How long a stopping worker waits for its in-flight operations.
+    /// How long a stopping worker waits for its in-flight operations (2 s
+    /// by default). The stop aborts every connection and always runs one
+    /// more loop turn, which submits the cancellations and reaps what they
+    /// complete, so even with [`Duration::ZERO`] every connection whose
+    /// operations the kernel cancels at once (as it does for sockets) gets
+    /// `on_closed`. A timeout too large to be added to the current instant
+    /// (such as [`Duration::MAX`]) means no deadline: the worker waits for
+    /// every operation.
     pub fn stop_timeout(mut self, timeout: Duration) -> Config {
         self.stop_timeout = timeout;
         self

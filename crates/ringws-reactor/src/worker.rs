@@ -16,7 +16,9 @@
 //!
 //! Stopping aborts every connection, cancels the accept and the wakeup read,
 //! and keeps turning until every operation has completed (bounded by the
-//! stop timeout). Only then is memory the kernel could write freed; after an
+//! stop timeout, but at least one turn after the aborts, so that their
+//! cancellations are submitted and reaped even with a zero timeout; a
+//! timeout an `Instant` cannot hold means no deadline). Only then is memory the kernel could write freed; after an
 //! unclean stop the reactor side is leaked rather than freed under the kernel.
 
 use std::io;
@@ -125,6 +127,7 @@ where
         completions: Vec::new(),
         inbox_backlog: false,
         timer_backlog: false,
+        stop_begun: false,
         stop_deadline: None,
         stop_timeout: config.stop_timeout,
         release_cursor: None,
@@ -261,6 +264,10 @@ struct Worker<H: Handler> {
     inbox_backlog: bool,
     /// The timer budget ran out: do not block on the next wait.
     timer_backlog: bool,
+    /// `begin_stop` ran: connections are aborting, cancels are queued.
+    stop_begun: bool,
+    /// When a stop gives up waiting for operations; `None` when the stop
+    /// timeout reaches past what an `Instant` can hold (no deadline).
     stop_deadline: Option<Instant>,
     stop_timeout: Duration,
     /// A buffer release in progress: the buffer id its next slice starts at.
@@ -313,13 +320,18 @@ impl<H: Handler> Worker<H> {
                 self.core.publish_stats();
             }
             if self.core.stopping {
+                // The turn that begins the stop queues the cancels; at least
+                // one more turn submits them and reaps what they complete,
+                // so a stop timeout of zero still closes the connections.
+                let begun_before = self.stop_begun;
                 self.begin_stop();
                 if self.stop_complete() {
                     return Ok(true);
                 }
-                if self
-                    .stop_deadline
-                    .is_some_and(|deadline| Instant::now() >= deadline)
+                if begun_before
+                    && self
+                        .stop_deadline
+                        .is_some_and(|deadline| Instant::now() >= deadline)
                 {
                     return Ok(false);
                 }
@@ -340,7 +352,7 @@ impl<H: Handler> Worker<H> {
             || self.timer_backlog
             || self.release_cursor.is_some()
             || (!core.wake_armed && !core.stopping)
-            || (core.stopping && self.stop_deadline.is_none())
+            || (core.stopping && !self.stop_begun)
     }
 
     fn wait(&mut self) -> io::Result<()> {
@@ -959,10 +971,12 @@ impl<H: Handler> Worker<H> {
     // ----- stopping -----
 
     fn begin_stop(&mut self) {
-        if self.stop_deadline.is_some() {
+        if self.stop_begun {
             return;
         }
-        self.stop_deadline = Some(Instant::now() + self.stop_timeout);
+        self.stop_begun = true;
+        // A timeout too large for an `Instant` means no deadline.
+        self.stop_deadline = Instant::now().checked_add(self.stop_timeout);
         self.core.inbox.close();
         self.core.stop_accepting();
         for index in 0..self.core.slots.len() as u32 {
@@ -986,6 +1000,9 @@ impl<H: Handler> Worker<H> {
             // SAFETY: AsyncCancel references no memory.
             let _ = unsafe { self.core.push(&entry) };
         }
+        // Queue the connections' cancels now (releasing those with nothing
+        // in flight), so the next turn's wait submits them.
+        self.process_closing();
     }
 
     fn stop_complete(&self) -> bool {
