@@ -144,12 +144,13 @@ fn build_core<H: Handler>(
     let id = setup.id;
     let (ring, ring_mode) =
         build_ring(config.ring_entries).map_err(|cause| StartError::Ring { worker: id, cause })?;
-    let bufs = BufRing::new(config.buffer_count, config.buffer_size).map_err(|error| {
-        StartError::BufferRing {
-            worker: id,
-            cause: RingUnavailable::Other(error),
-        }
-    })?;
+    let recv_buffers = |source| StartError::RecvBuffers {
+        worker: id,
+        count: config.buffer_count,
+        size: config.buffer_size,
+        source,
+    };
+    let bufs = BufRing::new(config.buffer_count, config.buffer_size).map_err(recv_buffers)?;
     // SAFETY: the descriptor ring lives in `bufs`, which the core owns next
     // to the ring; the core drops the ring first (field order) and an
     // unclean stop leaks both.
@@ -161,15 +162,19 @@ fn build_core<H: Handler>(
             0,
         )
     };
-    registered.map_err(|error| {
-        let cause = if error.raw_os_error() == Some(libc::EINVAL)
-            || error.kind() == io::ErrorKind::InvalidInput
-        {
-            RingUnavailable::MissingFeature("provided buffer rings (IORING_REGISTER_PBUF_RING)")
-        } else {
-            classify_ring_error(error, read_disabled_sysctl())
-        };
-        StartError::BufferRing { worker: id, cause }
+    registered.map_err(|error| match error.raw_os_error() {
+        Some(libc::EINVAL) => StartError::BufferRing {
+            worker: id,
+            cause: RingUnavailable::MissingFeature(
+                "provided buffer rings (IORING_REGISTER_PBUF_RING)",
+            ),
+        },
+        Some(libc::EPERM) | Some(libc::EACCES) => StartError::BufferRing {
+            worker: id,
+            cause: classify_ring_error(error, read_disabled_sysctl()),
+        },
+        // ENOMEM and the like concern the buffers, not io_uring itself.
+        _ => recv_buffers(error),
     })?;
     let ext_arg = ring.params().is_feature_ext_arg();
     let listener = match setup.listener {

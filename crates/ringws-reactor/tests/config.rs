@@ -106,3 +106,46 @@ fn an_invalid_backlog_is_refused_whichever_setter_comes_first() {
         }
     }
 }
+
+#[test]
+fn receive_buffers_that_cannot_be_allocated_are_a_typed_error() {
+    // 32768 buffers of 1 GiB: 32 TiB of address space per worker. Four
+    // workers need more than a 47-bit address space holds, so some worker
+    // fails even where the kernel overcommits without limit.
+    let config = Config::new()
+        .workers(4)
+        .pinning(CorePinning::Off)
+        .recv_buffers(32768, 1 << 30);
+    let error = match start_unwinding(config) {
+        Err(error) => error,
+        Ok(()) => {
+            eprintln!("the address space held 128 TiB of receive buffers; nothing to check");
+            return;
+        }
+    };
+    let text = error.to_string();
+    assert!(text.contains("receive buffers"), "{text}");
+    assert!(text.contains("32768 of 1073741824 bytes"), "{text}");
+    assert!(!text.contains("io_uring_setup"), "{text}");
+    let source = std::error::Error::source(&error)
+        .and_then(|source| source.downcast_ref::<std::io::Error>())
+        .unwrap_or_else(|| panic!("the OS error is the source: {error:?}"));
+    assert_eq!(source.raw_os_error(), Some(libc::ENOMEM), "{text}");
+    match error {
+        StartError::RecvBuffers {
+            worker,
+            count,
+            size,
+            source,
+        } => {
+            assert!(worker.index() < 4);
+            assert_eq!((count, size), (32768, 1 << 30));
+            assert!(
+                text.starts_with(&format!("worker {}:", worker.index())),
+                "{text}"
+            );
+            assert_eq!(source.raw_os_error(), Some(libc::ENOMEM));
+        }
+        other => panic!("expected StartError::RecvBuffers, got {other:?}"),
+    }
+}
