@@ -486,6 +486,9 @@ impl<H: Handler> Worker<H> {
             if accepting && !self.core.stopping {
                 self.accepted(result);
             } else {
+                // Accepted before the accept's cancel took effect.
+                self.core.stats.accepted += 1;
+                self.core.stats.refused += 1;
                 close_fd(result);
             }
         } else if result != -libc::ECANCELED {
@@ -507,12 +510,13 @@ impl<H: Handler> Worker<H> {
 
     fn accepted(&mut self, fd: i32) {
         // Socket options come from the listener (see `bind_listeners`).
+        self.core.stats.accepted += 1;
         let Some(index) = self.core.alloc_slot(fd, Phase::Open) else {
+            // The worker is full.
             close_fd(fd);
             self.core.stats.refused += 1;
             return;
         };
-        self.core.stats.accepted += 1;
         let id = self.core.conn_id(index);
         let state = self.with_ctx(None, |handler, ctx, _| handler.on_accept(ctx, id));
         let Some(state) = state else {
@@ -961,6 +965,7 @@ impl<H: Handler> Worker<H> {
             self.core.wheel.cancel(key);
         }
         let (id, cause) = self.core.free_slot(index);
+        self.core.stats.closed += 1;
         let state = self
             .states
             .get_mut(index as usize)
