@@ -122,8 +122,10 @@ pub struct WorkerStats {
     /// Payloads sent from the receive buffer they arrived in
     /// (`Io::send_with_payload`), uncopied.
     pub payloads_sent_in_place: u64,
-    /// Receive buffers lent to the worker now: being delivered, or held by
-    /// queued sends. 0 when the worker is idle and its queues are empty.
+    /// Receive buffers lent to the worker now (filled by the kernel, not
+    /// back in the ring): being delivered to `on_data`, or read by queued
+    /// or in-flight sends. 0 when the worker is idle and its queues are
+    /// empty. See [`Io::recv_buffers_in_use`](crate::Io::recv_buffers_in_use).
     pub recv_buffers_lent: u64,
     /// Resident pages of the receive buffers at the last release check
     /// (`Config::buffer_release_period`).
