@@ -8,6 +8,9 @@ use crate::buf_ring::MAX_ENTRIES;
 use crate::error::StartError;
 use crate::user_data::MAX_SLOTS;
 
+/// The listeners' `listen(2)` backlog unless [`Config::backlog`] sets one.
+const DEFAULT_BACKLOG: i32 = 1024;
+
 /// How workers are pinned to cores.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum CorePinning {
@@ -37,6 +40,9 @@ pub struct Config {
     pub(crate) workers: usize,
     pub(crate) pinning: CorePinning,
     pub(crate) listen: Option<ListenConfig>,
+    /// The backlog for listeners, kept so that [`Config::backlog`] holds
+    /// whether it is called before or after [`Config::listen`].
+    pub(crate) backlog: i32,
     pub(crate) ring_entries: u32,
     pub(crate) buffer_count: u16,
     pub(crate) buffer_size: u32,
@@ -66,6 +72,7 @@ impl Config {
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             pinning: CorePinning::Auto,
             listen: None,
+            backlog: DEFAULT_BACKLOG,
             ring_entries: 1024,
             buffer_count: 1024,
             buffer_size: 32 * 1024,
@@ -92,18 +99,22 @@ impl Config {
         self
     }
 
-    /// Listen on `addr` with one `SO_REUSEPORT` listener per worker and a
-    /// backlog of 1024.
+    /// Listen on `addr` with one `SO_REUSEPORT` listener per worker, with
+    /// the backlog set by [`backlog`](Self::backlog) (1024 unless set).
     pub fn listen(mut self, addr: SocketAddr) -> Config {
         self.listen = Some(ListenConfig {
             addr,
-            backlog: 1024,
+            backlog: self.backlog,
         });
         self
     }
 
-    /// Sets the listeners' `listen(2)` backlog (needs [`listen`](Self::listen)).
+    /// Sets the listeners' `listen(2)` backlog, before or after
+    /// [`listen`](Self::listen) (it has no effect without a listener). Each
+    /// worker's listener gets it; it must be positive, and the kernel caps
+    /// it at `net.core.somaxconn`.
     pub fn backlog(mut self, backlog: i32) -> Config {
+        self.backlog = backlog;
         if let Some(listen) = &mut self.listen {
             listen.backlog = backlog;
         }
@@ -148,13 +159,23 @@ impl Config {
         self
     }
 
-    /// How long a stopping worker waits for its in-flight operations.
+    /// How long a stopping worker waits for its in-flight operations (2 s
+    /// by default). The stop aborts every connection and always runs one
+    /// more loop turn, which submits the cancellations and reaps what they
+    /// complete, so even with [`Duration::ZERO`] every connection whose
+    /// operations the kernel cancels at once (as it does for sockets) gets
+    /// `on_closed`. A timeout too large to be added to the current instant
+    /// (such as [`Duration::MAX`]) means no deadline: the worker waits for
+    /// every operation.
     pub fn stop_timeout(mut self, timeout: Duration) -> Config {
         self.stop_timeout = timeout;
         self
     }
 
-    /// Prefix of worker thread names (`<prefix>-<index>`).
+    /// Prefix of worker thread names (`<prefix>-<index>`). It must not
+    /// contain a NUL byte ([`Reactor::start`](crate::Reactor::start) refuses
+    /// it with [`StartError::Config`]); Linux shows the first 15 bytes of a
+    /// thread name.
     pub fn thread_name(mut self, prefix: impl Into<String>) -> Config {
         self.thread_name = prefix.into();
         self
@@ -240,6 +261,10 @@ impl Config {
                 return Err(StartError::Config(unavailable_core_message(core)));
             }
         }
+        if self.thread_name.contains('\0') {
+            // `std::thread::Builder::spawn` panics on such a name.
+            return fail("worker thread name must not contain a NUL byte");
+        }
         if let Some(listen) = &self.listen {
             if listen.backlog <= 0 {
                 return fail("listen backlog must be positive");
@@ -297,6 +322,19 @@ mod tests {
     }
 
     #[test]
+    fn the_backlog_holds_whichever_setter_comes_first() {
+        let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let backlog = |config: Config| config.listen_config().map(|listen| listen.backlog);
+        assert_eq!(backlog(Config::new().listen(addr)), Some(DEFAULT_BACKLOG));
+        assert_eq!(backlog(Config::new().listen(addr).backlog(7)), Some(7));
+        assert_eq!(backlog(Config::new().backlog(7).listen(addr)), Some(7));
+        // A later listen keeps it; a backlog without a listener does nothing.
+        let twice = Config::new().backlog(7).listen(addr).listen(addr);
+        assert_eq!(backlog(twice), Some(7));
+        assert_eq!(backlog(Config::new().backlog(7)), None);
+    }
+
+    #[test]
     fn invalid_settings_are_named() {
         let cases: Vec<(Config, &str)> = vec![
             (Config::new().workers(0), "workers"),
@@ -311,6 +349,7 @@ mod tests {
                 "buffer release period",
             ),
             (Config::new().socket_send_buffer(1 << 31), "send buffer"),
+            (Config::new().thread_name("a\0b"), "thread name"),
             (
                 Config::new().pinning(CorePinning::Cores(vec![])),
                 "core list",
@@ -323,6 +362,12 @@ mod tests {
                 Config::new()
                     .listen("127.0.0.1:0".parse().unwrap())
                     .backlog(0),
+                "backlog",
+            ),
+            (
+                Config::new()
+                    .backlog(-1)
+                    .listen("127.0.0.1:0".parse().unwrap()),
                 "backlog",
             ),
         ];

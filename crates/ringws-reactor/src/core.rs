@@ -64,12 +64,25 @@ pub(crate) enum TimerEntry<T> {
 /// [`Io::stats`](crate::Io::stats); other threads read what it published
 /// ([`PublishedStats`](crate::PublishedStats)), which `ringws` shows as
 /// `WorkerStats::io` and `ringws serve` in `/metrics`.
+///
+/// The connection counters add up: every socket the listener hands the
+/// worker counts in `accepted`, and either in `refused` (closed at once,
+/// never opened) or as an opened connection, so `accepted - refused` is the
+/// number of connections opened by accepting. Each opened connection, and
+/// each connection [`Io::connect`](crate::Io::connect) started, counts in
+/// `closed` once it is released; the worker holds the rest
+/// ([`Io::connection_count`](crate::Io::connection_count)).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct WorkerStats {
-    /// Connections accepted.
+    /// Sockets the listener's accept handed to the worker, refused ones
+    /// included (`accepted - refused` connections were opened).
     pub accepted: u64,
-    /// Accepted sockets closed at once (handler refused, or slab full).
+    /// Accepted sockets closed at once, without a callback after
+    /// `on_accept`: the worker held
+    /// [`Config::max_connections`](crate::Config::max_connections)
+    /// connections, [`Handler::on_accept`](crate::Handler::on_accept)
+    /// returned `None`, or the worker had stopped accepting.
     pub refused: u64,
     /// Accept completions with an error.
     pub accept_errors: u64,
@@ -77,7 +90,9 @@ pub struct WorkerStats {
     pub connected: u64,
     /// Outbound connects that failed.
     pub connect_failed: u64,
-    /// Connections released (fd closed).
+    /// Connections released (fd closed, `on_closed` reported): opened by
+    /// accepting, or started by `Io::connect` (established or not). Refused
+    /// sockets do not count.
     pub closed: u64,
     /// Bytes received.
     pub bytes_received: u64,
@@ -107,8 +122,10 @@ pub struct WorkerStats {
     /// Payloads sent from the receive buffer they arrived in
     /// (`Io::send_with_payload`), uncopied.
     pub payloads_sent_in_place: u64,
-    /// Receive buffers lent to the worker now: being delivered, or held by
-    /// queued sends. 0 when the worker is idle and its queues are empty.
+    /// Receive buffers lent to the worker now (filled by the kernel, not
+    /// back in the ring): being delivered to `on_data`, or read by queued
+    /// or in-flight sends. 0 when the worker is idle and its queues are
+    /// empty. See [`Io::recv_buffers_in_use`](crate::Io::recv_buffers_in_use).
     pub recv_buffers_lent: u64,
     /// Resident pages of the receive buffers at the last release check
     /// (`Config::buffer_release_period`).
@@ -344,7 +361,6 @@ impl<H: Handler> Core<H> {
         self.connect_addrs.remove(&index);
         self.free.push(index);
         self.live -= 1;
-        self.stats.closed += 1;
         (id, cause)
     }
 

@@ -127,12 +127,27 @@ pub enum StartError {
         /// Cause and fix.
         cause: RingUnavailable,
     },
-    /// Registering the provided buffer ring failed.
+    /// The kernel cannot register a provided buffer ring: it lacks them,
+    /// or a sandbox denies `io_uring_register`.
     BufferRing {
         /// The worker whose registration failed.
         worker: WorkerId,
         /// Cause and fix.
         cause: RingUnavailable,
+    },
+    /// A worker's receive buffers
+    /// ([`Config::recv_buffers`](crate::Config::recv_buffers)) could not be
+    /// allocated or registered with its ring, e.g. `ENOMEM` for more than
+    /// the address space or the memory limits allow.
+    RecvBuffers {
+        /// The worker whose buffers failed.
+        worker: WorkerId,
+        /// Number of buffers configured.
+        count: u16,
+        /// Size of each buffer in bytes.
+        size: u32,
+        /// The OS error.
+        source: io::Error,
     },
     /// Creating, binding or listening on a listener socket failed.
     Listen {
@@ -159,6 +174,18 @@ impl fmt::Display for StartError {
                 "worker {}: registering the provided buffer ring failed: {cause}",
                 worker.index()
             ),
+            StartError::RecvBuffers {
+                worker,
+                count,
+                size,
+                source,
+            } => write!(
+                f,
+                "worker {}: setting up its receive buffers ({count} of {size} bytes, {} in all) \
+                 failed: {source}; configure fewer or smaller ones (Config::recv_buffers)",
+                worker.index(),
+                format_bytes(u64::from(*count) * u64::from(*size)),
+            ),
             StartError::Listen { addr, source } => {
                 write!(f, "listening on {addr} failed: {source}")
             }
@@ -176,10 +203,29 @@ impl std::error::Error for StartError {
         match self {
             StartError::Ring { cause, .. } | StartError::BufferRing { cause, .. } => Some(cause),
             StartError::Listen { source, .. }
+            | StartError::RecvBuffers { source, .. }
             | StartError::Eventfd(source)
             | StartError::Spawn(source) => Some(source),
             StartError::Config(_) | StartError::WorkerPanicked(_) => None,
         }
+    }
+}
+
+/// `bytes` in the largest binary unit that keeps it at least 1 (`32 TiB`).
+fn format_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["bytes", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} bytes")
+    } else if value.fract() == 0.0 {
+        format!("{value} {}", UNITS[unit])
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
     }
 }
 
@@ -345,6 +391,31 @@ mod tests {
         let cause = classify_ring_error(os(libc::EINVAL), None);
         let source = std::error::Error::source(&cause).map(|s| s.to_string());
         assert_eq!(source, Some(os(libc::EINVAL).to_string()));
+    }
+
+    #[test]
+    fn receive_buffer_errors_name_worker_sizes_and_os_error() {
+        let error = StartError::RecvBuffers {
+            worker: WorkerId::new(2),
+            count: 32768,
+            size: 1 << 30,
+            source: os(libc::ENOMEM),
+        };
+        let text = error.to_string();
+        assert!(
+            text.starts_with("worker 2: setting up its receive buffers"),
+            "{text}"
+        );
+        assert!(
+            text.contains("32768 of 1073741824 bytes, 32 TiB in all"),
+            "{text}"
+        );
+        assert!(text.contains(&os(libc::ENOMEM).to_string()), "{text}");
+        assert!(text.contains("Config::recv_buffers"), "{text}");
+        let source = std::error::Error::source(&error).map(|s| s.to_string());
+        assert_eq!(source, Some(os(libc::ENOMEM).to_string()));
+        assert_eq!(format_bytes(1536), "1.5 KiB");
+        assert_eq!(format_bytes(100), "100 bytes");
     }
 
     #[test]

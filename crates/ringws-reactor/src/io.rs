@@ -102,8 +102,15 @@ impl<H: Handler> Io<'_, H> {
         self.core.live
     }
 
-    /// Receive buffers currently lent out of the buffer ring (0 outside
-    /// `on_data`; the current buffer during it).
+    /// Receive buffers of this worker's ring that the kernel has filled and
+    /// that are not back in the ring yet: the one whose bytes `on_data` is
+    /// being given (during that call), and those that queued or in-flight
+    /// sends still read from ([`send_with_payload`](Self::send_with_payload)
+    /// sends a payload from its receive buffer). Bytes kept for later (an
+    /// unconsumed tail, bytes held while paused) are copies and hold no
+    /// buffer. 0 when no send holds one, outside `on_data`; at most the
+    /// configured count. The same figure as
+    /// [`WorkerStats::recv_buffers_lent`].
     pub fn recv_buffers_in_use(&self) -> u32 {
         self.core.bufs.lent()
     }
@@ -301,19 +308,23 @@ impl<H: Handler> Io<'_, H> {
 
     /// Arms a timer due `after` from now; [`Handler::on_timer`] gets `value`
     /// at or after that instant (never early, at most about one tick late
-    /// when the worker is not busy).
+    /// when the worker is not busy). The key is only valid on this worker
+    /// (see [`TimerKey`]).
     pub fn arm_timer(&mut self, after: Duration, value: H::Timer) -> TimerKey {
         let deadline = self.core.clock.deadline_after(Instant::now(), after);
         self.core.wheel.insert(deadline, TimerEntry::User(value))
     }
 
-    /// Arms a timer due at `deadline` (a tick, see [`now`](Self::now)).
+    /// Arms a timer due at `deadline` (a tick of this worker, see
+    /// [`now`](Self::now)). The key is only valid on this worker (see
+    /// [`TimerKey`]).
     pub fn arm_timer_at(&mut self, deadline: Tick, value: H::Timer) -> TimerKey {
         self.core.wheel.insert(deadline, TimerEntry::User(value))
     }
 
-    /// Cancels a pending timer, returning its value; `None` when it already
-    /// fired or was cancelled.
+    /// Cancels a pending timer of this worker, returning its value; `None`
+    /// when it already fired or was cancelled. `key` must come from this
+    /// worker: another worker's key may name an unrelated timer here.
     pub fn cancel_timer(&mut self, key: TimerKey) -> Option<H::Timer> {
         if !matches!(self.core.wheel.get(key), Some(TimerEntry::User(_))) {
             return None;
@@ -324,8 +335,9 @@ impl<H: Handler> Io<'_, H> {
         }
     }
 
-    /// Moves a pending timer to `after` from now; `false` when it already
-    /// fired or was cancelled.
+    /// Moves a pending timer of this worker to `after` from now; `false`
+    /// when it already fired or was cancelled. `key` must come from this
+    /// worker, as for [`cancel_timer`](Self::cancel_timer).
     pub fn reset_timer(&mut self, key: TimerKey, after: Duration) -> bool {
         if !matches!(self.core.wheel.get(key), Some(TimerEntry::User(_))) {
             return false;
@@ -334,7 +346,8 @@ impl<H: Handler> Io<'_, H> {
         self.core.wheel.reset(key, deadline)
     }
 
-    /// The value of a pending timer.
+    /// The value of a pending timer of this worker (`key` must come from
+    /// this worker, as for [`cancel_timer`](Self::cancel_timer)).
     pub fn timer(&self, key: TimerKey) -> Option<&H::Timer> {
         match self.core.wheel.get(key) {
             Some(TimerEntry::User(value)) => Some(value),

@@ -110,4 +110,14 @@ pub use crate::reactor::{Reactor, ReactorHandle};
 pub use crate::ring::RingMode;
 pub use crate::send_queue::{Chunk, InlineBytes, ReceivedBytes, INLINE_CAPACITY};
 pub use crate::worker::WorkerInfo;
-pub use ringws_timer::{Tick, TimerKey};
+/// A point in a worker's time: milliseconds since that worker started
+/// ([`Io::now`]). Each worker counts from its own start, so a tick is only
+/// meaningful on the worker that read it.
+pub use ringws_timer::Tick;
+/// In ringws-reactor: the key of a timer armed with [`Io::arm_timer`] or
+/// [`Io::arm_timer_at`]. Each worker has a wheel of its own, so **a key is
+/// only valid on the worker that armed it**: given to another worker's
+/// [`Io::cancel_timer`], [`Io::reset_timer`] or [`Io::timer`] it names
+/// nothing, or an unrelated timer of that worker. To act on a timer from
+/// another thread or worker, send a command to the worker that armed it.
+pub use ringws_timer::TimerKey;

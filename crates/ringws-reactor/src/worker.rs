@@ -16,7 +16,9 @@
 //!
 //! Stopping aborts every connection, cancels the accept and the wakeup read,
 //! and keeps turning until every operation has completed (bounded by the
-//! stop timeout). Only then is memory the kernel could write freed; after an
+//! stop timeout, but at least one turn after the aborts, so that their
+//! cancellations are submitted and reaped even with a zero timeout; a
+//! timeout an `Instant` cannot hold means no deadline). Only then is memory the kernel could write freed; after an
 //! unclean stop the reactor side is leaked rather than freed under the kernel.
 
 use std::io;
@@ -125,6 +127,7 @@ where
         completions: Vec::new(),
         inbox_backlog: false,
         timer_backlog: false,
+        stop_begun: false,
         stop_deadline: None,
         stop_timeout: config.stop_timeout,
         release_cursor: None,
@@ -141,12 +144,13 @@ fn build_core<H: Handler>(
     let id = setup.id;
     let (ring, ring_mode) =
         build_ring(config.ring_entries).map_err(|cause| StartError::Ring { worker: id, cause })?;
-    let bufs = BufRing::new(config.buffer_count, config.buffer_size).map_err(|error| {
-        StartError::BufferRing {
-            worker: id,
-            cause: RingUnavailable::Other(error),
-        }
-    })?;
+    let recv_buffers = |source| StartError::RecvBuffers {
+        worker: id,
+        count: config.buffer_count,
+        size: config.buffer_size,
+        source,
+    };
+    let bufs = BufRing::new(config.buffer_count, config.buffer_size).map_err(recv_buffers)?;
     // SAFETY: the descriptor ring lives in `bufs`, which the core owns next
     // to the ring; the core drops the ring first (field order) and an
     // unclean stop leaks both.
@@ -158,15 +162,19 @@ fn build_core<H: Handler>(
             0,
         )
     };
-    registered.map_err(|error| {
-        let cause = if error.raw_os_error() == Some(libc::EINVAL)
-            || error.kind() == io::ErrorKind::InvalidInput
-        {
-            RingUnavailable::MissingFeature("provided buffer rings (IORING_REGISTER_PBUF_RING)")
-        } else {
-            classify_ring_error(error, read_disabled_sysctl())
-        };
-        StartError::BufferRing { worker: id, cause }
+    registered.map_err(|error| match error.raw_os_error() {
+        Some(libc::EINVAL) => StartError::BufferRing {
+            worker: id,
+            cause: RingUnavailable::MissingFeature(
+                "provided buffer rings (IORING_REGISTER_PBUF_RING)",
+            ),
+        },
+        Some(libc::EPERM) | Some(libc::EACCES) => StartError::BufferRing {
+            worker: id,
+            cause: classify_ring_error(error, read_disabled_sysctl()),
+        },
+        // ENOMEM and the like concern the buffers, not io_uring itself.
+        _ => recv_buffers(error),
     })?;
     let ext_arg = ring.params().is_feature_ext_arg();
     let listener = match setup.listener {
@@ -261,6 +269,10 @@ struct Worker<H: Handler> {
     inbox_backlog: bool,
     /// The timer budget ran out: do not block on the next wait.
     timer_backlog: bool,
+    /// `begin_stop` ran: connections are aborting, cancels are queued.
+    stop_begun: bool,
+    /// When a stop gives up waiting for operations; `None` when the stop
+    /// timeout reaches past what an `Instant` can hold (no deadline).
     stop_deadline: Option<Instant>,
     stop_timeout: Duration,
     /// A buffer release in progress: the buffer id its next slice starts at.
@@ -313,13 +325,18 @@ impl<H: Handler> Worker<H> {
                 self.core.publish_stats();
             }
             if self.core.stopping {
+                // The turn that begins the stop queues the cancels; at least
+                // one more turn submits them and reaps what they complete,
+                // so a stop timeout of zero still closes the connections.
+                let begun_before = self.stop_begun;
                 self.begin_stop();
                 if self.stop_complete() {
                     return Ok(true);
                 }
-                if self
-                    .stop_deadline
-                    .is_some_and(|deadline| Instant::now() >= deadline)
+                if begun_before
+                    && self
+                        .stop_deadline
+                        .is_some_and(|deadline| Instant::now() >= deadline)
                 {
                     return Ok(false);
                 }
@@ -340,7 +357,7 @@ impl<H: Handler> Worker<H> {
             || self.timer_backlog
             || self.release_cursor.is_some()
             || (!core.wake_armed && !core.stopping)
-            || (core.stopping && self.stop_deadline.is_none())
+            || (core.stopping && !self.stop_begun)
     }
 
     fn wait(&mut self) -> io::Result<()> {
@@ -469,6 +486,9 @@ impl<H: Handler> Worker<H> {
             if accepting && !self.core.stopping {
                 self.accepted(result);
             } else {
+                // Accepted before the accept's cancel took effect.
+                self.core.stats.accepted += 1;
+                self.core.stats.refused += 1;
                 close_fd(result);
             }
         } else if result != -libc::ECANCELED {
@@ -490,12 +510,13 @@ impl<H: Handler> Worker<H> {
 
     fn accepted(&mut self, fd: i32) {
         // Socket options come from the listener (see `bind_listeners`).
+        self.core.stats.accepted += 1;
         let Some(index) = self.core.alloc_slot(fd, Phase::Open) else {
+            // The worker is full.
             close_fd(fd);
             self.core.stats.refused += 1;
             return;
         };
-        self.core.stats.accepted += 1;
         let id = self.core.conn_id(index);
         let state = self.with_ctx(None, |handler, ctx, _| handler.on_accept(ctx, id));
         let Some(state) = state else {
@@ -944,6 +965,7 @@ impl<H: Handler> Worker<H> {
             self.core.wheel.cancel(key);
         }
         let (id, cause) = self.core.free_slot(index);
+        self.core.stats.closed += 1;
         let state = self
             .states
             .get_mut(index as usize)
@@ -959,10 +981,12 @@ impl<H: Handler> Worker<H> {
     // ----- stopping -----
 
     fn begin_stop(&mut self) {
-        if self.stop_deadline.is_some() {
+        if self.stop_begun {
             return;
         }
-        self.stop_deadline = Some(Instant::now() + self.stop_timeout);
+        self.stop_begun = true;
+        // A timeout too large for an `Instant` means no deadline.
+        self.stop_deadline = Instant::now().checked_add(self.stop_timeout);
         self.core.inbox.close();
         self.core.stop_accepting();
         for index in 0..self.core.slots.len() as u32 {
@@ -986,6 +1010,9 @@ impl<H: Handler> Worker<H> {
             // SAFETY: AsyncCancel references no memory.
             let _ = unsafe { self.core.push(&entry) };
         }
+        // Queue the connections' cancels now (releasing those with nothing
+        // in flight), so the next turn's wait submits them.
+        self.process_closing();
     }
 
     fn stop_complete(&self) -> bool {

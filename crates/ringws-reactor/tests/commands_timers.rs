@@ -167,3 +167,33 @@ fn reset_moves_a_timer_earlier() {
     assert_eq!(second, 1);
     server.shutdown();
 }
+
+#[test]
+fn timers_too_far_off_to_fire_do_not_disturb_the_worker() {
+    let server = start(1, Mode::Echo);
+    for (id, after) in [(1, Duration::MAX), (2, Duration::from_secs(u64::MAX / 2))] {
+        server.send(Cmd::Arm { id, after });
+        server.send(Cmd::ArmAndCancel { id: 10 + id, after });
+        let cancelled = server.wait_for(|event| match event {
+            Event::TimerCancelled {
+                id: i,
+                value_returned,
+            } if *i == 10 + id => Some(*value_returned),
+            _ => None,
+        });
+        assert!(cancelled, "{after:?}");
+    }
+    // The worker waits on them (for centuries) and still serves at once.
+    server.send(Cmd::Arm {
+        id: 3,
+        after: Duration::from_millis(5),
+    });
+    server.wait_for(|event| match event {
+        Event::TimerFired { id: 3, .. } => Some(()),
+        _ => None,
+    });
+    let mut client = connect(server.addr);
+    write_all(&mut client, b"awake");
+    assert_eq!(read_exact(&mut client, 5), b"awake");
+    server.shutdown();
+}

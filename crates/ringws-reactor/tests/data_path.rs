@@ -156,6 +156,9 @@ fn held_receive_buffers_go_back_to_the_ring_when_their_connection_ends() {
     write_all(&mut client, &pattern(512 * 1024, 3));
     let stats = stats_when(&server, |stats| stats.recv_buffers_lent > 0);
     assert!(stats.payloads_sent_in_place > 0, "{stats:?}");
+    // Read in `on_command`, outside `on_data`: `Io::recv_buffers_in_use`
+    // counts the buffers queued sends hold too (the stats command checks
+    // that it equals `recv_buffers_lent`).
     assert!(stats.recv_buffers_lent > 0, "{stats:?}");
     server.send(Cmd::Terminate(conn));
     server.closed(conn);

@@ -8,7 +8,7 @@ use std::net::{Shutdown, TcpListener};
 use std::time::{Duration, Instant};
 
 use common::*;
-use ringws_reactor::{CloseCause, Config, CorePinning, Reactor, StartError};
+use ringws_reactor::{CloseCause, Config, ConnId, CorePinning, Reactor, StartError};
 
 #[test]
 fn peer_fin_is_reported_and_answered_with_fin() {
@@ -263,4 +263,68 @@ fn graceful_close_completes_while_the_peer_keeps_writing() {
     drop(client);
     assert_eq!(server.closed(conn), CloseCause::Closed);
     server.shutdown();
+}
+
+/// Connects `count` clients and returns them with their server-side ids.
+fn connect_many(server: &Server, count: usize) -> (Vec<std::net::TcpStream>, Vec<ConnId>) {
+    let clients: Vec<_> = (0..count).map(|_| connect(server.addr)).collect();
+    let conns = clients
+        .iter()
+        .map(|client| server.accepted(client))
+        .collect();
+    (clients, conns)
+}
+
+/// The connections `events` report closed, sorted.
+fn closed_conns(events: Vec<Event>) -> Vec<(ConnId, CloseCause)> {
+    let mut closed: Vec<_> = events
+        .into_iter()
+        .filter_map(|event| match event {
+            Event::Closed { conn, cause, .. } => Some((conn, cause)),
+            _ => None,
+        })
+        .collect();
+    closed.sort_by_key(|(conn, _)| *conn);
+    closed
+}
+
+#[test]
+fn a_stop_timeout_too_large_for_a_deadline_means_no_deadline() {
+    for timeout in [Duration::MAX, Duration::from_secs(u64::MAX / 2)] {
+        let server = start_with(config(2).stop_timeout(timeout), Mode::Echo, false);
+        let (_clients, mut conns) = connect_many(&server, 4);
+        conns.sort();
+        // A panicking worker would fail the join in `stop_and_collect`.
+        let closed = closed_conns(server.stop_and_collect());
+        let expected: Vec<_> = conns
+            .iter()
+            .map(|&conn| (conn, CloseCause::WorkerStopped))
+            .collect();
+        assert_eq!(closed, expected, "{timeout:?}");
+    }
+}
+
+#[test]
+fn a_zero_stop_timeout_still_reports_every_connection_closed() {
+    let server = start_with(config(2).stop_timeout(Duration::ZERO), Mode::Echo, false);
+    let (clients, mut conns) = connect_many(&server, 40);
+    conns.sort();
+    // Some connections have bytes queued or a close under way at the stop.
+    for (index, &conn) in conns.iter().enumerate() {
+        match index % 4 {
+            0 => server.send_to(conn.worker(), Cmd::Send(conn, vec![7; 64 * 1024])),
+            1 => server.send_to(conn.worker(), Cmd::Close(conn)),
+            _ => {}
+        }
+    }
+    let closed = closed_conns(server.stop_and_collect());
+    let ids: Vec<ConnId> = closed.iter().map(|(conn, _)| *conn).collect();
+    assert_eq!(ids, conns, "every connection gets on_closed exactly once");
+    for (conn, cause) in closed {
+        assert!(
+            matches!(cause, CloseCause::WorkerStopped | CloseCause::Closed),
+            "{conn:?}: {cause:?}"
+        );
+    }
+    drop(clients);
 }

@@ -284,9 +284,16 @@ impl Handler for TestHandler {
                 assert!(ctx.io.reset_timer(key, short));
             }
             Cmd::Stats => {
+                let stats = ctx.io.stats();
+                // Outside `on_data` only sends hold receive buffers: both
+                // figures count them.
+                assert_eq!(
+                    u64::from(ctx.io.recv_buffers_in_use()),
+                    stats.recv_buffers_lent
+                );
                 self.emit(Event::Stats {
                     worker: self.worker,
-                    stats: ctx.io.stats(),
+                    stats,
                 });
             }
             Cmd::StopAccepting => ctx.io.stop_accepting(),
