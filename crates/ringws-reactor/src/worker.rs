@@ -18,8 +18,9 @@
 //! and keeps turning until every operation has completed (bounded by the
 //! stop timeout, but at least one turn after the aborts, so that their
 //! cancellations are submitted and reaped even with a zero timeout; a
-//! timeout an `Instant` cannot hold means no deadline). Only then is memory the kernel could write freed; after an
-//! unclean stop the reactor side is leaked rather than freed under the kernel.
+//! timeout an `Instant` cannot hold means no deadline). Only then is memory
+//! the kernel could write freed; after an unclean stop the reactor side is
+//! leaked rather than freed under the kernel.
 
 use std::io;
 use std::mem::ManuallyDrop;
