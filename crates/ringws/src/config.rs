@@ -27,6 +27,8 @@ pub const DEFAULT_PONG_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_QUEUED_BYTES: usize = 4 << 20;
 /// Default largest HTTP request head: 8 KiB.
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 8 * 1024;
+/// Most header fields a request head may have: more are answered with 431.
+pub const MAX_HEADER_FIELDS: usize = ringws_proto::handshake::HeadLimits::DEFAULT.max_headers;
 /// Default reason of the Close 1001 sent to every connection on shutdown.
 pub const DEFAULT_SHUTDOWN_REASON: &str = "server shutting down";
 /// Largest `socket_send_buffer`: the kernel doubles the value in an `int`.
@@ -372,6 +374,13 @@ impl ServerBuilder {
 
     /// Largest HTTP request head (request line and headers); larger is
     /// answered with 431. Default: 8 KiB.
+    ///
+    /// The number of header fields is capped too, at
+    /// [`MAX_HEADER_FIELDS`] (64, not configurable): a head with more is
+    /// answered with 431 Request Header Fields Too Large, however few bytes
+    /// it takes. A head that cannot be HTTP at all (a byte no request head
+    /// may hold, such as a TLS ClientHello's first) is answered with 400 as
+    /// soon as that byte arrives.
     pub fn max_header_bytes(mut self, bytes: usize) -> Self {
         self.max_header_bytes = bytes;
         self

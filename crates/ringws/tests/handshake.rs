@@ -370,3 +370,27 @@ fn heads_with_obs_text_and_tabs_in_values_still_upgrade() {
     drop(client);
     server.shutdown(WAIT);
 }
+
+#[test]
+fn a_head_with_more_than_64_header_fields_gets_431() {
+    let (server, events) = start(builder());
+    let addr = server.local_addr();
+    assert_eq!(ringws::MAX_HEADER_FIELDS, 64);
+    // Five fields of the upgrade itself: 59 more make 64, accepted.
+    let extra = |count: usize| -> String { (0..count).map(|i| format!("X-{i}: v\r\n")).collect() };
+    let client = RawClient::connect_with(addr, &upgrade_request("/", &extra(64 - 5)));
+    events.opened_blocking();
+    drop(client);
+    // One more is refused, well within the head's byte limit.
+    let request = upgrade_request("/", &extra(64 - 5 + 1));
+    assert!(request.len() < 2048);
+    let (status, head, body) = exchange(addr, &request);
+    assert_eq!(status, 431, "{head}");
+    assert_eq!(
+        String::from_utf8_lossy(&body),
+        "more than 64 request header fields\n"
+    );
+    let stats = wait_stats(&server, |stats| stats.total.handshakes_failed.total() == 1);
+    assert_eq!(stats.total.handshakes_failed.get(431), 1);
+    server.shutdown(WAIT);
+}

@@ -130,7 +130,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "NAME")]
     pub subprotocol: Vec<String>,
 
-    /// Largest HTTP request head (answered 431 beyond).
+    /// Largest HTTP request head (answered 431 beyond; so are more than 64
+    /// header fields).
     #[arg(long, value_name = "SIZE", default_value = "8KiB", value_parser = size)]
     pub max_header_bytes: usize,
 
