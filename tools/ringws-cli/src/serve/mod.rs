@@ -88,7 +88,8 @@ pub struct ServeArgs {
     pub max_frame_size: Option<usize>,
 
     /// Largest message (all fragments) accepted; larger fails the
-    /// connection with 1009.
+    /// connection with 1009. The number of fragments is not limited, only
+    /// the message's total size.
     #[arg(long, value_name = "SIZE", default_value = "1MiB", value_parser = size)]
     pub max_message_size: usize,
 
