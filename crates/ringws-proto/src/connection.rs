@@ -108,7 +108,9 @@ pub struct Config {
     /// Largest accepted frame payload; larger fails with 1009. Default 16 MiB.
     pub max_frame_size: usize,
     /// Largest accepted message (all fragments); larger fails with 1009.
-    /// Default 16 MiB.
+    /// Default 16 MiB. The number of fragments is not limited: an empty
+    /// continuation frame adds nothing to the message and costs only the
+    /// reading of its header.
     pub max_message_size: usize,
     /// Seed for the client-role masking-key generator. Take it from OS
     /// entropy (one `getrandom` per connection or per core, mixed with a

@@ -23,6 +23,18 @@
 //! gives exactly the answer that feeding it at once gives. The stateful parsers
 //! ([`ServerHandshake`], [`ClientHandshake`]) remember how far they have looked,
 //! so bytes that do not complete a line cost no re-parse.
+//!
+//! A request is not left waiting for its line to end when it cannot be
+//! HTTP: while a head is incomplete, [`ServerHandshake`] checks each new
+//! byte as it arrives, and the first that no HTTP/1.1 request head may hold
+//! (a byte outside the method's token characters, a control byte other than
+//! HT, CR and LF, DEL) gets the request refused with 400 at once, before
+//! the line (or the handshake timeout) ends. A TLS ClientHello sent to the
+//! WebSocket port is refused at its first byte. A head that arrives whole
+//! needs no check (`httparse` judges all of it). The check stops at the
+//! blank line that ends the head, refuses only what `httparse` refuses too,
+//! and lets a complete line before the byte decide first, so the answer
+//! still depends on the bytes alone.
 
 use std::fmt;
 
@@ -664,17 +676,41 @@ struct HeadScanner {
     window: usize,
     /// The window last parsed with a `Partial` outcome.
     partial_window: usize,
+    /// Bytes the byte check of a request head has passed (unused for
+    /// responses); at a refusal, the refused byte's offset.
+    checked: usize,
+    /// Where the byte check of a request head stands.
+    bytes: RequestBytes,
+}
+
+/// Which bytes a head parser refuses as they arrive, before their line ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ByteCheck {
+    /// Bytes no HTTP/1.1 request head may hold: see [`RequestBytes`].
+    Request,
+    /// None: a response is judged when its lines are complete.
+    None,
 }
 
 impl HeadScanner {
     /// Runs `parse` over the longest line-complete prefix of `buf[..max]`,
     /// skipping the call when it would see exactly what last came back partial.
     /// Returns `Err(HeadOverflow)` when the head is still incomplete past `max`.
+    ///
+    /// With [`ByteCheck::Request`], the bytes of a head that is not complete
+    /// yet are also checked one by one: the first that no request head may
+    /// hold gets the head refused with `Err(Refused)` at once, without
+    /// waiting for its line (or the head) to end. A head that arrives whole
+    /// costs no check: `httparse` has judged every byte of it. Where the
+    /// first problem lies decides the answer (a refused byte before the
+    /// line `httparse` fails on wins, a complete line before the byte that
+    /// fails decides first), so it still depends on the bytes alone.
     fn scan<'b, T, E>(
         &mut self,
         buf: &'b [u8],
         max: usize,
-        parse: impl FnOnce(&'b [u8]) -> Result<Attempt<T>, E>,
+        check: ByteCheck,
+        parse: impl Fn(&'b [u8]) -> Result<Attempt<T>, E>,
     ) -> Result<Option<(T, usize)>, ScanError<E>> {
         if buf.len() < self.scanned {
             // A different, shorter buffer: start over rather than misread it.
@@ -688,9 +724,38 @@ impl HeadScanner {
             self.scanned = limit;
         }
         if self.window > self.partial_window {
-            match parse(&buf[..self.window]).map_err(ScanError::Invalid)? {
-                Attempt::Complete(value, len) => return Ok(Some((value, len))),
-                Attempt::Partial => self.partial_window = self.window,
+            match parse(&buf[..self.window]) {
+                Ok(Attempt::Complete(value, len)) => return Ok(Some((value, len))),
+                Ok(Attempt::Partial) => self.partial_window = self.window,
+                Err(error) if check == ByteCheck::None => return Err(ScanError::Invalid(error)),
+                Err(error) => {
+                    // Rare, so the check may take its time here: a refused
+                    // byte before the failing line's end would have been
+                    // refused had the bytes come one at a time.
+                    self.check(buf, self.window);
+                    let RequestBytes::Refused(part) = self.bytes else {
+                        return Err(ScanError::Invalid(error));
+                    };
+                    let before = buf[..self.checked]
+                        .iter()
+                        .rposition(|&b| b == b'\n')
+                        .map_or(0, |newline| newline + 1);
+                    if before > self.partial_window {
+                        match parse(&buf[..before]).map_err(ScanError::Invalid)? {
+                            Attempt::Complete(value, len) => return Ok(Some((value, len))),
+                            Attempt::Partial => self.partial_window = before,
+                        }
+                    }
+                    return Err(ScanError::Refused(part));
+                }
+            }
+        }
+        if check == ByteCheck::Request {
+            // `httparse` found no fault in the complete lines, so a refused
+            // byte can only be in the line that has not ended yet.
+            self.check(buf, limit);
+            if let RequestBytes::Refused(part) = self.bytes {
+                return Err(ScanError::Refused(part));
             }
         }
         if buf.len() > max {
@@ -699,11 +764,127 @@ impl HeadScanner {
             Ok(None)
         }
     }
+
+    /// Runs the request byte check over `buf[..end]` where it has not been.
+    fn check(&mut self, buf: &[u8], end: usize) {
+        if let Some(new) = buf.get(self.checked..end) {
+            self.checked += self.bytes.advance(new);
+        }
+    }
+}
+
+/// The part of a request head the next byte belongs to, for refusing a byte
+/// that no HTTP/1.1 request head may hold as soon as it arrives (a TLS
+/// ClientHello, say, which starts with 0x16) rather than when its line ends.
+///
+/// The check is looser than `httparse`, never stricter: it refuses only
+/// bytes that `httparse` refuses too, so every head that parses still
+/// parses. What it refuses: in the method, anything but a `tchar` (and the
+/// space after it); before the method, anything but a `tchar` or the empty
+/// lines RFC 9112 §2.2 lets precede a request line; in the rest of the
+/// request line and in header lines, control bytes other than HT, CR and LF,
+/// and DEL. Bytes 0x80–0xFF (obs-text in values, UTF-8 in targets) pass.
+/// The check ends with the blank line that ends the head: what follows is
+/// the client's frames.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum RequestBytes {
+    /// Before the method: CR and LF of empty lines may come first.
+    #[default]
+    Start,
+    /// In the method.
+    Method,
+    /// In the rest of the request line, or in a header line.
+    Line,
+    /// At the start of a header line (just after an LF).
+    LineStart,
+    /// After a CR at the start of a header line.
+    LineStartCr,
+    /// The head's blank line has arrived; nothing after it is checked.
+    Done,
+    /// A byte no request head may hold arrived, in this part of the head.
+    Refused(&'static str),
+}
+
+impl RequestBytes {
+    /// Checks `bytes`, the next ones received, and returns how many of them
+    /// passed: all of them, or those before the first refused byte.
+    fn advance(&mut self, bytes: &[u8]) -> usize {
+        let mut i = 0;
+        while i < bytes.len() {
+            match *self {
+                RequestBytes::Done => return bytes.len(),
+                RequestBytes::Refused(_) => return i,
+                RequestBytes::Line => {
+                    // The bulk of a head: skip eight plain bytes at a time.
+                    while let Some(chunk) = bytes.get(i..i + 8) {
+                        let word = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
+                        if !has_control_byte(word) {
+                            i += 8;
+                        } else {
+                            break;
+                        }
+                    }
+                    let Some(&b) = bytes.get(i) else {
+                        return bytes.len();
+                    };
+                    *self = match b {
+                        b'\n' => RequestBytes::LineStart,
+                        _ if is_line_byte(b) => RequestBytes::Line,
+                        _ => RequestBytes::Refused("control character in the request head"),
+                    };
+                }
+                state => {
+                    let b = bytes[i];
+                    *self = match (state, b) {
+                        (RequestBytes::Start, b'\r' | b'\n') => RequestBytes::Start,
+                        (RequestBytes::Start | RequestBytes::Method, _) if is_tchar(b) => {
+                            RequestBytes::Method
+                        }
+                        (RequestBytes::Method, b' ') => RequestBytes::Line,
+                        (RequestBytes::Start | RequestBytes::Method, _) => {
+                            RequestBytes::Refused("invalid method or request target")
+                        }
+                        (RequestBytes::LineStart, b'\r') => RequestBytes::LineStartCr,
+                        (RequestBytes::LineStart | RequestBytes::LineStartCr, b'\n') => {
+                            RequestBytes::Done
+                        }
+                        (_, b'\n') => RequestBytes::LineStart,
+                        (_, _) if is_line_byte(b) => RequestBytes::Line,
+                        (_, _) => RequestBytes::Refused("control character in the request head"),
+                    };
+                }
+            }
+            if !matches!(self, RequestBytes::Refused(_)) {
+                i += 1;
+            }
+        }
+        i
+    }
+}
+
+/// A byte that may stand in a request line after the method or in a header
+/// line, line ends aside: HT, CR, visible ASCII, SP and 0x80–0xFF.
+fn is_line_byte(b: u8) -> bool {
+    matches!(b, b'\t' | b'\r' | b' '..=0x7e | 0x80..=0xff)
+}
+
+/// Whether any of the eight bytes in `word` is below 0x20 or is DEL: exact
+/// (the classic "has less than" and "has zero" word tests), so a word
+/// without one holds only line bytes and no line end.
+fn has_control_byte(word: u64) -> bool {
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
+    let below_space = word.wrapping_sub(ONES * 0x20) & !word & HIGHS;
+    let del = word ^ (ONES * 0x7f);
+    let has_del = del.wrapping_sub(ONES) & !del & HIGHS;
+    below_space | has_del != 0
 }
 
 enum ScanError<E> {
     Invalid(E),
     Overflow,
+    /// A byte no request head may hold, in the part of the head named.
+    Refused(&'static str),
 }
 
 /// Maps an `httparse` syntax error to the part of the head it concerns.
@@ -716,5 +897,48 @@ fn syntax_error_part(error: httparse::Error) -> &'static str {
         httparse::Error::Token => "invalid method or request target",
         httparse::Error::Version => "invalid HTTP version",
         httparse::Error::TooManyHeaders => "too many headers",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_word_test_finds_exactly_the_control_bytes() {
+        // Every byte value at every position, among neighbours plain and
+        // not (0x80-0xFF next to it must neither hide nor fake one).
+        for fill in [b'a', b' ', 0x80, 0xff, 0x7e, 0x21] {
+            for position in 0..8 {
+                for b in 0..=255u8 {
+                    let mut word = [fill; 8];
+                    word[position] = b;
+                    let expected = word.iter().any(|&b| b < 0x20 || b == 0x7f);
+                    assert_eq!(
+                        has_control_byte(u64::from_le_bytes(word)),
+                        expected,
+                        "{word:02x?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_byte_check_ends_with_the_heads_blank_line() {
+        for head in [
+            &b"GET / HTTP/1.1\r\nA: b\r\n\r\n"[..],
+            b"\r\n\nGET / HTTP/1.1\nA: b\n\n",
+            b"GET / HTTP/1.1\r\n\r\n",
+            b"GET / HTTP/1.1\n\r\n",
+        ] {
+            let mut state = RequestBytes::default();
+            assert_eq!(state.advance(head), head.len());
+            assert_eq!(state, RequestBytes::Done, "{head:?}");
+            assert_eq!(state.advance(&[0, 0x16, 0xff]), 3);
+        }
+        let mut state = RequestBytes::default();
+        assert_eq!(state.advance(b"GET /\x01"), 5);
+        assert_eq!(state.advance(b"more"), 0, "a refusal sticks");
     }
 }

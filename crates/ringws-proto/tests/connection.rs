@@ -162,6 +162,32 @@ fn empty_fragments_and_empty_messages() {
 }
 
 #[test]
+fn the_number_of_fragments_is_not_limited_only_the_message_size() {
+    // A message of 200,000 empty continuation frames under a 4-byte limit:
+    // accepted, and nothing but the four bytes kept for it.
+    const FRAGMENTS: usize = 200_000;
+    let config = Config {
+        max_frame_size: 4,
+        max_message_size: 4,
+        ..Config::default()
+    };
+    let mut conn = with_config(Role::Server, config);
+    let empty = frame_to(Role::Server, false, Opcode::Continuation, b"");
+    let mut wire = frame_to(Role::Server, false, Opcode::Text, b"");
+    wire.reserve(empty.len() * FRAGMENTS + 16);
+    for _ in 0..FRAGMENTS {
+        wire.extend_from_slice(&empty);
+    }
+    wire.extend(frame_to(Role::Server, true, Opcode::Continuation, b"done"));
+    let started = std::time::Instant::now();
+    assert_eq!(feed(&mut conn, &wire), vec![Got::Text("done".to_owned())]);
+    // Generous for a debug build on a loaded machine; a release build takes
+    // about 10 ns a fragment.
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert!(conn.pending_output().is_empty());
+}
+
+#[test]
 fn code_point_split_across_fragments() {
     // "€" is E2 82 AC; "😀" is F0 9F 98 80.
     let text = "a€b😀c";

@@ -637,6 +637,111 @@ fn rejection_found_as_soon_as_its_line_is_complete() {
     );
 }
 
+/// Feeds `bytes` one at a time; returns how many it took to get an answer
+/// other than "read more", and that answer.
+fn first_answer(bytes: &[u8]) -> (usize, Result<Option<ParsedRequest<'_>>, HandshakeError>) {
+    let mut parser = ServerHandshake::default();
+    for end in 1..=bytes.len() {
+        match parser.parse(&bytes[..end]) {
+            Ok(None) => {}
+            answer => return (end, answer),
+        }
+    }
+    (bytes.len(), Ok(None))
+}
+
+#[test]
+fn a_byte_no_head_may_hold_is_refused_before_its_line_ends() {
+    const CONTROL: HandshakeError =
+        HandshakeError::Malformed("control character in the request head");
+    const METHOD: HandshakeError = HandshakeError::Malformed("invalid method or request target");
+    // (bytes, how many are needed to refuse them, the refusal); none ends
+    // its line.
+    let cases: [(&[u8], usize, HandshakeError); 9] = [
+        // A TLS ClientHello: record type 0x16, version 3.1, length.
+        (&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01], 1, METHOD),
+        // Binary and NUL in the method, a byte no method may hold.
+        (b"GE\0T / HTTP/1.1", 3, METHOD),
+        (b"G\xc3\xa9T / HTTP/1.1", 2, METHOD),
+        (b"P(ST / HTTP/1.1", 2, METHOD),
+        (b"\r\n\x16\x03\x01", 3, METHOD),
+        // Control bytes in the request target, the version, a header.
+        (b"GET /a\x01b HTTP/1.1", 7, CONTROL),
+        (b"GET / HTTP/1.1\x1b[0m", 15, CONTROL),
+        (b"GET / HTTP/1.1\r\nHost: a\0b", 24, CONTROL),
+        (b"GET / HTTP/1.1\r\nX\x7f-Y: 1", 18, CONTROL),
+    ];
+    for (bytes, needed, expected) in cases {
+        let shown = String::from_utf8_lossy(bytes);
+        let (taken, answer) = first_answer(bytes);
+        assert_eq!((taken, answer), (needed, Err(expected)), "{shown:?}");
+        // All at once, and asked again with more bytes: the same answer.
+        assert_eq!(rejection(bytes), expected, "{shown:?}");
+        let mut parser = ServerHandshake::default();
+        assert_eq!(parser.parse(bytes), Err(expected), "{shown:?}");
+        let mut longer = bytes.to_vec();
+        longer.extend_from_slice(b"\r\n\r\n");
+        assert_eq!(parser.parse(&longer), Err(expected), "{shown:?}");
+        assert_eq!(expected.status(), 400);
+    }
+
+    // A complete line before the byte still decides first, however the
+    // bytes arrive.
+    let earlier = b"GET / HTTP/1.1\r\nBad Name: x\r\nY: \0";
+    assert_eq!(
+        rejection(earlier),
+        HandshakeError::Malformed("invalid header name")
+    );
+    assert_eq!(
+        first_answer(earlier).1,
+        Err(HandshakeError::Malformed("invalid header name"))
+    );
+    // Past the size cap the cap decides, as before.
+    let limits = HeadLimits {
+        max_head_bytes: 8,
+        max_headers: 64,
+    };
+    assert_eq!(
+        parse_request(b"GET /abc\0", &limits),
+        Err(HandshakeError::HeadTooLarge { limit: 8 })
+    );
+    assert_eq!(parse_request(b"GET /ab\0", &limits), Err(CONTROL));
+}
+
+#[test]
+fn heads_with_obs_text_tabs_and_utf8_targets_still_parse() {
+    // obs-text (0x80-0xFF) and HT in values, UTF-8 in the target, empty
+    // lines before the request line, bare LF line ends, and any bytes at
+    // all after the head (the client's first frame).
+    let heads: [&[u8]; 4] = [
+        b"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\n\
+Connection:\tUpgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+Sec-WebSocket-Version: 13\r\nUser-Agent: caf\xe9\tv\xff\x80 \r\nX-Empty:\r\n\r\n",
+        b"\r\n\nGET / HTTP/1.1\nHost: example.com\nUpgrade: websocket\nConnection: Upgrade\n\
+Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\nSec-WebSocket-Version: 13\nX-A: \xa0\xfe\t!~\n\n",
+        b"GET /metrics?q=\xe2\x9c\x93 HTTP/1.1\r\nHost: a\r\nCookie: \x80\x81\xfe\xff\r\n\r\n",
+        RFC_REQUEST,
+    ];
+    for head in heads {
+        let shown = String::from_utf8_lossy(head);
+        let mut buf = head.to_vec();
+        buf.extend_from_slice(&[0x81, 0x80, 0x00, 0x16, 0x03, 0x01, 0x7f, 0x0b]);
+        let whole = parse_request(&buf, &HeadLimits::DEFAULT)
+            .unwrap_or_else(|error| panic!("{shown:?}: {error}"))
+            .unwrap_or_else(|| panic!("{shown:?} incomplete"));
+        assert_eq!(whole.head_len, head.len(), "{shown:?}");
+        let (taken, answer) = first_answer(&buf);
+        assert_eq!(taken, head.len(), "{shown:?}");
+        assert_eq!(answer, Ok(Some(whole)), "{shown:?}");
+    }
+    let (request, _) = upgrade(parse_request(heads[0], &HeadLimits::DEFAULT).unwrap());
+    assert_eq!(request.path(), "/café");
+    assert_eq!(
+        request.headers().get("User-Agent"),
+        Some(&b"caf\xe9\tv\xff\x80"[..])
+    );
+}
+
 #[test]
 fn reset_parser_reads_a_new_buffer() {
     let mut parser = ServerHandshake::default();

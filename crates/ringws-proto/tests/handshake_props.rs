@@ -118,6 +118,39 @@ fn request_bytes() -> impl Strategy<Value = Vec<u8>> {
     ]
 }
 
+/// A plain request whose target and header values are any bytes they may
+/// hold (visible ASCII, obs-text, and SP and HT inside values), with a
+/// chance of trailing bytes of any kind (a pipelined frame).
+fn head_with_any_value_bytes() -> impl Strategy<Value = Vec<u8>> {
+    let target_byte = prop_oneof![0x21u8..=0x7e, 0x80u8..=0xff];
+    let value_byte = prop_oneof![Just(b'\t'), 0x20u8..=0x7e, 0x80u8..=0xff];
+    (
+        proptest::collection::vec(target_byte, 0..20),
+        proptest::collection::vec(
+            (
+                "[A-Za-z0-9!#$%&'*+.^_`|~-]{1,10}",
+                proptest::collection::vec(value_byte, 0..30),
+            ),
+            0..6,
+        ),
+        proptest::collection::vec(any::<u8>(), 0..8),
+    )
+        .prop_map(|(target, headers, trailing)| {
+            let mut bytes = b"GET /".to_vec();
+            bytes.extend_from_slice(&target);
+            bytes.extend_from_slice(b" HTTP/1.1\r\nHost: a\r\n");
+            for (name, value) in headers {
+                bytes.extend_from_slice(name.as_bytes());
+                bytes.extend_from_slice(b": ");
+                bytes.extend_from_slice(&value);
+                bytes.extend_from_slice(b"\r\n");
+            }
+            bytes.extend_from_slice(b"\r\n");
+            bytes.extend_from_slice(&trailing);
+            bytes
+        })
+}
+
 fn response_bytes() -> impl Strategy<Value = Vec<u8>> {
     let required = vec![
         "Upgrade: websocket".to_owned(),
@@ -284,6 +317,34 @@ proptest! {
             .map(|(name, value)| (name.to_owned(), value.to_vec()))
             .collect();
         prop_assert_eq!(actual, expected);
+    }
+
+    /// The byte check that refuses a head before its line ends is looser
+    /// than `httparse`: bytes `httparse` finds no fault in (complete or not)
+    /// are never refused as malformed, and heads with any bytes a target or
+    /// a header value may hold, obs-text and HT included, parse.
+    #[test]
+    fn the_byte_check_refuses_only_what_httparse_refuses(
+        bytes in prop_oneof![request_bytes(), head_with_any_value_bytes()],
+    ) {
+        let mut slots = [httparse::EMPTY_HEADER; 128];
+        let mut reference = httparse::Request::new(&mut slots);
+        let reference = reference.parse(&bytes);
+        let limits = HeadLimits { max_head_bytes: usize::MAX, max_headers: 128 };
+        let ours = parse_request(&bytes, &limits);
+        if reference.is_ok() {
+            prop_assert!(
+                !matches!(ours, Err(HandshakeError::Malformed(_))),
+                "{:?}: httparse {:?}, ours {:?}",
+                String::from_utf8_lossy(&bytes),
+                reference,
+                ours
+            );
+        }
+        if let Ok(httparse::Status::Complete(len)) = reference {
+            let head_len = ours.ok().flatten().map(|parsed| parsed.head_len);
+            prop_assert!(head_len.is_none_or(|head_len| head_len == len));
+        }
     }
 
     #[test]

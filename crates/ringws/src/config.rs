@@ -27,6 +27,8 @@ pub const DEFAULT_PONG_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_QUEUED_BYTES: usize = 4 << 20;
 /// Default largest HTTP request head: 8 KiB.
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 8 * 1024;
+/// Most header fields a request head may have: more are answered with 431.
+pub const MAX_HEADER_FIELDS: usize = ringws_proto::handshake::HeadLimits::DEFAULT.max_headers;
 /// Default reason of the Close 1001 sent to every connection on shutdown.
 pub const DEFAULT_SHUTDOWN_REASON: &str = "server shutting down";
 /// Largest `socket_send_buffer`: the kernel doubles the value in an `int`.
@@ -313,6 +315,15 @@ impl ServerBuilder {
 
     /// Largest message (all fragments) accepted from a peer; larger fails
     /// the connection with 1009. Default: 1 MiB.
+    ///
+    /// Only the total payload of a message is limited, not the number of
+    /// fragments it comes in: a message of a million empty continuation
+    /// frames is accepted. That costs no memory (an empty fragment adds
+    /// nothing to the message being assembled) and little time, since its
+    /// header is all there is to read: six bytes of a masked frame each (a
+    /// million of them, 6 MB, took a worker about 10 ms of CPU on
+    /// loopback), so a peer gets no more work out of a worker than it pays
+    /// for in bytes sent.
     pub fn max_message_size(mut self, bytes: usize) -> Self {
         self.max_message_size = bytes;
         self
@@ -372,6 +383,13 @@ impl ServerBuilder {
 
     /// Largest HTTP request head (request line and headers); larger is
     /// answered with 431. Default: 8 KiB.
+    ///
+    /// The number of header fields is capped too, at
+    /// [`MAX_HEADER_FIELDS`] (64, not configurable): a head with more is
+    /// answered with 431 Request Header Fields Too Large, however few bytes
+    /// it takes. A head that cannot be HTTP at all (a byte no request head
+    /// may hold, such as a TLS ClientHello's first) is answered with 400 as
+    /// soon as that byte arrives.
     pub fn max_header_bytes(mut self, bytes: usize) -> Self {
         self.max_header_bytes = bytes;
         self

@@ -465,7 +465,7 @@ impl<H: Handler> ringws_reactor::Handler for Engine<H> {
         let settings = self.worker.settings();
         let limits = HeadLimits {
             max_head_bytes: settings.max_header_bytes,
-            ..HeadLimits::DEFAULT
+            max_headers: crate::MAX_HEADER_FIELDS,
         };
         // `ConnData::default` is the application's: a panic in it refuses
         // the connection (closed at once) and nothing else.

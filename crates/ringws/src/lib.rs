@@ -203,6 +203,7 @@ pub use crate::config::{
     Backpressure, ConfigError, Pinning, Server, ServerBuilder, DEFAULT_CLOSE_TIMEOUT,
     DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_MAX_QUEUED_BYTES, DEFAULT_PING_INTERVAL, DEFAULT_PONG_TIMEOUT, DEFAULT_SHUTDOWN_REASON,
+    MAX_HEADER_FIELDS,
 };
 pub use crate::conn::Conn;
 pub use crate::error::{CloseError, Gone, SendError, ServerError, ShutdownError, StartError};

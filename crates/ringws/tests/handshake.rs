@@ -3,6 +3,9 @@
 
 mod common;
 
+use std::io::Write as _;
+use std::time::{Duration, Instant};
+
 use common::*;
 use ringws::HttpResponse;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -292,5 +295,102 @@ fn a_request_split_into_single_bytes_still_upgrades() {
     client.write_frame(true, 0x1, b"hi");
     assert_eq!(client.read_frame().unwrap().2, b"hi");
     drop(client);
+    server.shutdown(WAIT);
+}
+
+/// The start of a TLS 1.2/1.3 ClientHello: record type 22, version 3.1, a
+/// length, handshake type 1, and the start of its body. No CR or LF.
+const CLIENT_HELLO: [u8; 16] = [
+    0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03, 0x5a, 0x9c, 0x00, 0x7f, 0x11,
+];
+
+#[test]
+fn a_head_that_cannot_be_http_is_refused_before_its_first_line_ends() {
+    let handshake_timeout = Duration::from_secs(5);
+    let (server, _events) = start(builder().handshake_timeout(handshake_timeout));
+    let addr = server.local_addr();
+    let garbage: [&[u8]; 3] = [
+        &CLIENT_HELLO,
+        b"GET /\x00",
+        b"GET / HTTP/1.1\r\nHost: a\x1b",
+    ];
+    for bytes in garbage {
+        let started = Instant::now();
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        stream.write_all(bytes).unwrap();
+        // The line never ends and the connection stays open on our side:
+        // only the byte itself can have been refused.
+        let response = read_to_end(&mut stream, Vec::new());
+        let elapsed = started.elapsed();
+        let text = String::from_utf8_lossy(&response);
+        assert!(text.starts_with("HTTP/1.1 400 "), "{bytes:?}: {text}");
+        assert!(
+            elapsed < handshake_timeout / 5,
+            "{bytes:?} answered after {elapsed:?}"
+        );
+    }
+    let stats = wait_stats(&server, |stats| stats.total.handshakes_failed.total() == 3);
+    assert_eq!(stats.total.handshakes_failed.get(400), 3);
+    assert_eq!(stats.total.handshake_timeouts, 0);
+    server.shutdown(WAIT);
+}
+
+#[test]
+fn heads_with_obs_text_and_tabs_in_values_still_upgrade() {
+    let (server, events) = start(builder());
+    let addr = server.local_addr();
+    let mut request = upgrade_request("/caf\u{e9}", "").into_bytes();
+    // Before the blank line: obs-text (Latin-1 and raw high bytes) and HT
+    // in values, which HTTP allows.
+    let blank = request.len() - 2;
+    request.splice(
+        blank..blank,
+        b"User-Agent: caf\xe9\tv\xff\x80\r\nX-Tab:\tx\t\r\n"
+            .iter()
+            .copied(),
+    );
+    // The client's first frame rides behind the head, control bytes and all.
+    request.extend_from_slice(&masked_frame(true, 0x2, &[0x00, 0x16, 0x7f, 0x0b]));
+    let (stream, head, rest) = raw_request(addr, &request);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let mut client = RawClient {
+        stream,
+        pending: rest,
+    };
+    let path = events.find_blocking(|event| match event {
+        Event::Open { path, .. } => Some(path),
+        _ => None,
+    });
+    assert_eq!(path, "/caf\u{e9}");
+    assert_eq!(
+        client.read_frame().unwrap(),
+        (true, 0x2, vec![0x00, 0x16, 0x7f, 0x0b])
+    );
+    drop(client);
+    server.shutdown(WAIT);
+}
+
+#[test]
+fn a_head_with_more_than_64_header_fields_gets_431() {
+    let (server, events) = start(builder());
+    let addr = server.local_addr();
+    assert_eq!(ringws::MAX_HEADER_FIELDS, 64);
+    // Five fields of the upgrade itself: 59 more make 64, accepted.
+    let extra = |count: usize| -> String { (0..count).map(|i| format!("X-{i}: v\r\n")).collect() };
+    let client = RawClient::connect_with(addr, &upgrade_request("/", &extra(64 - 5)));
+    events.opened_blocking();
+    drop(client);
+    // One more is refused, well within the head's byte limit.
+    let request = upgrade_request("/", &extra(64 - 5 + 1));
+    assert!(request.len() < 2048);
+    let (status, head, body) = exchange(addr, &request);
+    assert_eq!(status, 431, "{head}");
+    assert_eq!(
+        String::from_utf8_lossy(&body),
+        "more than 64 request header fields\n"
+    );
+    let stats = wait_stats(&server, |stats| stats.total.handshakes_failed.total() == 1);
+    assert_eq!(stats.total.handshakes_failed.get(431), 1);
     server.shutdown(WAIT);
 }

@@ -244,6 +244,11 @@ fn closes_crossing_on_the_wire_complete_the_handshake() {
         .join()
         .unwrap()
         .unwrap();
+    // The handle only queues the close for the worker: wait (without
+    // reading) until the server's Close is on the wire, or the client's
+    // could reach the worker first and be answered instead.
+    let mut first = [0u8; 1];
+    assert_eq!(client.stream.peek(&mut first).unwrap(), 1);
     client.write_frame(true, 0x8, &close_payload(4300, "crossed"));
     assert_eq!(client.read_close(), close_payload(4200, "from a handle"));
     assert_eq!(rest_until_eof(&mut client), b"", "exactly one Close");

@@ -5,8 +5,9 @@ use std::net::Ipv6Addr;
 
 use super::{
     any_list_has_token, check_header, encode_nonce, extension_elements, is_reg_name, is_token,
-    is_visible_ascii, syntax_error_part, write_header, AcceptKey, Attempt, BuildError, HeadLimits,
-    HeadScanner, Headers, Occurrence, ScanError, WsUrl, MAX_HEADERS_CEILING, WEBSOCKET_VERSION,
+    is_visible_ascii, syntax_error_part, write_header, AcceptKey, Attempt, BuildError, ByteCheck,
+    HeadLimits, HeadScanner, Headers, Occurrence, ScanError, WsUrl, MAX_HEADERS_CEILING,
+    WEBSOCKET_VERSION,
 };
 
 /// Why the server's answer does not complete the handshake.
@@ -250,9 +251,11 @@ impl ClientHandshake {
         let limits = self.limits;
         let expected_accept = &self.expected_accept;
         let offered_subprotocols = &self.offered_subprotocols;
-        let outcome = self.scanner.scan(buf, limits.max_head_bytes, |window| {
-            parse_response_head(window, &limits, expected_accept, offered_subprotocols)
-        });
+        let outcome = self
+            .scanner
+            .scan(buf, limits.max_head_bytes, ByteCheck::None, |window| {
+                parse_response_head(window, &limits, expected_accept, offered_subprotocols)
+            });
         match outcome {
             Ok(Some((response, head_len))) => Ok(Some(HandshakeResponse {
                 head_len,
@@ -260,6 +263,8 @@ impl ClientHandshake {
             })),
             Ok(None) => Ok(None),
             Err(ScanError::Invalid(error)) => Err(error),
+            // `ByteCheck::None` refuses no byte; were it to, it is malformed.
+            Err(ScanError::Refused(part)) => Err(ResponseError::Malformed(part)),
             Err(ScanError::Overflow) => Err(ResponseError::HeadTooLarge {
                 limit: limits.max_head_bytes,
             }),

@@ -5,7 +5,7 @@ use std::fmt;
 use super::{
     any_list_has_token, check_header, is_token, is_visible_ascii, list_elements, syntax_error_part,
     write_header, write_response_head, write_status_line, AcceptKey, Attempt, BuildError,
-    HeadLimits, HeadScanner, HeaderValues, Headers, Occurrence, ScanError, Subprotocols,
+    ByteCheck, HeadLimits, HeadScanner, HeaderValues, Headers, Occurrence, ScanError, Subprotocols,
     MAX_HEADERS_CEILING, WEBSOCKET_VERSION,
 };
 
@@ -349,17 +349,24 @@ impl ServerHandshake {
     /// `Ok(None)`: not complete yet, read more. `Ok(Some(_))`: done; see
     /// [`ParsedRequest::head_len`]. `Err(e)`: send `e.response()` and close.
     /// The outcome depends only on `buf`, never on how it arrived in pieces.
+    ///
+    /// A byte no request head may hold is refused as
+    /// [`HandshakeError::Malformed`] as soon as it is in `buf`, without
+    /// waiting for its line to end (see the [module docs](super)).
     pub fn parse<'b>(
         &mut self,
         buf: &'b [u8],
     ) -> Result<Option<ParsedRequest<'b>>, HandshakeError> {
         let limits = self.limits;
-        match self.scanner.scan(buf, limits.max_head_bytes, |window| {
-            parse_head(window, &limits)
-        }) {
+        match self
+            .scanner
+            .scan(buf, limits.max_head_bytes, ByteCheck::Request, |window| {
+                parse_head(window, &limits)
+            }) {
             Ok(Some((kind, head_len))) => Ok(Some(ParsedRequest { kind, head_len })),
             Ok(None) => Ok(None),
             Err(ScanError::Invalid(error)) => Err(error),
+            Err(ScanError::Refused(part)) => Err(HandshakeError::Malformed(part)),
             Err(ScanError::Overflow) => Err(HandshakeError::HeadTooLarge {
                 limit: limits.max_head_bytes,
             }),

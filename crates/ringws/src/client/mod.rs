@@ -364,7 +364,8 @@ impl ClientBuilder {
     }
 
     /// Largest message (all fragments) accepted from a server; larger fails
-    /// the connection with 1009. Default: 1 MiB.
+    /// the connection with 1009. Default: 1 MiB. The number of fragments is
+    /// not limited, only the message's total size.
     pub fn max_message_size(mut self, bytes: usize) -> Self {
         self.shared = self.shared.max_message_size(bytes);
         self

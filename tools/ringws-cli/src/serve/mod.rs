@@ -88,7 +88,8 @@ pub struct ServeArgs {
     pub max_frame_size: Option<usize>,
 
     /// Largest message (all fragments) accepted; larger fails the
-    /// connection with 1009.
+    /// connection with 1009. The number of fragments is not limited, only
+    /// the message's total size.
     #[arg(long, value_name = "SIZE", default_value = "1MiB", value_parser = size)]
     pub max_message_size: usize,
 
@@ -130,7 +131,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "NAME")]
     pub subprotocol: Vec<String>,
 
-    /// Largest HTTP request head (answered 431 beyond).
+    /// Largest HTTP request head (answered 431 beyond; so are more than 64
+    /// header fields).
     #[arg(long, value_name = "SIZE", default_value = "8KiB", value_parser = size)]
     pub max_header_bytes: usize,
 
