@@ -59,6 +59,19 @@ pub enum Backpressure {
     /// Drop the message and close the connection with this code (1008
     /// policy violation or 1013 try again later are the usual choices).
     Close(CloseCode),
+    /// Stop reading the connection while its queue is at the limit: the
+    /// kernel's receive buffer fills and TCP slows the peer, as a blocking
+    /// server would. Reading resumes when the queue has drained to half the
+    /// limit ([`Handler::on_drain`](crate::Handler::on_drain) fires then).
+    /// The check follows each message delivered to the handler, so a
+    /// handler that answers each message with one send (an echo, a
+    /// request/response protocol) never meets the limit and loses nothing;
+    /// a send made while the queue is at the limit (from a handle, a
+    /// broadcast, or a second send in one callback) is refused as with
+    /// [`DropMessage`](Self::DropMessage). Pings and Pongs are read as the
+    /// messages around them are: a Pong held behind unread data arrives
+    /// late, and a pong timeout can end a peer that reads nothing.
+    PauseReading,
 }
 
 /// Answers a plain (non-upgrade) HTTP request; `None` answers 404.

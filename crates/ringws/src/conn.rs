@@ -776,6 +776,9 @@ impl<'a, H: Handler> Conn<'a, H> {
                         }),
                         Cow::Owned(text) => self.deliver_owned(handler, OwnedMessage::text(text)),
                     }
+                    if self.pause_reading_when_full() {
+                        return pos;
+                    }
                 }
                 Event::Binary(bytes) => {
                     self.count_in(bytes.len());
@@ -786,6 +789,9 @@ impl<'a, H: Handler> Conn<'a, H> {
                         Cow::Owned(bytes) => {
                             self.deliver_owned(handler, OwnedMessage::binary(bytes));
                         }
+                    }
+                    if self.pause_reading_when_full() {
+                        return pos;
                     }
                 }
                 Event::Ping(payload) => {
@@ -818,6 +824,15 @@ impl<'a, H: Handler> Conn<'a, H> {
         self.session.set(flag::INPUT_HELD);
         self.io.pause_recv(self.id);
         true
+    }
+
+    /// [`Backpressure::PauseReading`]: after a message, reading stops while
+    /// the queue is at its limit, so the next message waits for the queue
+    /// to drain instead of finding it full.
+    fn pause_reading_when_full(&mut self) -> bool {
+        self.worker.settings().backpressure == Backpressure::PauseReading
+            && !self.session.has(flag::TCP_CLOSING)
+            && self.hold_input_when_full()
     }
 
     /// Reading resumes once the queue that held it has drained.

@@ -121,9 +121,12 @@
 //!   connection, 1006, [`Initiator::Local`], [`CloseKind::Forced`].
 //! * **Backpressure**: a send is refused once the connection has
 //!   [`ServerBuilder::max_queued_bytes`] unsent; the [`Backpressure`] policy
-//!   drops the message ([`SendError::Dropped`], counted) or also closes the
-//!   connection with a chosen code. [`Handler::on_drain`] fires when the
-//!   queue is down to half the limit. Control frames are never refused.
+//!   drops the message ([`SendError::Dropped`], counted), also closes the
+//!   connection with a chosen code, or stops reading the connection after
+//!   any message that leaves its queue at the limit, so TCP slows the peer
+//!   ([`Backpressure::PauseReading`]). [`Handler::on_drain`] fires when the
+//!   queue is down to half the limit (reading resumes then). Control frames
+//!   are never refused.
 //! * **Shutdown** ([`ServerControl::shutdown`]): stop accepting, Close 1001
 //!   with the configured reason to every connection on every worker, wait
 //!   for the closing handshakes until the deadline, terminate the rest, stop

@@ -1,4 +1,4 @@
-//! The send-queue limit and its two policies, and `on_drain`.
+//! The send-queue limit and its policies, and `on_drain`.
 
 mod common;
 
@@ -164,6 +164,118 @@ fn a_peer_that_pings_and_never_reads_is_held_back_at_the_queue_limit() {
         assert_eq!((opcode, payload.len()), (0xA, 125), "frame {n}");
     }
     pinger.join().unwrap();
+    client.write_frame(true, 0x2, b"after");
+    assert_eq!(client.read_frame().unwrap().2, b"after");
+    drop(client);
+    server.shutdown(WAIT);
+}
+
+/// Echoes each message once, and records the largest send queue seen after
+/// a send and every send that was refused.
+struct QueueWatch {
+    peak_queued: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    refused: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl ringws::Handler for QueueWatch {
+    type ConnData = ();
+    fn on_message(&mut self, conn: &mut ringws::Conn<'_, Self>, message: ringws::Message<'_>) {
+        use std::sync::atomic::Ordering;
+        if conn.send_binary(message.as_bytes()).is_err() {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+        }
+        self.peak_queued
+            .fetch_max(conn.queued_bytes(), Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn pause_reading_slows_a_peer_that_never_reads_and_loses_no_echo() {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    let limit = 64 * 1024;
+    let message_len = 1000;
+    let peak_queued = Arc::new(AtomicUsize::new(0));
+    let refused = Arc::new(AtomicUsize::new(0));
+    let (peak, refusals) = (peak_queued.clone(), refused.clone());
+    let server = builder()
+        .max_queued_bytes(limit)
+        .backpressure(Backpressure::PauseReading)
+        .start(move |_| QueueWatch {
+            peak_queued: peak.clone(),
+            refused: refusals.clone(),
+        })
+        .unwrap();
+    let mut client = RawClient::connect(server.local_addr());
+    // 16 MiB of numbered messages, more than the kernel's buffers on both
+    // sides hold: a server that went on reading would have to queue or
+    // drop most of the echoes.
+    let messages = (16 << 20) / message_len;
+    let per_batch = 256;
+    let batches = messages / per_batch;
+    let frame_of = move |n: usize| {
+        let mut payload = vec![(n % 251) as u8; message_len];
+        payload[..8].copy_from_slice(&(n as u64).to_be_bytes());
+        masked_frame(true, 0x2, &payload)
+    };
+    let mut writer = client.stream.try_clone().unwrap();
+    let written = Arc::new(AtomicUsize::new(0));
+    let progress = written.clone();
+    let sender = std::thread::spawn(move || {
+        for batch in 0..batches {
+            let bytes: Vec<u8> = (batch * per_batch..(batch + 1) * per_batch)
+                .flat_map(frame_of)
+                .collect();
+            writer.write_all(&bytes).unwrap();
+            progress.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+    // Wait until the sender is stuck (TCP pushed back) or done, bounded.
+    let start = Instant::now();
+    let mut last = (usize::MAX, Instant::now());
+    while start.elapsed() < Duration::from_secs(20) {
+        let now = written.load(Ordering::Relaxed);
+        if now == batches {
+            break;
+        }
+        if now != last.0 {
+            last = (now, Instant::now());
+        } else if last.1.elapsed() > Duration::from_millis(300) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let blocked_at = written.load(Ordering::Relaxed);
+    assert!(
+        blocked_at < batches,
+        "TCP slowed the peer: {blocked_at} of {batches} batches written"
+    );
+    // One echo (its frame header included) may land past the limit before
+    // reading stops.
+    let peak = peak_queued.load(Ordering::Relaxed);
+    assert!(
+        peak < limit + message_len + 8,
+        "send queue peaked at {peak} bytes, limit {limit}"
+    );
+    // Once the peer reads, every message comes back, in order, and none was
+    // refused on the way.
+    client
+        .stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    for n in 0..batches * per_batch {
+        let (_, opcode, payload) = client.read_frame().expect("an echo");
+        assert_eq!((opcode, payload.len()), (0x2, message_len), "echo {n}");
+        assert_eq!(payload[..8], (n as u64).to_be_bytes(), "echo {n}");
+    }
+    sender.join().unwrap();
+    assert_eq!(refused.load(Ordering::Relaxed), 0);
+    let stats = server.stats();
+    assert_eq!(stats.total.dropped_messages, 0);
+    assert_eq!(stats.total.messages_out, (batches * per_batch) as u64);
     client.write_frame(true, 0x2, b"after");
     assert_eq!(client.read_frame().unwrap().2, b"after");
     drop(client);

@@ -174,6 +174,46 @@ fn node_ws_client_echoes_text_and_binary() {
     assert_peer_echoed(Peer::Node);
 }
 
+/// A client that writes far more than it reads: the server stops reading it
+/// while its send queue is full (TCP slows the client) and so echoes every
+/// message, in order, once the client reads.
+#[tokio::test]
+async fn a_client_that_writes_before_it_reads_gets_every_echo() {
+    let server = ServeProcess::start(&[
+        "--workers",
+        "1",
+        "--ping-interval",
+        "none",
+        "--max-queued-bytes",
+        "64KiB",
+    ]);
+    let (mut sink, mut stream) = connect(&server.url()).await.split();
+    // 32 MiB: more than the kernel's buffers on both sides take in.
+    let (count, len) = (4096usize, 8192usize);
+    let writer = tokio::spawn(async move {
+        for n in 0..count {
+            let mut payload = vec![(n % 251) as u8; len];
+            payload[..8].copy_from_slice(&(n as u64).to_be_bytes());
+            sink.send(Message::Binary(payload)).await.unwrap();
+        }
+        sink
+    });
+    // The writer runs ahead until TCP stops it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!writer.is_finished(), "TCP slowed the writer");
+    for n in 0..count {
+        match timeout(WAIT, stream.next()).await {
+            Ok(Some(Ok(Message::Binary(payload)))) => {
+                assert_eq!(payload.len(), len, "echo {n}");
+                assert_eq!(payload[..8], (n as u64).to_be_bytes(), "echo {n}");
+            }
+            other => panic!("echo {n}: {other:?}"),
+        }
+    }
+    let mut sink = timeout(WAIT, writer).await.unwrap().unwrap();
+    sink.send(Message::Close(None)).await.unwrap();
+}
+
 #[tokio::test]
 async fn broadcast_mode_sends_every_message_to_every_connection() {
     let server = ServeProcess::start(&["--mode", "broadcast", "--workers", "2"]);

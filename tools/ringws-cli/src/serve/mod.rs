@@ -114,9 +114,12 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SIZE", default_value = "4MiB", value_parser = size)]
     pub max_queued_bytes: usize,
 
-    /// What a send over --max-queued-bytes does: drop the message, or drop
-    /// it and close the connection with 1008 or 1013.
-    #[arg(long, value_enum, default_value_t = BackpressureArg::Drop)]
+    /// What a connection at --max-queued-bytes gets: pause (stop reading it
+    /// until its queue drains to half, so TCP slows a peer that sends
+    /// faster than it reads and no echo is lost), drop (drop the messages
+    /// over the limit), or close-1008/close-1013 (drop and close with that
+    /// code).
+    #[arg(long, value_enum, default_value_t = BackpressureArg::Pause)]
     pub backpressure: BackpressureArg,
 
     /// Accept upgrades whose Origin is exactly this (repeatable). Without
@@ -200,6 +203,8 @@ pub enum PinArg {
 /// `--backpressure`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BackpressureArg {
+    /// Stop reading the connection until its queue drains.
+    Pause,
     /// Drop the message; the connection stays open.
     Drop,
     /// Drop it and close with 1008 (policy violation).
@@ -279,6 +284,7 @@ impl ServeArgs {
             .pong_timeout(self.pong_timeout)
             .max_queued_bytes(self.max_queued_bytes)
             .backpressure(match self.backpressure {
+                BackpressureArg::Pause => Backpressure::PauseReading,
                 BackpressureArg::Drop => Backpressure::DropMessage,
                 BackpressureArg::Close1008 => Backpressure::Close(CloseCode::POLICY_VIOLATION),
                 BackpressureArg::Close1013 => Backpressure::Close(CloseCode::TRY_AGAIN_LATER),
@@ -588,7 +594,7 @@ mod tests {
         assert_eq!(args.shutdown_reason, ringws::DEFAULT_SHUTDOWN_REASON);
         assert_eq!(args.buffer_release_period, OptionalDuration(None));
         assert_eq!(args.mode, ServeMode::Echo);
-        assert_eq!(args.backpressure, BackpressureArg::Drop);
+        assert_eq!(args.backpressure, BackpressureArg::Pause);
     }
 
     #[test]
