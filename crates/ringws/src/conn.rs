@@ -45,7 +45,8 @@ pub(crate) mod flag {
     /// Opened by this side (client role, see `crate::client`).
     pub const CLIENT: u8 = 1 << 6;
     /// Reading is paused because the send queue reached its limit while
-    /// Pongs were being queued; it resumes when the queue drains.
+    /// Pongs were being queued, or after a message under
+    /// `Backpressure::PauseReading`; it resumes when the queue drains.
     pub const INPUT_HELD: u8 = 1 << 7;
 }
 
