@@ -28,26 +28,28 @@ pub(crate) const KEEPALIVE_TIMEOUT_REASON: &str = "keepalive ping timeout";
 /// Reason of the Close sent by the [`Backpressure::Close`] policy.
 pub(crate) const BACKPRESSURE_REASON: &str = "send queue limit exceeded";
 
-/// Session flags (a `u8` bit set).
+/// Session flags (a `u16` bit set).
 pub(crate) mod flag {
     /// ringws aborted the connection (terminate, close timeout, shutdown).
-    pub const FORCED: u8 = 1 << 0;
+    pub const FORCED: u16 = 1 << 0;
     /// The peer's FIN or a socket error ended the input without a Close.
-    pub const PEER_GONE: u8 = 1 << 1;
+    pub const PEER_GONE: u16 = 1 << 1;
     /// TCP is being closed: nothing more is sent or read.
-    pub const TCP_CLOSING: u8 = 1 << 2;
+    pub const TCP_CLOSING: u16 = 1 << 2;
     /// The connection failed on a protocol error.
-    pub const FAILED: u8 = 1 << 3;
+    pub const FAILED: u16 = 1 << 3;
     /// Open when shutdown began: counted in the shutdown report.
-    pub const IN_SHUTDOWN: u8 = 1 << 4;
+    pub const IN_SHUTDOWN: u16 = 1 << 4;
     /// Terminated at the shutdown deadline.
-    pub const SHUTDOWN_FORCED: u8 = 1 << 5;
+    pub const SHUTDOWN_FORCED: u16 = 1 << 5;
     /// Opened by this side (client role, see `crate::client`).
-    pub const CLIENT: u8 = 1 << 6;
+    pub const CLIENT: u16 = 1 << 6;
     /// Reading is paused because the send queue reached its limit while
     /// Pongs were being queued, or after a message under
     /// `Backpressure::PauseReading`; it resumes when the queue drains.
-    pub const INPUT_HELD: u8 = 1 << 7;
+    pub const INPUT_HELD: u16 = 1 << 7;
+    /// The application paused reading (`Conn::pause_reading`).
+    pub const READING_PAUSED: u16 = 1 << 8;
 }
 
 /// Where a connection is.
@@ -93,7 +95,7 @@ pub(crate) struct Session<D> {
     pub closing: Option<Box<Closing>>,
     pub subprotocol: Option<Box<str>>,
     pub gauge: Gauge,
-    pub flags: u8,
+    pub flags: u16,
 }
 
 impl<D: Default> Session<D> {
@@ -113,15 +115,15 @@ impl<D: Default> Session<D> {
 }
 
 impl<D> Session<D> {
-    pub(crate) fn has(&self, bits: u8) -> bool {
+    pub(crate) fn has(&self, bits: u16) -> bool {
         self.flags & bits != 0
     }
 
-    pub(crate) fn set(&mut self, bits: u8) {
+    pub(crate) fn set(&mut self, bits: u16) {
         self.flags |= bits;
     }
 
-    pub(crate) fn clear(&mut self, bits: u8) {
+    pub(crate) fn clear(&mut self, bits: u16) {
         self.flags &= !bits;
     }
 
@@ -285,6 +287,48 @@ impl<'a, H: Handler> Conn<'a, H> {
     /// Where the closing handshake stands.
     pub fn state(&self) -> State {
         self.session.state()
+    }
+
+    /// Stops reading this connection until
+    /// [`resume_reading`](Self::resume_reading): no further message, Ping,
+    /// Pong or Close of the peer's is delivered, bytes already received wait, and once the
+    /// kernel's receive buffer is full TCP slows the peer. Takes effect when
+    /// the current callback returns. For flow control the application
+    /// drives (work handed to another thread, a slow downstream); see
+    /// [`ConnHandle::resume_reading`](crate::ConnHandle::resume_reading) to
+    /// resume from elsewhere. Timers go on: a peer whose Pong waits behind
+    /// unread data can meet the pong timeout. Starting a close resumes
+    /// reading, as the closing handshake needs the peer's Close. Does
+    /// nothing on a connection that is not open.
+    pub fn pause_reading(&mut self) {
+        if self.session.proto().is_none() || self.session.has(flag::TCP_CLOSING) {
+            return;
+        }
+        if !self.session.has(flag::READING_PAUSED) {
+            self.session.set(flag::READING_PAUSED);
+            if !self.session.has(flag::INPUT_HELD) {
+                self.io.pause_recv(self.id);
+            }
+        }
+    }
+
+    /// Resumes reading after [`pause_reading`](Self::pause_reading): what
+    /// arrived meanwhile is delivered first. Reading stays stopped while
+    /// the backpressure rules hold it (a full send queue, see
+    /// [`Backpressure`]).
+    pub fn resume_reading(&mut self) {
+        if self.session.has(flag::READING_PAUSED) {
+            self.session.clear(flag::READING_PAUSED);
+            if !self.session.has(flag::INPUT_HELD) && !self.session.has(flag::TCP_CLOSING) {
+                self.io.resume_recv(self.id);
+            }
+        }
+    }
+
+    /// Whether the application paused reading (see
+    /// [`pause_reading`](Self::pause_reading)).
+    pub fn is_reading_paused(&self) -> bool {
+        self.session.has(flag::READING_PAUSED)
     }
 
     /// Bytes queued and not yet written to the socket.
@@ -566,6 +610,8 @@ impl<'a, H: Handler> Conn<'a, H> {
         if let Some(closing) = self.session.closing.as_mut() {
             closing.sent = Some(CloseCode(code));
         }
+        // The closing handshake needs the peer's Close read.
+        self.resume_reading();
     }
 
     /// Closes TCP gracefully (flush, FIN, wait for the peer's FIN), bounded
@@ -759,6 +805,10 @@ impl<'a, H: Handler> Conn<'a, H> {
             if self.session.has(flag::TCP_CLOSING) {
                 return data.len();
             }
+            if self.session.has(flag::READING_PAUSED) {
+                // The rest waits in the reactor until `resume_reading`.
+                return pos;
+            }
             let Some(proto) = self.session.proto_mut() else {
                 return data.len();
             };
@@ -822,8 +872,10 @@ impl<'a, H: Handler> Conn<'a, H> {
         if self.queued_bytes() < self.worker.settings().max_queued_bytes {
             return false;
         }
+        if !self.session.has(flag::INPUT_HELD | flag::READING_PAUSED) {
+            self.io.pause_recv(self.id);
+        }
         self.session.set(flag::INPUT_HELD);
-        self.io.pause_recv(self.id);
         true
     }
 
@@ -840,7 +892,9 @@ impl<'a, H: Handler> Conn<'a, H> {
     pub(crate) fn release_input(&mut self) {
         if self.session.has(flag::INPUT_HELD) {
             self.session.clear(flag::INPUT_HELD);
-            self.io.resume_recv(self.id);
+            if !self.session.has(flag::READING_PAUSED) {
+                self.io.resume_recv(self.id);
+            }
         }
     }
 

@@ -637,6 +637,12 @@ impl<H: Handler> ringws_reactor::Handler for Engine<H> {
             Command::Terminate { conn } => {
                 Self::with_conn(worker, ctx, conn, |conn| conn.terminate())
             }
+            Command::PauseReading { conn } => {
+                Self::with_conn(worker, ctx, conn, |conn| conn.pause_reading())
+            }
+            Command::ResumeReading { conn } => {
+                Self::with_conn(worker, ctx, conn, |conn| conn.resume_reading())
+            }
             Command::Broadcast { message, targets } => match targets {
                 None => {
                     for (id, session) in ctx.conns.iter_mut() {

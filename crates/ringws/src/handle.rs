@@ -212,6 +212,12 @@ pub(crate) enum Command {
     Terminate {
         conn: ConnId,
     },
+    PauseReading {
+        conn: ConnId,
+    },
+    ResumeReading {
+        conn: ConnId,
+    },
     /// `None`: every open connection of the worker.
     Broadcast {
         message: PreparedMessage,
@@ -432,6 +438,19 @@ impl ConnHandle {
     /// already closing keeps its initiator and the peer's code, if any).
     pub fn terminate(&self) -> Result<(), Gone> {
         self.command(Command::Terminate { conn: self.id })
+    }
+
+    /// [`Conn::pause_reading`](crate::Conn::pause_reading) from any thread:
+    /// takes effect when the connection's worker runs the command, so
+    /// messages already being delivered may still arrive.
+    pub fn pause_reading(&self) -> Result<(), Gone> {
+        self.command(Command::PauseReading { conn: self.id })
+    }
+
+    /// [`Conn::resume_reading`](crate::Conn::resume_reading) from any
+    /// thread: the usual way to resume once work handed elsewhere is done.
+    pub fn resume_reading(&self) -> Result<(), Gone> {
+        self.command(Command::ResumeReading { conn: self.id })
     }
 }
 

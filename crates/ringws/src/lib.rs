@@ -127,6 +127,11 @@
 //!   ([`Backpressure::PauseReading`]). [`Handler::on_drain`] fires when the
 //!   queue is down to half the limit (reading resumes then). Control frames
 //!   are never refused.
+//! * **Flow control**: [`Conn::pause_reading`] stops delivering a
+//!   connection's input (TCP then slows the peer) until
+//!   [`Conn::resume_reading`] or, from any thread,
+//!   [`ConnHandle::resume_reading`]; starting a close resumes it, since the
+//!   closing handshake needs the peer's Close.
 //! * **Shutdown** ([`ServerControl::shutdown`]): stop accepting, Close 1001
 //!   with the configured reason to every connection on every worker, wait
 //!   for the closing handshakes until the deadline, terminate the rest, stop

@@ -92,6 +92,7 @@ pub struct Path(pub String);
 /// * `close <code> <reason>`: `conn.close(code, reason)`, reports the result;
 /// * `closebytes <code> <hex>`: `conn.close_bytes` with raw reason bytes;
 /// * `terminate`: `conn.terminate()`;
+/// * `pause`: `conn.pause_reading()`;
 /// * `flood <count> <size>`: sends `count` binary messages of `size` bytes
 ///   in this callback, reports the first error (or Ok);
 /// * `reply-on-close <code>`: on the peer's Close, reply with this code;
@@ -158,6 +159,10 @@ impl Handler for Recorder {
                         self.send(Event::CloseResult { id, result });
                     }
                     (Some("terminate"), None, None) => conn.terminate(),
+                    (Some("pause"), None, None) => {
+                        conn.pause_reading();
+                        assert!(conn.is_reading_paused());
+                    }
                     (Some("panic"), None, None) => panic!("the test handler panics on a message"),
                     (Some("flood"), Some(count), Some(size)) => {
                         let count: usize = count.parse().unwrap_or(0);
@@ -275,6 +280,11 @@ impl Events {
     /// Next event (blocking; for tests without an async client running).
     pub fn next_blocking(&self) -> Event {
         self.rx.recv_timeout(WAIT).expect("event within the wait")
+    }
+
+    /// The next event if one comes within `wait`.
+    pub fn try_next(&self, wait: Duration) -> Option<Event> {
+        self.rx.recv_timeout(wait).ok()
     }
 
     /// Next event, polling so an async client on the same thread progresses.
