@@ -230,3 +230,27 @@ fn a_source_address_is_used_for_every_connection() {
     client.shutdown(Duration::from_secs(1));
     server.shutdown(Duration::from_secs(1));
 }
+
+#[test]
+fn a_client_connection_paused_from_another_thread_reads_nothing_until_resumed() {
+    let (server, _server_events) = start_server(|builder| builder);
+    let (client, events) = start_client(|builder| builder);
+    let id = client.connect(&url(&server, "/"), Plan::tagged(1)).unwrap();
+    let handle = opened(&events, id);
+    handle.pause_reading().unwrap();
+    for n in 0..100 {
+        handle.send_text(&format!("message {n}")).unwrap();
+    }
+    // The echoes come back while reading is paused: none is delivered.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        events.try_recv().is_err(),
+        "nothing is delivered while paused"
+    );
+    handle.resume_reading().unwrap();
+    for n in 0..100 {
+        assert_eq!(next_text(&events, id), format!("message {n}"));
+    }
+    handle.close(1000, "done").unwrap();
+    assert_eq!(closed(&events, id).kind, CloseKind::Clean);
+}
