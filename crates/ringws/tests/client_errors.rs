@@ -242,20 +242,21 @@ fn bad_urls_and_hosts_fail_before_any_socket() {
 
 #[test]
 fn an_unusable_source_address_fails_with_its_errno() {
-    // 192.0.2.1 (TEST-NET-1) is not an address of this machine.
-    let (client, events) =
-        start_client(|builder| builder.source_addr("192.0.2.1:0".parse().unwrap()));
+    // A loopback port held by a listener cannot be a source address.
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let source = held.local_addr().unwrap();
+    let (client, events) = start_client(|builder| builder.source_addr(source));
     let error = client
         .connect("ws://127.0.0.1:9/", Plan::tagged(1))
         .unwrap_err();
-    assert_eq!(error.errno(), Some(libc::EADDRNOTAVAIL), "{error:?}");
+    assert_eq!(error.errno(), Some(libc::EADDRINUSE), "{error:?}");
     // Queued, the same failure reaches the handler without an id.
     client
         .connect_queued("ws://127.0.0.1:9/", Plan::tagged(2))
         .unwrap();
     let (id, error) = connect_failed(&events, 2);
     assert_eq!(id, None);
-    assert_eq!(error.errno(), Some(libc::EADDRNOTAVAIL));
+    assert_eq!(error.errno(), Some(libc::EADDRINUSE));
     client.shutdown(Duration::from_secs(1));
 }
 
