@@ -658,10 +658,14 @@ impl<H: Handler> ringws_reactor::Handler for Engine<H> {
                         let _ = conn.send_frame(OutFrame::Prepared(message.clone()));
                     }
                 }
+                // A listed connection is accounted for as a send through its
+                // handle would be: gone or closing, it counts as a command
+                // for a gone connection.
                 Some(targets) => {
                     for id in targets {
                         Self::with_conn(worker, ctx, id, |conn| {
-                            let _ = conn.send_frame(OutFrame::Prepared(message.clone()));
+                            let sent = conn.send_frame(OutFrame::Prepared(message.clone()));
+                            count_if_closing(conn, sent);
                         });
                     }
                 }

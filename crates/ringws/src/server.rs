@@ -115,6 +115,11 @@ impl ServerControl {
 
     /// Sends `message` to the listed connections (ids that are gone, or
     /// of another server, are skipped), one command per worker involved.
+    /// A listed connection found gone or closing when its worker runs the
+    /// command is counted in
+    /// [`WorkerStats::commands_for_gone`](crate::WorkerStats::commands_for_gone),
+    /// one refused at the queue limit in
+    /// [`WorkerStats::dropped_messages`](crate::WorkerStats::dropped_messages).
     /// For handles, pass `handles.iter().map(ConnHandle::id)`.
     pub fn broadcast_to(
         &self,

@@ -387,7 +387,9 @@ pub struct WorkerStats {
     pub backpressure_closes: u64,
     /// Commands from handles that arrived after their connection was gone,
     /// and sends and pings that arrived after it had started closing: all
-    /// dropped.
+    /// dropped. A connection listed in
+    /// [`broadcast_to`](crate::ServerControl::broadcast_to) counts the same
+    /// way when the broadcast finds it gone or closing.
     pub commands_for_gone: u64,
     /// Close durations.
     pub close_durations: DurationHistogram,

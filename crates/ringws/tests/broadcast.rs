@@ -133,3 +133,33 @@ fn a_handler_broadcasts_from_its_callback_across_workers() {
     drop(clients);
     server.shutdown(WAIT);
 }
+
+#[test]
+fn broadcast_to_a_closing_connection_is_dropped_and_counted_like_a_handles_send() {
+    let (server, events) = start(builder().workers(2));
+    let mut closing = RawClient::connect(server.local_addr());
+    let (closing_id, _, closing_handle) = events.opened_blocking();
+    let mut open = RawClient::connect(server.local_addr());
+    let (open_id, _, _) = events.opened_blocking();
+    // Our Close is out and the peer has not answered: the connection is
+    // closing, still open to handles, and may carry no more data.
+    closing_handle.close(4000, "closing").unwrap();
+    assert_eq!(closing.read_close(), close_payload(4000, "closing"));
+    assert!(closing_handle.is_open());
+    let before = server.stats().total;
+    server.broadcast_to(&PreparedMessage::text("listed"), [closing_id, open_id]);
+    let (_, _, payload) = open.read_frame().unwrap();
+    assert_eq!(payload, b"listed");
+    // Each listed connection is accounted for: queued, or dropped and
+    // counted, as a send through its handle would be.
+    let stats = wait_stats(&server, |stats| {
+        stats.total.commands_for_gone > before.commands_for_gone
+    });
+    assert_eq!(stats.total.messages_out, before.messages_out + 1);
+    assert_eq!(stats.total.commands_for_gone, before.commands_for_gone + 1);
+    assert_eq!(stats.total.dropped_messages, 0);
+    closing.write_frame(true, 0x8, &close_payload(4000, ""));
+    assert_eq!(closing.read_frame(), None, "no frame after the Close");
+    drop((closing, open));
+    server.shutdown(WAIT);
+}
