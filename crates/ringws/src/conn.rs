@@ -373,7 +373,10 @@ impl<'a, H: Handler> Conn<'a, H> {
     }
 
     /// Sends `message` to every open connection of the server, this one
-    /// included, through every worker's inbox (encoded once).
+    /// included, through every worker's inbox (encoded once). It reaches
+    /// this connection after whatever this callback queues on it directly:
+    /// `send_text("a")`, `broadcast(b)`, `send_text("c")` arrive as a, c,
+    /// b.
     pub fn broadcast(&self, message: &PreparedMessage) {
         self.worker.control.broadcast(message);
     }

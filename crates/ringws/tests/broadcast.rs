@@ -163,3 +163,33 @@ fn broadcast_to_a_closing_connection_is_dropped_and_counted_like_a_handles_send(
     drop((closing, open));
     server.shutdown(WAIT);
 }
+
+/// Broadcasts each text message, with direct sends before and after it.
+struct Announce;
+
+impl Handler for Announce {
+    type ConnData = ();
+
+    fn on_message(&mut self, conn: &mut Conn<'_, Self>, message: Message<'_>) {
+        if let Message::Text(text) = message {
+            conn.send_text("before").unwrap();
+            conn.broadcast(&PreparedMessage::text(text));
+            conn.send_text("after").unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_callbacks_broadcast_reaches_its_own_connection_after_its_direct_sends() {
+    let server = builder().workers(2).start(|_| Announce).unwrap();
+    let mut speaker = RawClient::connect(server.local_addr());
+    let mut listener = RawClient::connect(server.local_addr());
+    speaker.write_frame(true, 0x1, b"news");
+    let texts: Vec<Vec<u8>> = (0..3).map(|_| speaker.read_frame().unwrap().2).collect();
+    assert_eq!(texts, [&b"before"[..], b"after", b"news"]);
+    assert_eq!(listener.read_frame().unwrap().2, b"news");
+    let stats = wait_stats(&server, |stats| stats.total.messages_out == 4);
+    assert_eq!(stats.total.dropped_messages, 0);
+    drop((speaker, listener));
+    server.shutdown(WAIT);
+}
