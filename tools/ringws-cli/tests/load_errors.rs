@@ -314,3 +314,41 @@ fn pongs_that_do_not_carry_the_pings_payload_answer_nothing() {
     );
     assert_eq!(report.messages.unanswered, 0);
 }
+
+/// More connections (or churn cycles at once) than the process may hold
+/// descriptors for are refused before the run: such a run could never
+/// open them, and trying (one failed connect after another) outlasted the
+/// run's hard deadline by far.
+#[test]
+fn more_connections_than_descriptors_are_refused() {
+    let url = format!("ws://127.0.0.1:{}/", closed_port());
+    let cases: [(&[&str], &str); 2] = [
+        (&["-c", "100000000000"], "--connections 100000000000"),
+        (
+            &[
+                "--mode",
+                "churn",
+                "--concurrency",
+                "100000000000",
+                "--cycles",
+                "1",
+            ],
+            "--concurrency 100000000000",
+        ),
+    ];
+    for (extra, expected) in cases {
+        let mut args = vec!["load", &url, "-d", "300ms", "-w", "1", "-q"];
+        args.extend_from_slice(extra);
+        let started = Instant::now();
+        let (status, _, stderr) = ringws(&args);
+        assert_eq!(status.code(), Some(2), "{extra:?}: {stderr}");
+        assert!(stderr.contains(expected), "{extra:?}: {stderr}");
+        assert!(stderr.contains("open-file limit"), "{extra:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{extra:?}: {stderr}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{extra:?} took {:?}",
+            started.elapsed()
+        );
+    }
+}

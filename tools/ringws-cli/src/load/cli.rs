@@ -59,11 +59,13 @@ pub struct LoadArgs {
     #[arg(long, value_enum, default_value_t = ModeArg::Echo)]
     mode: ModeArg,
 
-    /// Connections (echo, rate, hold) [default: 64].
+    /// Connections (echo, rate, hold; at most the open-file limit)
+    /// [default: 64].
     #[arg(short, long)]
     connections: Option<usize>,
 
-    /// Cycles in progress at once (churn) [default: 16].
+    /// Cycles in progress at once (churn; at most the open-file limit)
+    /// [default: 16].
     #[arg(long)]
     concurrency: Option<usize>,
 
@@ -287,6 +289,27 @@ fn nothing_measured(report: &LoadReport) -> Option<&'static str> {
     })
 }
 
+/// Refuses more connections (churn: cycles at once) than the process may
+/// hold descriptors for: such a run could never open them all, and its
+/// workers would spend far past the run's deadline failing one connect
+/// after another.
+fn fits_fd_limit(config: &LoadConfig, fd_limit: Option<u64>) -> Result<(), String> {
+    let wanted = config.parallelism() as u64;
+    match fd_limit {
+        Some(limit) if wanted > limit => {
+            let flag = match config.mode {
+                Mode::Churn => "--concurrency",
+                Mode::Echo | Mode::Rate | Mode::Hold => "--connections",
+            };
+            Err(format!(
+                "{flag} {wanted} is more than the open-file limit ({limit}) allows: each \
+                 connection takes a descriptor (raise the limit with `ulimit -n`, or ask for fewer)"
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// The files the run writes its results to, named for messages.
 fn output_files(args: &LoadArgs) -> Vec<(&'static str, PathBuf)> {
     let json = args
@@ -305,8 +328,8 @@ pub fn main(args: LoadArgs) -> ExitCode {
         None => {
             // Each connection is a descriptor: 10,000 held connections are
             // far above the usual soft limit of 1024.
-            let _ = crate::serve::raise_fd_limit();
-            load(&args)
+            let fd_limit = crate::serve::raise_fd_limit();
+            load(&args, fd_limit)
         }
     }
 }
@@ -363,8 +386,11 @@ fn print_out(out: &mut impl Write, text: &str) -> std::io::Result<()> {
     }
 }
 
-fn load(args: &LoadArgs) -> ExitCode {
-    let config = match args.to_config() {
+fn load(args: &LoadArgs, fd_limit: Option<u64>) -> ExitCode {
+    let config = match args
+        .to_config()
+        .and_then(|config| fits_fd_limit(&config, fd_limit).map(|()| config))
+    {
         Ok(config) => config,
         Err(error) => {
             eprintln!("ringws load: {error}");
