@@ -768,6 +768,9 @@ impl fmt::Display for LoadReport {
             (true, _) if span != window => format!("window {window} s, rates over {span} s"),
             (true, _) => format!("window {window} s"),
             (false, true) => "no window".to_owned(),
+            (false, false) if self.connections.opened > 0 => {
+                "no window (every connection closed before it)".to_owned()
+            }
             (false, false) => "no window (no connection opened)".to_owned(),
         };
         let window = match self.interrupted {
@@ -1139,6 +1142,24 @@ mod tests {
         assert_eq!(report.rate_span_secs, report.window_secs);
         let table = report.to_string();
         assert!(!table.contains("rates over") && !table.contains("warning"));
+    }
+
+    /// Connections that opened but were all closed by the server before the
+    /// window was due leave no window: the table must not claim that no
+    /// connection opened.
+    #[test]
+    fn a_window_lost_to_closed_connections_is_not_blamed_on_opening() {
+        let mut worker = WorkerReport::default();
+        worker.tally.connections_attempted = 2;
+        worker.tally.connections_opened = 2;
+        let report = LoadReport::build(facts(Mode::Echo, 1), &[worker]);
+        assert_eq!(report.window_secs, 0.0);
+        let table = report.to_string();
+        assert!(!table.contains("no connection opened"), "{table}");
+        assert!(
+            table.contains(", no window (every connection closed before it), elapsed 4.00 s"),
+            "{table}"
+        );
     }
 
     #[test]
