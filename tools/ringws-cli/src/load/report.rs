@@ -878,7 +878,14 @@ impl fmt::Display for LoadReport {
             let codes: Vec<String> = self
                 .server_close_codes
                 .iter()
-                .map(|(code, count)| format!("{code} ×{}", thousands(*count)))
+                .map(|(code, count)| {
+                    let count = thousands(*count);
+                    match code {
+                        1005 => format!("a Close without a code (1005) ×{count}"),
+                        1006 => format!("no Close (1006) ×{count}"),
+                        code => format!("{code} ×{count}"),
+                    }
+                })
                 .collect();
             writeln!(f, "  closes     server sent {}", codes.join(", "))?;
         }
@@ -1142,6 +1149,27 @@ mod tests {
         assert_eq!(report.rate_span_secs, report.window_secs);
         let table = report.to_string();
         assert!(!table.contains("rates over") && !table.contains("warning"));
+    }
+
+    /// 1005 and 1006 never travel on the wire: the table names what they
+    /// stand for instead of claiming the server sent them.
+    #[test]
+    fn codes_that_are_never_sent_are_named_for_what_happened() {
+        let mut worker = WorkerReport::default();
+        worker.tally.connections_attempted = 4;
+        worker.tally.connections_opened = 4;
+        worker.tally.close_codes.insert(1000, 2);
+        worker.tally.close_codes.insert(1005, 1);
+        worker.tally.close_codes.insert(1006, 1);
+        let report = LoadReport::build(facts(Mode::Echo, 1), &[worker]);
+        let table = report.to_string();
+        assert!(
+            table.contains(
+                "  closes     server sent 1000 ×2, a Close without a code (1005) ×1, \
+                 no Close (1006) ×1\n"
+            ),
+            "{table}"
+        );
     }
 
     /// Connections that opened but were all closed by the server before the
