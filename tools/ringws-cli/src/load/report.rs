@@ -908,7 +908,11 @@ impl fmt::Display for LoadReport {
             cpu.user_secs, cpu.system_secs
         )?;
         if let Some(ns) = cpu.per_message_ns {
-            write!(f, ", {ns:.0} ns per message sent or received")?;
+            let what = match self.pings {
+                Some(_) => "message, ping or pong",
+                None => "message",
+            };
+            write!(f, ", {ns:.0} ns per {what} sent or received")?;
         }
         if let Some(ns) = cpu.per_cycle_ns {
             write!(f, ", {:.1} µs per cycle", ns / 1000.0)?;
@@ -1149,6 +1153,30 @@ mod tests {
         assert_eq!(report.rate_span_secs, report.window_secs);
         let table = report.to_string();
         assert!(!table.contains("rates over") && !table.contains("warning"));
+    }
+
+    /// A hold run sends pings, not messages: its CPU figure must not read
+    /// as a cost per message when no message was sent.
+    #[test]
+    fn the_cpu_figure_of_a_pinging_run_counts_pings_and_pongs_by_name() {
+        let mut worker = WorkerReport::default();
+        worker.tally.connections_attempted = 1;
+        worker.tally.connections_opened = 1;
+        worker.tally.pings_sent = 2;
+        worker.tally.pongs_received = 2;
+        worker.cpu = CpuTime {
+            user: Duration::from_micros(40),
+            system: Duration::ZERO,
+        };
+        let facts = RunFacts {
+            pinging: true,
+            ..facts(Mode::Hold, 1)
+        };
+        let table = LoadReport::build(facts, &[worker]).to_string();
+        assert!(
+            table.contains(", 10000 ns per message, ping or pong sent or received\n"),
+            "{table}"
+        );
     }
 
     /// 1005 and 1006 never travel on the wire: the table names what they
