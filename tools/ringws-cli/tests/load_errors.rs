@@ -352,3 +352,19 @@ fn more_connections_than_descriptors_are_refused() {
         );
     }
 }
+
+/// A ramp so slow that opening the connections would take longer than the
+/// longest run allowed is refused: the run would have no deadline worth the
+/// name (it waited for the connections until it was killed).
+#[test]
+fn a_ramp_slower_than_the_longest_run_is_refused() {
+    let url = format!("ws://127.0.0.1:{}/", closed_port());
+    let started = Instant::now();
+    let (status, _, stderr) = ringws(&[
+        "load", &url, "-c", "2", "-w", "1", "-d", "300ms", "--ramp", "1e-300",
+    ]);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--ramp"), "{stderr}");
+    assert!(stderr.contains("365 days"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(10), "{stderr}");
+}
