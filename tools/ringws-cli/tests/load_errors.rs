@@ -368,3 +368,39 @@ fn a_ramp_slower_than_the_longest_run_is_refused() {
     assert!(stderr.contains("365 days"), "{stderr}");
     assert!(started.elapsed() < Duration::from_secs(10), "{stderr}");
 }
+
+/// `--json` and `--hist-out` naming one file would leave only the
+/// histograms in it (the report silently lost): refused before the run.
+#[test]
+fn one_file_for_the_report_and_the_histograms_is_refused() {
+    let path = temp_path("same-output");
+    let path = path.to_str().unwrap();
+    // The same file under another spelling counts too.
+    let dir = std::path::Path::new(path).parent().unwrap();
+    let other = format!(
+        "{}/./{}",
+        dir.display(),
+        std::path::Path::new(path)
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+    );
+    for (json, hist) in [(path, path), (path, other.as_str())] {
+        let (status, _, stderr) = ringws(&[
+            "load",
+            "ws://127.0.0.1:1/",
+            "-d",
+            "30s",
+            "-q",
+            "--json",
+            json,
+            "--hist-out",
+            hist,
+        ]);
+        assert_eq!(status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("--json and --hist-out"), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    }
+    let _ = std::fs::remove_file(path);
+}

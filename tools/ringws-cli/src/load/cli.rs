@@ -310,6 +310,23 @@ fn fits_fd_limit(config: &LoadConfig, fd_limit: Option<u64>) -> Result<(), Strin
     }
 }
 
+/// Whether `a` and `b` name one file (which need not exist yet): their
+/// directories resolved, their names compared.
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    let resolve = |path: &std::path::Path| {
+        let name = path.file_name()?;
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => std::path::Path::new("."),
+        };
+        // A file that exists may be a link: resolve it whole.
+        std::fs::canonicalize(path)
+            .or_else(|_| std::fs::canonicalize(dir).map(|dir| dir.join(name)))
+            .ok()
+    };
+    a == b || matches!((resolve(a), resolve(b)), (Some(a), Some(b)) if a == b)
+}
+
 /// The files the run writes its results to, named for messages.
 fn output_files(args: &LoadArgs) -> Vec<(&'static str, PathBuf)> {
     let json = args
@@ -400,6 +417,16 @@ fn load(args: &LoadArgs, fd_limit: Option<u64>) -> ExitCode {
     // Output files are created before the run, so that a path that cannot
     // be written fails at once instead of losing a finished run's results.
     let outputs = output_files(args);
+    if let [(_, json), (_, histograms)] = &outputs[..] {
+        if same_file(json, histograms) {
+            eprintln!(
+                "ringws load: --json and --hist-out name the same file ({}): the histograms \
+                 would overwrite the report",
+                histograms.display()
+            );
+            return ExitCode::from(2);
+        }
+    }
     for (what, path) in &outputs {
         if let Err(error) = std::fs::File::create(path) {
             eprintln!(
