@@ -130,7 +130,9 @@ pub struct LoadArgs {
     cpus: Option<String>,
 
     /// Bound on connect+handshake, on replies after the window, and on the
-    /// closing handshake.
+    /// closing handshake (rate mode: also on sending, after the window, the
+    /// messages that fell due while every connection was full; a silent
+    /// server can then hold the run for 3 timeouts past the window).
     #[arg(long, default_value = "5s", value_parser = duration)]
     timeout: Duration,
 
