@@ -404,3 +404,21 @@ fn one_file_for_the_report_and_the_histograms_is_refused() {
     }
     let _ = std::fs::remove_file(path);
 }
+
+/// Source addresses of the other family than the target's are a mistake in
+/// the arguments (exit 2, like any other), not a failure to start.
+#[test]
+fn source_addresses_of_the_wrong_family_are_bad_arguments() {
+    let cases = [
+        ("ws://127.0.0.1:1/", "::1", "IPv6"),
+        ("ws://[::1]:1/", "127.0.0.2", "IPv4"),
+    ];
+    for (url, sources, family) in cases {
+        let (status, _, stderr) =
+            ringws(&["load", url, "--source-addrs", sources, "-d", "1s", "-q"]);
+        assert_eq!(status.code(), Some(2), "{url} {sources}: {stderr}");
+        assert!(stderr.contains("--source-addrs"), "{stderr}");
+        assert!(stderr.contains(family), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    }
+}
