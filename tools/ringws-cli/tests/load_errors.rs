@@ -422,3 +422,34 @@ fn source_addresses_of_the_wrong_family_are_bad_arguments() {
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
     }
 }
+
+/// A pipeline whose messages in flight cannot fit in memory is refused up
+/// front: the generator builds every message of the first burst at once, and
+/// such a run aborted on a failed allocation (or drove the machine into
+/// swap) instead of reporting anything.
+#[test]
+fn a_pipeline_larger_than_memory_is_refused() {
+    let url = format!("ws://127.0.0.1:{}/", closed_port());
+    let cases: [&[&str]; 2] = [
+        &["-c", "1", "-p", "1000000000000"],
+        &[
+            "--mode",
+            "churn",
+            "--concurrency",
+            "4",
+            "-p",
+            "100000000",
+            "-s",
+            "16777216",
+        ],
+    ];
+    for extra in cases {
+        let mut args = vec!["load", &url, "-d", "300ms", "-w", "1", "-q"];
+        args.extend_from_slice(extra);
+        let (status, _, stderr) = ringws(&args);
+        assert_eq!(status.code(), Some(2), "{extra:?}: {stderr}");
+        assert!(stderr.contains("--pipeline"), "{extra:?}: {stderr}");
+        assert!(stderr.contains("memory"), "{extra:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{extra:?}: {stderr}");
+    }
+}

@@ -81,7 +81,8 @@ pub struct LoadArgs {
     #[arg(long)]
     binary: bool,
 
-    /// Messages in flight per connection (echo, churn) [default: 1].
+    /// Messages in flight per connection (echo, churn; all of them must fit
+    /// in this machine's memory at once) [default: 1].
     #[arg(short, long)]
     pipeline: Option<usize>,
 
@@ -312,6 +313,47 @@ fn fits_fd_limit(config: &LoadConfig, fd_limit: Option<u64>) -> Result<(), Strin
     }
 }
 
+/// Refuses a pipeline whose first burst cannot fit in this machine's
+/// memory: echo and churn build the `--pipeline` messages of every
+/// connection at once, and a burst larger than memory aborts the run on a
+/// failed allocation instead of reporting anything.
+fn fits_memory(config: &LoadConfig, memory: Option<u64>) -> Result<(), String> {
+    if !matches!(config.mode, Mode::Echo | Mode::Churn) {
+        return Ok(());
+    }
+    // A frame's header is at most 14 bytes.
+    let burst = (config.parallelism() as u128)
+        .saturating_mul(config.pipeline as u128)
+        .saturating_mul(config.payload_size as u128 + 14);
+    match memory {
+        Some(memory) if burst > u128::from(memory) => Err(format!(
+            "--pipeline {} with {} {} of {}-byte messages puts {:.1} GiB in flight at once, \
+             more than this machine's memory ({:.1} GiB)",
+            config.pipeline,
+            config.parallelism(),
+            match config.mode {
+                Mode::Churn => "cycles",
+                _ => "connections",
+            },
+            config.payload_size,
+            burst as f64 / f64::from(1u32 << 30),
+            memory as f64 / f64::from(1u32 << 30),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// This machine's physical memory in bytes, if it can be read.
+fn physical_memory() -> Option<u64> {
+    // SAFETY: sysconf reads a system setting and touches no memory of ours.
+    let pages = unsafe { libc::sysconf(libc::_SC_PHYS_PAGES) };
+    // SAFETY: as above.
+    let page_size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    let pages = u64::try_from(pages).ok()?;
+    let page_size = u64::try_from(page_size).ok()?;
+    pages.checked_mul(page_size)
+}
+
 /// Whether `a` and `b` name one file (which need not exist yet): their
 /// directories resolved, their names compared.
 fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
@@ -409,6 +451,7 @@ fn load(args: &LoadArgs, fd_limit: Option<u64>) -> ExitCode {
     let config = match args
         .to_config()
         .and_then(|config| fits_fd_limit(&config, fd_limit).map(|()| config))
+        .and_then(|config| fits_memory(&config, physical_memory()).map(|()| config))
     {
         Ok(config) => config,
         Err(error) => {
