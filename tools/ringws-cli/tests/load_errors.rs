@@ -453,3 +453,33 @@ fn a_pipeline_larger_than_memory_is_refused() {
         assert_eq!(stderr.lines().count(), 1, "{extra:?}: {stderr}");
     }
 }
+
+/// `--json -` means stdout, so `--hist-out -` must not quietly write a file
+/// named `-` in the working directory: it is refused.
+#[test]
+fn histograms_to_a_dash_are_refused() {
+    let dir = temp_path("dash-dir");
+    std::fs::create_dir(&dir).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ringws"))
+        .args([
+            "load",
+            "ws://127.0.0.1:1/",
+            "-d",
+            "30s",
+            "-q",
+            "--hist-out",
+            "-",
+        ])
+        .current_dir(&dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--hist-out"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let written = dir.join("-").exists();
+    let _ = std::fs::remove_file(dir.join("-"));
+    let _ = std::fs::remove_dir(&dir);
+    assert!(!written, "a file named - was written");
+}

@@ -159,7 +159,7 @@ pub struct LoadArgs {
     json: Option<String>,
 
     /// Save the latency histograms (HdrHistogram interval log, V2
-    /// compressed) for `ringws load merge`.
+    /// compressed) for `ringws load merge` to this file (not "-").
     #[arg(long, value_name = "FILE")]
     hist_out: Option<PathBuf>,
 }
@@ -461,6 +461,12 @@ fn load(args: &LoadArgs, fd_limit: Option<u64>) -> ExitCode {
     };
     // Output files are created before the run, so that a path that cannot
     // be written fails at once instead of losing a finished run's results.
+    if args.hist_out.as_deref() == Some(std::path::Path::new("-")) {
+        eprintln!(
+            "ringws load: --hist-out takes a file name (\"-\", standard output, is only for --json)"
+        );
+        return ExitCode::from(2);
+    }
     let outputs = output_files(args);
     if let [(_, json), (_, histograms)] = &outputs[..] {
         if same_file(json, histograms) {
