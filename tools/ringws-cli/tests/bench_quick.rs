@@ -217,3 +217,18 @@ fn idle_connections_beyond_the_open_file_limit_are_refused_up_front() {
     assert!(stderr.contains("1756 open files"), "{stderr}");
     assert!(stderr.contains("may open 1000"), "{stderr}");
 }
+
+/// The help tells scripts what the exit statuses mean, as `ringws load
+/// --help` does.
+#[test]
+fn help_documents_the_exit_statuses() {
+    let output = Command::new(env!("CARGO_BIN_EXE_ringws"))
+        .args(["bench", "--help"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("ringws runs");
+    let help = String::from_utf8_lossy(&output.stdout).replace('\n', " ");
+    assert!(output.status.success(), "{help}");
+    assert!(help.contains("Exit status: 0 when"), "{help}");
+    assert!(help.contains("2 for invalid arguments"), "{help}");
+}

@@ -314,3 +314,172 @@ fn pongs_that_do_not_carry_the_pings_payload_answer_nothing() {
     );
     assert_eq!(report.messages.unanswered, 0);
 }
+
+/// More connections (or churn cycles at once) than the process may hold
+/// descriptors for are refused before the run: such a run could never
+/// open them, and trying (one failed connect after another) outlasted the
+/// run's hard deadline by far.
+#[test]
+fn more_connections_than_descriptors_are_refused() {
+    let url = format!("ws://127.0.0.1:{}/", closed_port());
+    let cases: [(&[&str], &str); 2] = [
+        (&["-c", "100000000000"], "--connections 100000000000"),
+        (
+            &[
+                "--mode",
+                "churn",
+                "--concurrency",
+                "100000000000",
+                "--cycles",
+                "1",
+            ],
+            "--concurrency 100000000000",
+        ),
+    ];
+    for (extra, expected) in cases {
+        let mut args = vec!["load", &url, "-d", "300ms", "-w", "1", "-q"];
+        args.extend_from_slice(extra);
+        let started = Instant::now();
+        let (status, _, stderr) = ringws(&args);
+        assert_eq!(status.code(), Some(2), "{extra:?}: {stderr}");
+        assert!(stderr.contains(expected), "{extra:?}: {stderr}");
+        assert!(stderr.contains("open-file limit"), "{extra:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{extra:?}: {stderr}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{extra:?} took {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+/// A ramp so slow that opening the connections would take longer than the
+/// longest run allowed is refused: the run would have no deadline worth the
+/// name (it waited for the connections until it was killed).
+#[test]
+fn a_ramp_slower_than_the_longest_run_is_refused() {
+    let url = format!("ws://127.0.0.1:{}/", closed_port());
+    let started = Instant::now();
+    let (status, _, stderr) = ringws(&[
+        "load", &url, "-c", "2", "-w", "1", "-d", "300ms", "--ramp", "1e-300",
+    ]);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--ramp"), "{stderr}");
+    assert!(stderr.contains("365 days"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(10), "{stderr}");
+}
+
+/// `--json` and `--hist-out` naming one file would leave only the
+/// histograms in it (the report silently lost): refused before the run.
+#[test]
+fn one_file_for_the_report_and_the_histograms_is_refused() {
+    let path = temp_path("same-output");
+    let path = path.to_str().unwrap();
+    // The same file under another spelling counts too.
+    let dir = std::path::Path::new(path).parent().unwrap();
+    let other = format!(
+        "{}/./{}",
+        dir.display(),
+        std::path::Path::new(path)
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+    );
+    for (json, hist) in [(path, path), (path, other.as_str())] {
+        let (status, _, stderr) = ringws(&[
+            "load",
+            "ws://127.0.0.1:1/",
+            "-d",
+            "30s",
+            "-q",
+            "--json",
+            json,
+            "--hist-out",
+            hist,
+        ]);
+        assert_eq!(status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("--json and --hist-out"), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    }
+    let _ = std::fs::remove_file(path);
+}
+
+/// Source addresses of the other family than the target's are a mistake in
+/// the arguments (exit 2, like any other), not a failure to start.
+#[test]
+fn source_addresses_of_the_wrong_family_are_bad_arguments() {
+    let cases = [
+        ("ws://127.0.0.1:1/", "::1", "IPv6"),
+        ("ws://[::1]:1/", "127.0.0.2", "IPv4"),
+    ];
+    for (url, sources, family) in cases {
+        let (status, _, stderr) =
+            ringws(&["load", url, "--source-addrs", sources, "-d", "1s", "-q"]);
+        assert_eq!(status.code(), Some(2), "{url} {sources}: {stderr}");
+        assert!(stderr.contains("--source-addrs"), "{stderr}");
+        assert!(stderr.contains(family), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    }
+}
+
+/// A pipeline whose messages in flight cannot fit in memory is refused up
+/// front: the generator builds every message of the first burst at once, and
+/// such a run aborted on a failed allocation (or drove the machine into
+/// swap) instead of reporting anything.
+#[test]
+fn a_pipeline_larger_than_memory_is_refused() {
+    let url = format!("ws://127.0.0.1:{}/", closed_port());
+    let cases: [&[&str]; 2] = [
+        &["-c", "1", "-p", "1000000000000"],
+        &[
+            "--mode",
+            "churn",
+            "--concurrency",
+            "4",
+            "-p",
+            "100000000",
+            "-s",
+            "16777216",
+        ],
+    ];
+    for extra in cases {
+        let mut args = vec!["load", &url, "-d", "300ms", "-w", "1", "-q"];
+        args.extend_from_slice(extra);
+        let (status, _, stderr) = ringws(&args);
+        assert_eq!(status.code(), Some(2), "{extra:?}: {stderr}");
+        assert!(stderr.contains("--pipeline"), "{extra:?}: {stderr}");
+        assert!(stderr.contains("memory"), "{extra:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{extra:?}: {stderr}");
+    }
+}
+
+/// `--json -` means stdout, so `--hist-out -` must not quietly write a file
+/// named `-` in the working directory: it is refused.
+#[test]
+fn histograms_to_a_dash_are_refused() {
+    let dir = temp_path("dash-dir");
+    std::fs::create_dir(&dir).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ringws"))
+        .args([
+            "load",
+            "ws://127.0.0.1:1/",
+            "-d",
+            "30s",
+            "-q",
+            "--hist-out",
+            "-",
+        ])
+        .current_dir(&dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--hist-out"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let written = dir.join("-").exists();
+    let _ = std::fs::remove_file(dir.join("-"));
+    let _ = std::fs::remove_dir(&dir);
+    assert!(!written, "a file named - was written");
+}

@@ -18,6 +18,14 @@ use crate::load::report::write_json;
 /// (512 B, 16 in flight), p50/p99/p99.9 latency at half the 512 B echo
 /// rate, churn cycles/s, bytes per idle connection, and the CPU per message
 /// of the server and of the generator. About 20 s (`--quick`: about 4 s).
+/// The idle connections are opened by a `ringws load --mode hold` child
+/// process, so that only the server's memory is measured.
+///
+/// Exit status: 0 when the table was printed (and the JSON written); 2 for
+/// invalid arguments (including settings the run cannot survive, such as
+/// more idle connections than the open-file limit allows, or a --json file
+/// that cannot be created); 1 when the run failed or its JSON could not be
+/// written.
 #[derive(Debug, Clone, Args)]
 #[command(verbatim_doc_comment)]
 pub struct BenchArgs {

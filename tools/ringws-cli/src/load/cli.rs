@@ -59,11 +59,13 @@ pub struct LoadArgs {
     #[arg(long, value_enum, default_value_t = ModeArg::Echo)]
     mode: ModeArg,
 
-    /// Connections (echo, rate, hold) [default: 64].
+    /// Connections (echo, rate, hold; at most the open-file limit)
+    /// [default: 64].
     #[arg(short, long)]
     connections: Option<usize>,
 
-    /// Cycles in progress at once (churn) [default: 16].
+    /// Cycles in progress at once (churn; at most the open-file limit)
+    /// [default: 16].
     #[arg(long)]
     concurrency: Option<usize>,
 
@@ -79,7 +81,8 @@ pub struct LoadArgs {
     #[arg(long)]
     binary: bool,
 
-    /// Messages in flight per connection (echo, churn) [default: 1].
+    /// Messages in flight per connection (echo, churn; all of them must fit
+    /// in this machine's memory at once) [default: 1].
     #[arg(short, long)]
     pipeline: Option<usize>,
 
@@ -128,7 +131,9 @@ pub struct LoadArgs {
     cpus: Option<String>,
 
     /// Bound on connect+handshake, on replies after the window, and on the
-    /// closing handshake.
+    /// closing handshake (rate mode: also on sending, after the window, the
+    /// messages that fell due while every connection was full; a silent
+    /// server can then hold the run for 3 timeouts past the window).
     #[arg(long, default_value = "5s", value_parser = duration)]
     timeout: Duration,
 
@@ -154,7 +159,7 @@ pub struct LoadArgs {
     json: Option<String>,
 
     /// Save the latency histograms (HdrHistogram interval log, V2
-    /// compressed) for `ringws load merge`.
+    /// compressed) for `ringws load merge` to this file (not "-").
     #[arg(long, value_name = "FILE")]
     hist_out: Option<PathBuf>,
 }
@@ -287,6 +292,85 @@ fn nothing_measured(report: &LoadReport) -> Option<&'static str> {
     })
 }
 
+/// Refuses more connections (churn: cycles at once) than the process may
+/// hold descriptors for: such a run could never open them all, and its
+/// workers would spend far past the run's deadline failing one connect
+/// after another.
+fn fits_fd_limit(config: &LoadConfig, fd_limit: Option<u64>) -> Result<(), String> {
+    let wanted = config.parallelism() as u64;
+    match fd_limit {
+        Some(limit) if wanted > limit => {
+            let flag = match config.mode {
+                Mode::Churn => "--concurrency",
+                Mode::Echo | Mode::Rate | Mode::Hold => "--connections",
+            };
+            Err(format!(
+                "{flag} {wanted} is more than the open-file limit ({limit}) allows: each \
+                 connection takes a descriptor (raise the limit with `ulimit -n`, or ask for fewer)"
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Refuses a pipeline whose first burst cannot fit in this machine's
+/// memory: echo and churn build the `--pipeline` messages of every
+/// connection at once, and a burst larger than memory aborts the run on a
+/// failed allocation instead of reporting anything.
+fn fits_memory(config: &LoadConfig, memory: Option<u64>) -> Result<(), String> {
+    if !matches!(config.mode, Mode::Echo | Mode::Churn) {
+        return Ok(());
+    }
+    // A frame's header is at most 14 bytes.
+    let burst = (config.parallelism() as u128)
+        .saturating_mul(config.pipeline as u128)
+        .saturating_mul(config.payload_size as u128 + 14);
+    match memory {
+        Some(memory) if burst > u128::from(memory) => Err(format!(
+            "--pipeline {} with {} {} of {}-byte messages puts {:.1} GiB in flight at once, \
+             more than this machine's memory ({:.1} GiB)",
+            config.pipeline,
+            config.parallelism(),
+            match config.mode {
+                Mode::Churn => "cycles",
+                _ => "connections",
+            },
+            config.payload_size,
+            burst as f64 / f64::from(1u32 << 30),
+            memory as f64 / f64::from(1u32 << 30),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// This machine's physical memory in bytes, if it can be read.
+fn physical_memory() -> Option<u64> {
+    // SAFETY: sysconf reads a system setting and touches no memory of ours.
+    let pages = unsafe { libc::sysconf(libc::_SC_PHYS_PAGES) };
+    // SAFETY: as above.
+    let page_size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    let pages = u64::try_from(pages).ok()?;
+    let page_size = u64::try_from(page_size).ok()?;
+    pages.checked_mul(page_size)
+}
+
+/// Whether `a` and `b` name one file (which need not exist yet): their
+/// directories resolved, their names compared.
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    let resolve = |path: &std::path::Path| {
+        let name = path.file_name()?;
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => std::path::Path::new("."),
+        };
+        // A file that exists may be a link: resolve it whole.
+        std::fs::canonicalize(path)
+            .or_else(|_| std::fs::canonicalize(dir).map(|dir| dir.join(name)))
+            .ok()
+    };
+    a == b || matches!((resolve(a), resolve(b)), (Some(a), Some(b)) if a == b)
+}
+
 /// The files the run writes its results to, named for messages.
 fn output_files(args: &LoadArgs) -> Vec<(&'static str, PathBuf)> {
     let json = args
@@ -305,8 +389,8 @@ pub fn main(args: LoadArgs) -> ExitCode {
         None => {
             // Each connection is a descriptor: 10,000 held connections are
             // far above the usual soft limit of 1024.
-            let _ = crate::serve::raise_fd_limit();
-            load(&args)
+            let fd_limit = crate::serve::raise_fd_limit();
+            load(&args, fd_limit)
         }
     }
 }
@@ -363,8 +447,12 @@ fn print_out(out: &mut impl Write, text: &str) -> std::io::Result<()> {
     }
 }
 
-fn load(args: &LoadArgs) -> ExitCode {
-    let config = match args.to_config() {
+fn load(args: &LoadArgs, fd_limit: Option<u64>) -> ExitCode {
+    let config = match args
+        .to_config()
+        .and_then(|config| fits_fd_limit(&config, fd_limit).map(|()| config))
+        .and_then(|config| fits_memory(&config, physical_memory()).map(|()| config))
+    {
         Ok(config) => config,
         Err(error) => {
             eprintln!("ringws load: {error}");
@@ -373,7 +461,23 @@ fn load(args: &LoadArgs) -> ExitCode {
     };
     // Output files are created before the run, so that a path that cannot
     // be written fails at once instead of losing a finished run's results.
+    if args.hist_out.as_deref() == Some(std::path::Path::new("-")) {
+        eprintln!(
+            "ringws load: --hist-out takes a file name (\"-\", standard output, is only for --json)"
+        );
+        return ExitCode::from(2);
+    }
     let outputs = output_files(args);
+    if let [(_, json), (_, histograms)] = &outputs[..] {
+        if same_file(json, histograms) {
+            eprintln!(
+                "ringws load: --json and --hist-out name the same file ({}): the histograms \
+                 would overwrite the report",
+                histograms.display()
+            );
+            return ExitCode::from(2);
+        }
+    }
     for (what, path) in &outputs {
         if let Err(error) = std::fs::File::create(path) {
             eprintln!(

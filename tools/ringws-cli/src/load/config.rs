@@ -202,6 +202,14 @@ impl LoadConfig {
             if !(ramp.is_finite() && ramp > 0.0 && ramp <= MAX_RATE) {
                 return fail(format!("--ramp must be above 0 and at most {MAX_RATE}"));
             }
+            // The run's deadline counts the ramp: it must stay bounded.
+            if self.mode != Mode::Churn && self.connections as f64 / ramp > MAX_SPAN.as_secs_f64() {
+                return fail(format!(
+                    "--ramp is too slow: opening {} connections would take more than \
+                     {MAX_SPAN_DAYS} days",
+                    self.connections
+                ));
+            }
         }
         if !ringws_proto::close::CloseCode(self.close_code).is_valid_on_wire()
             || self.close_code < 1000
@@ -470,6 +478,13 @@ mod tests {
                     ..base.clone()
                 },
                 "--timeout",
+            ),
+            (
+                LoadConfig {
+                    ramp: Some(1e-300),
+                    ..base.clone()
+                },
+                "--ramp",
             ),
             (
                 LoadConfig {

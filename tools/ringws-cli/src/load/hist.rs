@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use hdrhistogram::serialization::interval_log::{
-    IntervalLogIterator, IntervalLogWriterBuilder, LogEntry, Tag,
+    IntervalLogIterator, IntervalLogWriterBuilder, LogEntry, LogIteratorError, Tag,
 };
 use hdrhistogram::serialization::{Deserializer, V2DeflateSerializer};
 use hdrhistogram::Histogram;
@@ -128,7 +128,9 @@ impl MergedHistograms {
             let interval = match entry {
                 Ok(LogEntry::Interval(interval)) => interval,
                 Ok(_) => continue,
-                Err(error) => return Err(format_error(format!("{error:?}"))),
+                Err(LogIteratorError::ParseError { offset }) => {
+                    return Err(format_error(format!("cannot parse it at byte {offset}")));
+                }
             };
             let tag = interval
                 .tag()
@@ -233,6 +235,21 @@ mod tests {
         assert!(
             table.contains("message") && table.contains("close"),
             "{table}"
+        );
+    }
+
+    /// A file that is not a log at all is named with the byte where it
+    /// stops parsing, in words rather than a debug dump.
+    #[test]
+    fn an_unparsable_file_says_where_in_words() {
+        let mut merged = MergedHistograms::default();
+        let error = merged
+            .add_log(b"{\"mode\": \"echo\"}\n", "report.json")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            error,
+            "report.json: not an HdrHistogram interval log: cannot parse it at byte 0"
         );
     }
 

@@ -405,9 +405,13 @@ fn resolve(host: &str, port: u16, config: &LoadConfig) -> Result<SocketAddr, Loa
         })
         .copied()
         .ok_or_else(|| match wanted_v4 {
-            Some(_) => LoadError::Resolve(format!(
-                "{host} has no address in the family of the source addresses"
-            )),
+            // The arguments disagree with each other: a bad argument.
+            Some(v4) => {
+                let family = if v4 { "IPv4" } else { "IPv6" };
+                LoadError::Config(ConfigError(format!(
+                    "--source-addrs are {family}, but {host} has no {family} address"
+                )))
+            }
             None => LoadError::Resolve(format!("{host} has no address")),
         })
 }

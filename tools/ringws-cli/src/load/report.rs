@@ -768,6 +768,9 @@ impl fmt::Display for LoadReport {
             (true, _) if span != window => format!("window {window} s, rates over {span} s"),
             (true, _) => format!("window {window} s"),
             (false, true) => "no window".to_owned(),
+            (false, false) if self.connections.opened > 0 => {
+                "no window (every connection closed before it)".to_owned()
+            }
             (false, false) => "no window (no connection opened)".to_owned(),
         };
         let window = match self.interrupted {
@@ -875,7 +878,14 @@ impl fmt::Display for LoadReport {
             let codes: Vec<String> = self
                 .server_close_codes
                 .iter()
-                .map(|(code, count)| format!("{code} ×{}", thousands(*count)))
+                .map(|(code, count)| {
+                    let count = thousands(*count);
+                    match code {
+                        1005 => format!("a Close without a code (1005) ×{count}"),
+                        1006 => format!("no Close (1006) ×{count}"),
+                        code => format!("{code} ×{count}"),
+                    }
+                })
                 .collect();
             writeln!(f, "  closes     server sent {}", codes.join(", "))?;
         }
@@ -898,7 +908,11 @@ impl fmt::Display for LoadReport {
             cpu.user_secs, cpu.system_secs
         )?;
         if let Some(ns) = cpu.per_message_ns {
-            write!(f, ", {ns:.0} ns per message sent or received")?;
+            let what = match self.pings {
+                Some(_) => "message, ping or pong",
+                None => "message",
+            };
+            write!(f, ", {ns:.0} ns per {what} sent or received")?;
         }
         if let Some(ns) = cpu.per_cycle_ns {
             write!(f, ", {:.1} µs per cycle", ns / 1000.0)?;
@@ -1139,6 +1153,69 @@ mod tests {
         assert_eq!(report.rate_span_secs, report.window_secs);
         let table = report.to_string();
         assert!(!table.contains("rates over") && !table.contains("warning"));
+    }
+
+    /// A hold run sends pings, not messages: its CPU figure must not read
+    /// as a cost per message when no message was sent.
+    #[test]
+    fn the_cpu_figure_of_a_pinging_run_counts_pings_and_pongs_by_name() {
+        let mut worker = WorkerReport::default();
+        worker.tally.connections_attempted = 1;
+        worker.tally.connections_opened = 1;
+        worker.tally.pings_sent = 2;
+        worker.tally.pongs_received = 2;
+        worker.cpu = CpuTime {
+            user: Duration::from_micros(40),
+            system: Duration::ZERO,
+        };
+        let facts = RunFacts {
+            pinging: true,
+            ..facts(Mode::Hold, 1)
+        };
+        let table = LoadReport::build(facts, &[worker]).to_string();
+        assert!(
+            table.contains(", 10000 ns per message, ping or pong sent or received\n"),
+            "{table}"
+        );
+    }
+
+    /// 1005 and 1006 never travel on the wire: the table names what they
+    /// stand for instead of claiming the server sent them.
+    #[test]
+    fn codes_that_are_never_sent_are_named_for_what_happened() {
+        let mut worker = WorkerReport::default();
+        worker.tally.connections_attempted = 4;
+        worker.tally.connections_opened = 4;
+        worker.tally.close_codes.insert(1000, 2);
+        worker.tally.close_codes.insert(1005, 1);
+        worker.tally.close_codes.insert(1006, 1);
+        let report = LoadReport::build(facts(Mode::Echo, 1), &[worker]);
+        let table = report.to_string();
+        assert!(
+            table.contains(
+                "  closes     server sent 1000 ×2, a Close without a code (1005) ×1, \
+                 no Close (1006) ×1\n"
+            ),
+            "{table}"
+        );
+    }
+
+    /// Connections that opened but were all closed by the server before the
+    /// window was due leave no window: the table must not claim that no
+    /// connection opened.
+    #[test]
+    fn a_window_lost_to_closed_connections_is_not_blamed_on_opening() {
+        let mut worker = WorkerReport::default();
+        worker.tally.connections_attempted = 2;
+        worker.tally.connections_opened = 2;
+        let report = LoadReport::build(facts(Mode::Echo, 1), &[worker]);
+        assert_eq!(report.window_secs, 0.0);
+        let table = report.to_string();
+        assert!(!table.contains("no connection opened"), "{table}");
+        assert!(
+            table.contains(", no window (every connection closed before it), elapsed 4.00 s"),
+            "{table}"
+        );
     }
 
     #[test]
