@@ -141,7 +141,11 @@ impl MergedHistograms {
                 .map_err(|error| format_error(format!("bad base64: {error}")))?;
             let histogram: Histogram<u64> = Deserializer::new()
                 .deserialize(&mut &encoded[..])
-                .map_err(|error| format_error(format!("bad histogram: {error:?}")))?;
+                .map_err(|error| {
+                    format_error(format!(
+                        "an interval's histogram cannot be decoded: {error}"
+                    ))
+                })?;
             self.add(tag, &histogram)?;
         }
         Ok(())
@@ -251,6 +255,24 @@ mod tests {
             error,
             "report.json: not an HdrHistogram interval log: cannot parse it at byte 0"
         );
+    }
+
+    #[test]
+    fn a_corrupt_histogram_is_described_in_words() {
+        let mut merged = MergedHistograms::default();
+        // Valid base64 of bytes that are no encoded histogram.
+        let error = merged
+            .add_log(b"Tag=message,0.0,1.0,2.0,AAAAAAAAAAA=\n", "corrupt.hlog")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with(
+                "corrupt.hlog: not an HdrHistogram interval log: an interval's histogram \
+                 cannot be decoded: "
+            ),
+            "{error}"
+        );
+        assert!(!error.contains('{') && !error.contains("Error"), "{error}");
     }
 
     #[test]
