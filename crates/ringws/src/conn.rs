@@ -381,13 +381,17 @@ impl<'a, H: Handler> Conn<'a, H> {
         self.worker.control.broadcast(message);
     }
 
-    /// Queues a Ping (at most 125 bytes of payload). Control frames are not
-    /// subject to the backpressure limit.
+    /// Queues a Ping (at most 125 bytes of payload). At the send queue's
+    /// limit it is refused like a message ([`SendError::Dropped`], counted,
+    /// and the [`Backpressure`] policy applies), so pinging a peer that
+    /// reads nothing cannot grow the queue without bound. The Pongs ringws
+    /// answers with, its keepalive Pings and Closes are never refused.
     pub fn ping(&mut self, payload: &[u8]) -> Result<(), SendError> {
         if payload.len() > MAX_CONTROL_PAYLOAD {
             return Err(SendError::ControlPayloadTooLong);
         }
         self.writable()?;
+        self.admit()?;
         let proto = self.session.proto_mut().ok_or(SendError::Closing)?;
         proto.ping(payload).map_err(|_| SendError::Closing)?;
         self.flush_proto();

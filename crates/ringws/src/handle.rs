@@ -401,12 +401,11 @@ impl ConnHandle {
         self.send_frame(OutFrame::Prepared(message.clone()))
     }
 
-    /// Sends a Ping (at most 125 bytes of payload). Like every control
-    /// frame it is never refused by the backpressure limit: a peer that
-    /// reads nothing keeps each Ping queued (about 130 bytes), so the
-    /// caller bounds how often it pings (the keepalive,
+    /// Sends a Ping (at most 125 bytes of payload). On the worker it meets
+    /// the backpressure limit like a message: at the limit it is dropped
+    /// and counted (see [`Conn::ping`](crate::Conn::ping)). The keepalive,
     /// [`ServerBuilder::ping_interval`](crate::ServerBuilder::ping_interval),
-    /// already pings every connection and ends a dead one).
+    /// already pings every connection and ends a dead one.
     pub fn ping(&self, payload: &[u8]) -> Result<(), SendError> {
         if payload.len() > MAX_CONTROL_PAYLOAD {
             return Err(SendError::ControlPayloadTooLong);

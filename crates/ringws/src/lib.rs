@@ -125,7 +125,8 @@
 //!   connection with a chosen code, or stops reading the connection after
 //!   any message that leaves its queue at the limit, so TCP slows the peer
 //!   ([`Backpressure::PauseReading`]). [`Handler::on_drain`] fires when the
-//!   queue is down to half the limit (reading resumes then). Control frames
+//!   queue is down to half the limit (reading resumes then). An
+//!   application's Ping counts as a send; Pongs, keepalive Pings and Closes
 //!   are never refused.
 //! * **Flow control**: [`Conn::pause_reading`] stops delivering a
 //!   connection's input (TCP then slows the peer) until

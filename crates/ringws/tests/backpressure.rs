@@ -41,6 +41,38 @@ fn drop_message_refuses_sends_over_the_limit_and_drains() {
 }
 
 #[test]
+fn an_applications_pings_meet_the_queue_limit_like_messages() {
+    let limit = 256 * 1024;
+    let (server, events) = start(builder().max_queued_bytes(limit));
+    let mut client = RawClient::connect(server.local_addr());
+    let (id, _, _) = events.opened_blocking();
+    // 10,000 Pings of 127 bytes in one callback: nothing is written
+    // meanwhile, so the queue reaches the limit after 2,065 of them.
+    client.write_frame(true, 0x1, b"pings 10000");
+    let result = events.find_blocking(|event| match event {
+        Event::SendResult { result, .. } => Some(result),
+        _ => None,
+    });
+    assert_eq!(result, Err(SendError::Dropped));
+    assert_eq!(server.stats().total.dropped_messages, 1);
+    // The connection stays open: the Pings that fitted arrive, then the
+    // echo of the next message.
+    let admitted = limit.div_ceil(127);
+    for n in 0..admitted {
+        let (_, opcode, payload) = client.read_frame().unwrap();
+        assert_eq!((opcode, payload.len()), (0x9, 125), "ping {n}");
+    }
+    events.find_blocking(|event| match event {
+        Event::Drain { id: drained } if drained == id => Some(()),
+        _ => None,
+    });
+    client.write_frame(true, 0x1, b"after");
+    assert_eq!(client.read_frame().unwrap().2, b"after");
+    drop(client);
+    server.shutdown(WAIT);
+}
+
+#[test]
 fn the_close_policy_closes_with_its_code_after_the_backlog() {
     let (server, events) = start(
         builder()

@@ -95,6 +95,8 @@ pub struct Path(pub String);
 /// * `pause`: `conn.pause_reading()`;
 /// * `flood <count> <size>`: sends `count` binary messages of `size` bytes
 ///   in this callback, reports the first error (or Ok);
+/// * `pings <count>`: sends `count` Pings of 125 bytes in this callback,
+///   reports the first error (or Ok);
 /// * `reply-on-close <code>`: on the peer's Close, reply with this code;
 /// * `panic`: panics;
 /// * anything else is echoed.
@@ -170,6 +172,17 @@ impl Handler for Recorder {
                         let mut result = Ok(());
                         for _ in 0..count {
                             if let Err(error) = conn.send_binary(&payload) {
+                                result = Err(error);
+                                break;
+                            }
+                        }
+                        self.send(Event::SendResult { id, result });
+                    }
+                    (Some("pings"), Some(count), None) => {
+                        let count: usize = count.parse().unwrap_or(0);
+                        let mut result = Ok(());
+                        for _ in 0..count {
+                            if let Err(error) = conn.ping(&[0x50; 125]) {
                                 result = Err(error);
                                 break;
                             }
