@@ -25,7 +25,7 @@ pub enum CorePinning {
 }
 
 /// One `SO_REUSEPORT` listener per worker on this address.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ListenConfig {
     /// Address to bind (IPv4 or IPv6). Port 0: the first worker's listener
     /// picks a port and the others bind the same one.
@@ -39,10 +39,11 @@ pub struct ListenConfig {
 pub struct Config {
     pub(crate) workers: usize,
     pub(crate) pinning: CorePinning,
-    pub(crate) listen: Option<ListenConfig>,
-    /// The backlog for listeners, kept so that [`Config::backlog`] holds
+    /// The listeners' address; with `backlog`, see [`Config::listen_config`].
+    listen_addr: Option<SocketAddr>,
+    /// Kept apart from the address so that [`Config::backlog`] holds
     /// whether it is called before or after [`Config::listen`].
-    pub(crate) backlog: i32,
+    backlog: i32,
     pub(crate) ring_entries: u32,
     pub(crate) buffer_count: u16,
     pub(crate) buffer_size: u32,
@@ -71,7 +72,7 @@ impl Config {
         Config {
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             pinning: CorePinning::Auto,
-            listen: None,
+            listen_addr: None,
             backlog: DEFAULT_BACKLOG,
             ring_entries: 1024,
             buffer_count: 1024,
@@ -102,10 +103,7 @@ impl Config {
     /// Listen on `addr` with one `SO_REUSEPORT` listener per worker, with
     /// the backlog set by [`backlog`](Self::backlog) (1024 unless set).
     pub fn listen(mut self, addr: SocketAddr) -> Config {
-        self.listen = Some(ListenConfig {
-            addr,
-            backlog: self.backlog,
-        });
+        self.listen_addr = Some(addr);
         self
     }
 
@@ -115,9 +113,6 @@ impl Config {
     /// it at `net.core.somaxconn`.
     pub fn backlog(mut self, backlog: i32) -> Config {
         self.backlog = backlog;
-        if let Some(listen) = &mut self.listen {
-            listen.backlog = backlog;
-        }
         self
     }
 
@@ -219,8 +214,11 @@ impl Config {
     }
 
     /// The listener settings, if any.
-    pub fn listen_config(&self) -> Option<&ListenConfig> {
-        self.listen.as_ref()
+    pub fn listen_config(&self) -> Option<ListenConfig> {
+        self.listen_addr.map(|addr| ListenConfig {
+            addr,
+            backlog: self.backlog,
+        })
     }
 
     pub(crate) fn validate(&self) -> Result<(), StartError> {
@@ -265,7 +263,7 @@ impl Config {
             // `std::thread::Builder::spawn` panics on such a name.
             return fail("worker thread name must not contain a NUL byte");
         }
-        if let Some(listen) = &self.listen {
+        if let Some(listen) = self.listen_config() {
             if listen.backlog <= 0 {
                 return fail("listen backlog must be positive");
             }

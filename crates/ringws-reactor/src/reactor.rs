@@ -36,8 +36,8 @@ impl Reactor {
         config.validate()?;
         let workers = config.workers;
         let reactor = next_reactor_tag();
-        let mut listeners: Vec<Option<Socket>> = match &config.listen {
-            Some(listen) => bind_listeners(listen, config.socket_send_buffer, workers)?
+        let mut listeners: Vec<Option<Socket>> = match config.listen_config() {
+            Some(listen) => bind_listeners(&listen, config.socket_send_buffer, workers)?
                 .into_iter()
                 .map(Some)
                 .collect(),

@@ -117,21 +117,9 @@ fn peer_reset_closes_with_the_error() {
 #[test]
 fn stopping_closes_every_connection_once() {
     let server = start(2, Mode::Echo);
-    let clients: Vec<_> = (0..50).map(|_| connect(server.addr)).collect();
-    let conns: Vec<_> = clients
-        .iter()
-        .map(|client| server.accepted(client))
-        .collect();
+    let (clients, conns) = connect_many(&server, 50);
     let sender = server.handle.senders()[0].clone();
-    let mut closed: Vec<_> = server
-        .stop_and_collect()
-        .into_iter()
-        .filter_map(|event| match event {
-            Event::Closed { conn, cause, .. } => Some((conn, cause)),
-            _ => None,
-        })
-        .collect();
-    closed.sort_by_key(|(conn, _)| *conn);
+    let closed = closed_conns(server.stop_and_collect());
     let mut expected: Vec<_> = conns
         .iter()
         .map(|&c| (c, CloseCause::WorkerStopped))

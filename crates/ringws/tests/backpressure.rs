@@ -128,10 +128,9 @@ impl ringws::Handler for PingWatch {
 
 #[test]
 fn a_peer_that_pings_and_never_reads_is_held_back_at_the_queue_limit() {
-    use std::io::Write;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     let limit = 64 * 1024;
     let peak_queued = Arc::new(AtomicUsize::new(0));
@@ -150,31 +149,9 @@ fn a_peer_that_pings_and_never_reads_is_held_back_at_the_queue_limit() {
     let pings_per_batch = 1000;
     let batches = (16 << 20) / (ping.len() * pings_per_batch);
     let batch: Vec<u8> = ping.repeat(pings_per_batch);
-    let mut writer = client.stream.try_clone().unwrap();
-    let written = Arc::new(AtomicUsize::new(0));
-    let progress = written.clone();
-    let pinger = std::thread::spawn(move || {
-        for _ in 0..batches {
-            writer.write_all(&batch).unwrap();
-            progress.fetch_add(1, Ordering::Relaxed);
-        }
-    });
+    let pinger = BatchWriter::spawn(&client.stream, batches, move |_| batch.clone());
     // Wait until the writer is stuck (TCP pushed back) or done, bounded.
-    let start = Instant::now();
-    let mut last = (usize::MAX, Instant::now());
-    while start.elapsed() < Duration::from_secs(20) {
-        let now = written.load(Ordering::Relaxed);
-        if now == batches {
-            break;
-        }
-        if now != last.0 {
-            last = (now, Instant::now());
-        } else if last.1.elapsed() > Duration::from_millis(300) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let blocked_at = written.load(Ordering::Relaxed);
+    let blocked_at = pinger.wait_until_stuck();
     let peak = peak_queued.load(Ordering::Relaxed);
     // One Pong (127 bytes) may land past the limit before reading stops.
     assert!(
@@ -195,7 +172,7 @@ fn a_peer_that_pings_and_never_reads_is_held_back_at_the_queue_limit() {
         let (_, opcode, payload) = client.read_frame().expect("a Pong");
         assert_eq!((opcode, payload.len()), (0xA, 125), "frame {n}");
     }
-    pinger.join().unwrap();
+    pinger.join();
     client.write_frame(true, 0x2, b"after");
     assert_eq!(client.read_frame().unwrap().2, b"after");
     drop(client);
@@ -223,10 +200,9 @@ impl ringws::Handler for QueueWatch {
 
 #[test]
 fn pause_reading_slows_a_peer_that_never_reads_and_loses_no_echo() {
-    use std::io::Write;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     let limit = 64 * 1024;
     let message_len = 1000;
@@ -253,34 +229,13 @@ fn pause_reading_slows_a_peer_that_never_reads_and_loses_no_echo() {
         payload[..8].copy_from_slice(&(n as u64).to_be_bytes());
         masked_frame(true, 0x2, &payload)
     };
-    let mut writer = client.stream.try_clone().unwrap();
-    let written = Arc::new(AtomicUsize::new(0));
-    let progress = written.clone();
-    let sender = std::thread::spawn(move || {
-        for batch in 0..batches {
-            let bytes: Vec<u8> = (batch * per_batch..(batch + 1) * per_batch)
-                .flat_map(frame_of)
-                .collect();
-            writer.write_all(&bytes).unwrap();
-            progress.fetch_add(1, Ordering::Relaxed);
-        }
+    let sender = BatchWriter::spawn(&client.stream, batches, move |batch| {
+        (batch * per_batch..(batch + 1) * per_batch)
+            .flat_map(frame_of)
+            .collect()
     });
     // Wait until the sender is stuck (TCP pushed back) or done, bounded.
-    let start = Instant::now();
-    let mut last = (usize::MAX, Instant::now());
-    while start.elapsed() < Duration::from_secs(20) {
-        let now = written.load(Ordering::Relaxed);
-        if now == batches {
-            break;
-        }
-        if now != last.0 {
-            last = (now, Instant::now());
-        } else if last.1.elapsed() > Duration::from_millis(300) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let blocked_at = written.load(Ordering::Relaxed);
+    let blocked_at = sender.wait_until_stuck();
     assert!(
         blocked_at < batches,
         "TCP slowed the peer: {blocked_at} of {batches} batches written"
@@ -303,7 +258,7 @@ fn pause_reading_slows_a_peer_that_never_reads_and_loses_no_echo() {
         assert_eq!((opcode, payload.len()), (0x2, message_len), "echo {n}");
         assert_eq!(payload[..8], (n as u64).to_be_bytes(), "echo {n}");
     }
-    sender.join().unwrap();
+    sender.join();
     assert_eq!(refused.load(Ordering::Relaxed), 0);
     let stats = server.stats();
     assert_eq!(stats.total.dropped_messages, 0);

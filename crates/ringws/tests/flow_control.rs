@@ -4,32 +4,10 @@
 mod common;
 
 use std::io::Write;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
 use ringws::{CloseKind, Initiator};
-
-/// Waits until `written` stops moving for 300 ms or reaches `total`
-/// (bounded): how far a writer got before TCP stopped it.
-fn wait_until_stuck(written: &AtomicUsize, total: usize) -> usize {
-    let start = Instant::now();
-    let mut last = (usize::MAX, Instant::now());
-    while start.elapsed() < Duration::from_secs(20) {
-        let now = written.load(Ordering::Relaxed);
-        if now == total {
-            break;
-        }
-        if now != last.0 {
-            last = (now, Instant::now());
-        } else if last.1.elapsed() > Duration::from_millis(300) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    written.load(Ordering::Relaxed)
-}
 
 #[test]
 fn a_paused_connection_gets_nothing_until_resumed_and_then_everything_in_order() {
@@ -47,16 +25,8 @@ fn a_paused_connection_gets_nothing_until_resumed_and_then_everything_in_order()
     // the writer, and nothing reaches the handler.
     let batch: Vec<u8> = masked_frame(true, 0x2, &[7; 1000]).repeat(256);
     let batches = (16 << 20) / batch.len();
-    let mut writer = client.stream.try_clone().unwrap();
-    let written = Arc::new(AtomicUsize::new(0));
-    let progress = written.clone();
-    let sender = std::thread::spawn(move || {
-        for _ in 0..batches {
-            writer.write_all(&batch).unwrap();
-            progress.fetch_add(1, Ordering::Relaxed);
-        }
-    });
-    let blocked_at = wait_until_stuck(&written, batches);
+    let sender = BatchWriter::spawn(&client.stream, batches, move |_| batch.clone());
+    let blocked_at = sender.wait_until_stuck();
     assert!(
         blocked_at < batches,
         "TCP slowed the peer: {blocked_at} of {batches} batches written"
@@ -89,7 +59,7 @@ fn a_paused_connection_gets_nothing_until_resumed_and_then_everything_in_order()
     assert_eq!((opcode, payload.as_slice()), (0xA, &b"ping"[..]));
     let (_, opcode, payload) = client.read_frame().unwrap();
     assert_eq!((opcode, payload.as_slice()), (0x1, &b"second"[..]));
-    sender.join().unwrap();
+    sender.join();
     let total = batches * 256;
     let deadline = Instant::now() + WAIT;
     while server.stats().total.messages_in < 3 + total as u64 {

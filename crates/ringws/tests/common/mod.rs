@@ -5,7 +5,9 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
@@ -572,6 +574,64 @@ impl RawClient {
                 Err(_) => return true,
             }
         }
+    }
+}
+
+/// A thread that writes `batches` batches of bytes to a client's stream
+/// (batch `n` made by `batch_of(n)`) and counts those written, to see TCP
+/// stop a peer that the server does not read.
+pub struct BatchWriter {
+    thread: JoinHandle<()>,
+    written: Arc<AtomicUsize>,
+    batches: usize,
+}
+
+impl BatchWriter {
+    pub fn spawn(
+        stream: &TcpStream,
+        batches: usize,
+        batch_of: impl Fn(usize) -> Vec<u8> + Send + 'static,
+    ) -> BatchWriter {
+        let mut writer = stream.try_clone().unwrap();
+        let written = Arc::new(AtomicUsize::new(0));
+        let progress = written.clone();
+        let thread = std::thread::spawn(move || {
+            for n in 0..batches {
+                writer.write_all(&batch_of(n)).unwrap();
+                progress.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        BatchWriter {
+            thread,
+            written,
+            batches,
+        }
+    }
+
+    /// Waits until the writer has not moved for 300 ms or is done (at most
+    /// 20 s) and returns how many batches it wrote: fewer than all when TCP
+    /// stopped it.
+    pub fn wait_until_stuck(&self) -> usize {
+        let start = Instant::now();
+        let mut last = (usize::MAX, Instant::now());
+        while start.elapsed() < Duration::from_secs(20) {
+            let now = self.written.load(Ordering::Relaxed);
+            if now == self.batches {
+                break;
+            }
+            if now != last.0 {
+                last = (now, Instant::now());
+            } else if last.1.elapsed() > Duration::from_millis(300) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.written.load(Ordering::Relaxed)
+    }
+
+    /// Waits for every batch to be written.
+    pub fn join(self) {
+        self.thread.join().unwrap();
     }
 }
 
