@@ -43,6 +43,7 @@ in_every_ring_mode!(
     pipelined_writes_come_back_in_order_while_completions_keep_arriving,
     large_echoes_survive_partial_sends_and_sends_from_receive_buffers,
     a_buffer_ring_that_runs_dry_stalls_no_connection,
+    a_four_entry_completion_queue_loses_no_completion,
     paused_receives_resume_with_every_byte,
     timers_fire_never_early_and_cancelled_timers_never_fire,
     commands_from_other_threads_wake_an_idle_worker_every_time,
@@ -197,6 +198,35 @@ fn a_buffer_ring_that_runs_dry_stalls_no_connection(setup: RingSetup) {
     let stats = server.stats()[0];
     assert!(stats.recv_enobufs > 0, "the ring ran dry: {stats:?}");
     assert_eq!(stats.bytes_sent, (CONNECTIONS * SIZE) as u64);
+    server.shutdown();
+}
+
+fn a_four_entry_completion_queue_loses_no_completion(setup: RingSetup) {
+    // One submission entry and four completion entries: many connections
+    // busy at once can have more completions ready than the queue holds
+    // (the kernel keeps the rest aside until the worker next enters it),
+    // and every push beyond the first submits to make room.
+    const CONNECTIONS: usize = 32;
+    const SIZE: usize = 64 * 1024;
+    let config = mode_config(setup, 1).ring_entries(1);
+    let server = start_in(setup, config, Mode::Echo, false);
+    let clients: Vec<_> = (0..CONNECTIONS)
+        .map(|index| {
+            let mut client = connect(server.addr);
+            let mut writer = client.try_clone().unwrap();
+            let payload = pattern(SIZE, index as u64 + 50);
+            let sent = payload.clone();
+            let writer = thread::spawn(move || writer.write_all(&sent).unwrap());
+            let reader = thread::spawn(move || read_exact(&mut client, SIZE) == payload);
+            (writer, reader)
+        })
+        .collect();
+    for (writer, reader) in clients {
+        writer.join().unwrap();
+        assert!(reader.join().unwrap(), "echo differs");
+    }
+    let stats = server.stats()[0];
+    assert_eq!(stats.bytes_sent, (CONNECTIONS * SIZE) as u64, "{stats:?}");
     server.shutdown();
 }
 
