@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::buf_ring::MAX_ENTRIES;
 use crate::error::StartError;
+use crate::ring::RingSetup;
 use crate::user_data::MAX_SLOTS;
 
 /// The listeners' `listen(2)` backlog unless [`Config::backlog`] sets one.
@@ -55,6 +56,7 @@ pub struct Config {
     pub(crate) thread_name: String,
     pub(crate) socket_send_buffer: Option<usize>,
     pub(crate) buffer_release_period: Option<Duration>,
+    pub(crate) ring_setup: RingSetup,
 }
 
 impl Default for Config {
@@ -67,7 +69,8 @@ impl Config {
     /// Defaults: one worker per available core, [`CorePinning::Auto`], no
     /// listener, 1024 submission entries (4096 completion entries), 1024
     /// receive buffers of 32 KiB per worker, `on_drained` after 64 KiB queued
-    /// drains to 0, 5 s close linger, 1,000,000 connections per worker.
+    /// drains to 0, 5 s close linger, 1,000,000 connections per worker,
+    /// [`RingSetup::Auto`].
     pub fn new() -> Config {
         Config {
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -85,6 +88,7 @@ impl Config {
             thread_name: "ringws-worker".to_owned(),
             socket_send_buffer: None,
             buffer_release_period: None,
+            ring_setup: RingSetup::Auto,
         }
     }
 
@@ -201,16 +205,35 @@ impl Config {
     /// idle-priority thread on the worker's core. Off (`None`, every page
     /// kept) unless asked for: the slices still delay a message by up to a
     /// slice, and the next burst faults the pages in again.
-    /// Only with `IORING_SETUP_DEFER_TASKRUN` (Linux 6.1), where receives
-    /// write buffers only while the worker waits for completions.
+    /// Only with `IORING_SETUP_DEFER_TASKRUN` (Linux 6.1,
+    /// [`RingMode::DeferTaskrun`](crate::RingMode::DeferTaskrun)), where
+    /// receives write buffers only while the worker waits for completions;
+    /// in the other modes every page is kept.
     pub fn buffer_release_period(mut self, period: Option<Duration>) -> Config {
         self.buffer_release_period = period;
+        self
+    }
+
+    /// The most capable io_uring setup the workers may ask for (default
+    /// [`RingSetup::Auto`]: the most capable the kernel grants). A kernel
+    /// that refuses the setup asked for still gets the next less capable
+    /// one; [`WorkerInfo::ring_mode`](crate::WorkerInfo::ring_mode) reports
+    /// what each worker got. [`RingSetup::CoopTaskrun`] avoids
+    /// `IORING_SETUP_DEFER_TASKRUN` and behaves as on Linux 5.19 to 6.0;
+    /// [`RingSetup::Plain`] uses no optional setup flag.
+    pub fn ring_setup(mut self, setup: RingSetup) -> Config {
+        self.ring_setup = setup;
         self
     }
 
     /// Number of workers.
     pub fn worker_count(&self) -> usize {
         self.workers
+    }
+
+    /// The io_uring setup asked for with [`ring_setup`](Self::ring_setup).
+    pub fn requested_ring_setup(&self) -> RingSetup {
+        self.ring_setup
     }
 
     /// The listener settings, if any.

@@ -51,7 +51,8 @@
 //! * `trim`: the idle-priority thread that trims the allocator for a worker.
 //! * `inbox` and `notify`: the cross-core queue and the sleep/wake protocol
 //!   (loom-checked).
-//! * `ring`: ring setup with flag fallback ([`RingMode`]) and waiting.
+//! * `ring`: ring setup with flag fallback from the [`RingSetup`] asked
+//!   for to the [`RingMode`] obtained, and waiting.
 //! * `user_data`: the `user_data` bit layout (op kind, slot, generation).
 //! * `clock`: instants to 1 ms ticks, rounding so timers never fire early.
 //! * `error`: [`StartError`] (with errno → cause-and-fix mapping),
@@ -107,7 +108,7 @@ pub use crate::inbox::InboxSender;
 pub use crate::io::{ConnectOptions, Io};
 pub use crate::published::PublishedStats;
 pub use crate::reactor::{Reactor, ReactorHandle};
-pub use crate::ring::RingMode;
+pub use crate::ring::{RingMode, RingSetup};
 pub use crate::send_queue::{Chunk, InlineBytes, ReceivedBytes, INLINE_CAPACITY};
 pub use crate::worker::WorkerInfo;
 /// A point in a worker's time: milliseconds since that worker started

@@ -3,10 +3,11 @@
 //! Setup tries, in order, `IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN`
 //! (Linux 6.1: completions are processed only when the worker enters the
 //! kernel to wait, with no interrupting task work), then
-//! `IORING_SETUP_COOP_TASKRUN` (5.19), then no flag. A flag the kernel does
-//! not know yields `EINVAL`, which moves on to the next attempt; any other
-//! error is final and mapped to its cause. The mode obtained is recorded as
-//! a [`RingMode`].
+//! `IORING_SETUP_COOP_TASKRUN` (5.19), then no flag, starting from the most
+//! capable mode the [`RingSetup`] allows. A flag the kernel does not know
+//! yields `EINVAL`, which moves on to the next attempt; any other error is
+//! final and mapped to its cause. The mode obtained is recorded as a
+//! [`RingMode`].
 
 use std::io;
 use std::time::Duration;
@@ -44,37 +45,83 @@ impl std::fmt::Display for RingMode {
     }
 }
 
+/// The most capable ring setup a worker may ask the kernel for
+/// ([`Config::ring_setup`](crate::Config::ring_setup)). Whatever is asked
+/// for, a kernel that refuses it gets the next, less capable, setup; the
+/// mode obtained is [`WorkerInfo::ring_mode`](crate::WorkerInfo::ring_mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum RingSetup {
+    /// The most capable setup the kernel grants: [`RingMode::DeferTaskrun`]
+    /// from Linux 6.1, else [`RingMode::CoopTaskrun`], else
+    /// [`RingMode::Plain`].
+    #[default]
+    Auto,
+    /// At most [`RingMode::CoopTaskrun`]: completions are posted while the
+    /// worker runs, not only while it waits, as on Linux 5.19 to 6.0 (or
+    /// to avoid `IORING_SETUP_DEFER_TASKRUN`). Receive-buffer pages are
+    /// then never given back
+    /// ([`Config::buffer_release_period`](crate::Config::buffer_release_period)).
+    CoopTaskrun,
+    /// [`RingMode::Plain`]: no optional setup flag; the kernel interrupts
+    /// the worker to run its task work.
+    Plain,
+}
+
+impl RingSetup {
+    /// The modes to try, most capable first.
+    fn attempts(self) -> &'static [RingMode] {
+        const ALL: [RingMode; 3] = [
+            RingMode::DeferTaskrun,
+            RingMode::CoopTaskrun,
+            RingMode::Plain,
+        ];
+        match self {
+            RingSetup::Auto => &ALL,
+            RingSetup::CoopTaskrun => &ALL[1..],
+            RingSetup::Plain => &ALL[2..],
+        }
+    }
+
+    /// A short name for flags and logs: `auto`, `coop_taskrun` or `plain`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RingSetup::Auto => "auto",
+            RingSetup::CoopTaskrun => "coop_taskrun",
+            RingSetup::Plain => "plain",
+        }
+    }
+}
+
+impl std::fmt::Display for RingSetup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The kernel's largest completion queue (`IORING_MAX_CQ_ENTRIES`); a
 /// larger request fails the setup.
 const MAX_CQ_ENTRIES: u32 = 65536;
 
 /// Creates a ring with `entries` submission entries and four times as many
 /// completion entries (at most the kernel's limit), trying the setup flags
-/// in order. Must run on the thread that will submit (single issuer).
-pub(crate) fn build_ring(entries: u32) -> Result<(IoUring, RingMode), RingUnavailable> {
-    let cq_entries = entries.saturating_mul(4).min(MAX_CQ_ENTRIES);
-    let attempts = [
-        RingMode::DeferTaskrun,
-        RingMode::CoopTaskrun,
-        RingMode::Plain,
-    ];
+/// in order from the most capable `setup` allows. Must run on the thread
+/// that will submit (single issuer).
+pub(crate) fn build_ring(
+    entries: u32,
+    setup: RingSetup,
+) -> Result<(IoUring, RingMode), RingUnavailable> {
+    build_with_fallback(setup, |mode| setup_ring(entries, mode))
+}
+
+/// Tries `build` with each mode `setup` allows, most capable first, moving
+/// on only when the kernel does not know a flag (`EINVAL`).
+fn build_with_fallback<R>(
+    setup: RingSetup,
+    mut build: impl FnMut(RingMode) -> io::Result<R>,
+) -> Result<(R, RingMode), RingUnavailable> {
     let mut last_error = None;
-    for mode in attempts {
-        let mut builder = IoUring::builder();
-        builder.setup_cqsize(cq_entries);
-        match mode {
-            RingMode::DeferTaskrun => {
-                builder
-                    .setup_single_issuer()
-                    .setup_defer_taskrun()
-                    .setup_submit_all();
-            }
-            RingMode::CoopTaskrun => {
-                builder.setup_coop_taskrun().setup_submit_all();
-            }
-            RingMode::Plain => {}
-        }
-        match builder.build(entries) {
+    for &mode in setup.attempts() {
+        match build(mode) {
             Ok(ring) => return Ok((ring, mode)),
             Err(error) if error.raw_os_error() == Some(libc::EINVAL) => last_error = Some(error),
             Err(error) => return Err(classify_ring_error(error, read_disabled_sysctl())),
@@ -82,6 +129,24 @@ pub(crate) fn build_ring(entries: u32) -> Result<(IoUring, RingMode), RingUnavai
     }
     let error = last_error.unwrap_or_else(|| io::Error::from_raw_os_error(libc::EINVAL));
     Err(classify_ring_error(error, read_disabled_sysctl()))
+}
+
+fn setup_ring(entries: u32, mode: RingMode) -> io::Result<IoUring> {
+    let mut builder = IoUring::builder();
+    builder.setup_cqsize(entries.saturating_mul(4).min(MAX_CQ_ENTRIES));
+    match mode {
+        RingMode::DeferTaskrun => {
+            builder
+                .setup_single_issuer()
+                .setup_defer_taskrun()
+                .setup_submit_all();
+        }
+        RingMode::CoopTaskrun => {
+            builder.setup_coop_taskrun().setup_submit_all();
+        }
+        RingMode::Plain => {}
+    }
+    builder.build(entries)
 }
 
 /// Submits pending entries and waits for at least one completion, at most
@@ -171,12 +236,80 @@ mod tests {
 
     #[test]
     fn ring_builds_and_records_its_mode() {
-        // The test machines run Linux 6.x with io_uring enabled.
-        let (ring, mode) = build_ring(8).expect("io_uring available");
-        assert_eq!(mode, RingMode::DeferTaskrun);
-        assert!(ring.params().is_feature_ext_arg());
-        // A wait with a short timeout returns without error (ETIME tolerated).
-        submit_and_wait(&ring, Some(Duration::from_millis(1))).unwrap();
-        submit_no_wait(&ring).unwrap();
+        // The test machines run Linux 6.1 or later with io_uring enabled,
+        // so each setup gets the most capable mode it allows.
+        let expected = [
+            (RingSetup::Auto, RingMode::DeferTaskrun),
+            (RingSetup::CoopTaskrun, RingMode::CoopTaskrun),
+            (RingSetup::Plain, RingMode::Plain),
+        ];
+        for (setup, mode) in expected {
+            let (ring, got) = build_ring(8, setup).expect("io_uring available");
+            assert_eq!(got, mode, "{setup}");
+            assert!(ring.params().is_feature_ext_arg());
+            // A wait with a short timeout returns without error (ETIME
+            // tolerated), and so does a submit that only reaps.
+            submit_and_wait(&ring, Some(Duration::from_millis(1))).unwrap();
+            submit_no_wait(&ring).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_refused_setup_falls_back_below_the_mode_asked_for() {
+        /// A kernel that does not know the flags of the `refused` modes.
+        fn refusing(refused: &[RingMode]) -> impl FnMut(RingMode) -> io::Result<RingMode> + '_ {
+            move |mode| {
+                if refused.contains(&mode) {
+                    Err(io::Error::from_raw_os_error(libc::EINVAL))
+                } else {
+                    Ok(mode)
+                }
+            }
+        }
+        let cases = [
+            (
+                RingSetup::Auto,
+                &[RingMode::DeferTaskrun][..],
+                RingMode::CoopTaskrun,
+            ),
+            (
+                RingSetup::Auto,
+                &[RingMode::DeferTaskrun, RingMode::CoopTaskrun][..],
+                RingMode::Plain,
+            ),
+            (RingSetup::CoopTaskrun, &[][..], RingMode::CoopTaskrun),
+            (
+                RingSetup::CoopTaskrun,
+                &[RingMode::CoopTaskrun][..],
+                RingMode::Plain,
+            ),
+            (RingSetup::Plain, &[][..], RingMode::Plain),
+        ];
+        for (setup, refused, expected) in cases {
+            let mut tried = Vec::new();
+            let mut build = refusing(refused);
+            let (built, mode) = build_with_fallback(setup, |mode| {
+                tried.push(mode);
+                build(mode)
+            })
+            .expect("a mode is granted");
+            assert_eq!((built, mode), (expected, expected), "{setup} {refused:?}");
+            // Nothing more capable than asked for is ever tried.
+            assert_eq!(tried[0], setup.attempts()[0], "{setup}");
+        }
+        // Refused everywhere, or refused for another reason: an error.
+        let all = [
+            RingMode::DeferTaskrun,
+            RingMode::CoopTaskrun,
+            RingMode::Plain,
+        ];
+        assert!(build_with_fallback(RingSetup::Auto, refusing(&all)).is_err());
+        let mut tried = 0;
+        let denied = build_with_fallback(RingSetup::Auto, |_| -> io::Result<()> {
+            tried += 1;
+            Err(io::Error::from_raw_os_error(libc::ENOMEM))
+        });
+        assert!(denied.is_err());
+        assert_eq!(tried, 1, "only EINVAL moves on to the next mode");
     }
 }

@@ -143,8 +143,8 @@ fn build_core<H: Handler>(
     config: &Config,
 ) -> Result<Core<H>, StartError> {
     let id = setup.id;
-    let (ring, ring_mode) =
-        build_ring(config.ring_entries).map_err(|cause| StartError::Ring { worker: id, cause })?;
+    let (ring, ring_mode) = build_ring(config.ring_entries, config.ring_setup)
+        .map_err(|cause| StartError::Ring { worker: id, cause })?;
     let recv_buffers = |source| StartError::RecvBuffers {
         worker: id,
         count: config.buffer_count,

@@ -11,6 +11,7 @@ use crate::error::StartError;
 use crate::handler::{Handler, HttpRequest, HttpResponse};
 use crate::server::ServerHandle;
 use crate::WorkerId;
+use ringws_reactor::RingSetup;
 
 /// Default largest message (and frame) accepted from a peer: 1 MiB.
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 1 << 20;
@@ -255,6 +256,7 @@ pub struct ServerBuilder {
     recv_buffers: (u16, u32),
     socket_send_buffer: Option<usize>,
     buffer_release_period: Option<Duration>,
+    ring_setup: RingSetup,
     origin_check: Option<Arc<OriginFn>>,
     subprotocol: Option<Arc<SubprotocolFn>>,
     plain_http: Option<Arc<PlainHttpFn>>,
@@ -276,6 +278,7 @@ impl fmt::Debug for ServerBuilder {
             .field("backpressure", &self.backpressure)
             .field("max_header_bytes", &self.max_header_bytes)
             .field("shutdown_reason", &self.shutdown_reason)
+            .field("ring_setup", &self.ring_setup)
             .finish_non_exhaustive()
     }
 }
@@ -300,6 +303,7 @@ impl ServerBuilder {
             recv_buffers: (1024, 32 * 1024),
             socket_send_buffer: None,
             buffer_release_period: None,
+            ring_setup: RingSetup::Auto,
             origin_check: None,
             subprotocol: None,
             plain_http: None,
@@ -467,6 +471,20 @@ impl ServerBuilder {
         self
     }
 
+    /// The most capable io_uring setup the workers may ask the kernel for.
+    /// Default: [`RingSetup::Auto`], the most capable it grants
+    /// (`IORING_SETUP_DEFER_TASKRUN` from Linux 6.1, where completions are
+    /// processed only while a worker waits). [`RingSetup::CoopTaskrun`]
+    /// avoids DEFER_TASKRUN and runs as on Linux 5.19 to 6.0 (receive
+    /// buffer pages are then never given back, see
+    /// [`buffer_release_period`](Self::buffer_release_period));
+    /// [`RingSetup::Plain`] asks for no optional flag. A kernel that refuses
+    /// the setup asked for gets the next less capable one.
+    pub fn ring_setup(mut self, setup: RingSetup) -> Self {
+        self.ring_setup = setup;
+        self
+    }
+
     /// Accepts or refuses an upgrade by its `Origin` header (`None` when the
     /// client sent none); refused upgrades are answered 403. Runs on the
     /// accepting worker. Default: every origin is accepted.
@@ -611,6 +629,7 @@ impl ServerBuilder {
             .close_linger(self.close_timeout)
             .max_connections(self.max_connections)
             .buffer_release_period(self.buffer_release_period)
+            .ring_setup(self.ring_setup)
             .thread_name("ringws");
         if let Some(bytes) = self.socket_send_buffer {
             reactor = reactor.socket_send_buffer(bytes);
@@ -652,6 +671,15 @@ mod tests {
         assert_eq!(settings.pong_timeout, Duration::from_secs(10));
         assert_eq!(settings.max_frame_size, settings.max_message_size);
         assert!(reactor.listen_config().is_some());
+        assert_eq!(reactor.requested_ring_setup(), RingSetup::Auto);
+    }
+
+    #[test]
+    fn the_ring_setup_reaches_the_reactor() {
+        for setup in [RingSetup::Auto, RingSetup::CoopTaskrun, RingSetup::Plain] {
+            let (_, reactor) = builder().ring_setup(setup).validate().unwrap();
+            assert_eq!(reactor.requested_ring_setup(), setup);
+        }
     }
 
     #[test]

@@ -228,6 +228,7 @@ pub use crate::stats::{
 };
 pub use ringws_proto::close::CloseCode;
 pub use ringws_proto::handshake::{BuildError, ResponseError, UrlError};
+pub use ringws_reactor::RingSetup;
 pub use ringws_reactor::{ConnId, WorkerId, WorkerStats as IoStats};
 
 /// Sizes of the per-connection state, for memory accounting (see the

@@ -26,8 +26,8 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use ringws::{
-    Backpressure, CloseCode, Pinning, Server, ServerBuilder, ServerHandle, ShutdownReport,
-    StartError,
+    Backpressure, CloseCode, Pinning, RingSetup, Server, ServerBuilder, ServerHandle,
+    ShutdownReport, StartError,
 };
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -172,6 +172,13 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DURATION|none", default_value = "none", value_parser = optional_duration)]
     pub buffer_release_period: OptionalDuration,
 
+    /// The most capable io_uring setup the workers may ask for: auto (the
+    /// most capable the kernel grants: DEFER_TASKRUN from Linux 6.1),
+    /// coop-taskrun (as on Linux 5.19 to 6.0) or plain (no optional flag).
+    /// A kernel that refuses it gets the next less capable one.
+    #[arg(long, value_name = "SETUP", default_value = "auto")]
+    pub ring_setup: RingSetupArg,
+
     /// How long a graceful shutdown waits for closing handshakes before it
     /// terminates what is left.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = duration)]
@@ -213,6 +220,27 @@ pub enum BackpressureArg {
     /// Drop it and close with 1013 (try again later).
     #[value(name = "close-1013")]
     Close1013,
+}
+
+/// `--ring-setup`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RingSetupArg {
+    /// The most capable setup the kernel grants.
+    Auto,
+    /// At most COOP_TASKRUN (no DEFER_TASKRUN).
+    CoopTaskrun,
+    /// No optional setup flag.
+    Plain,
+}
+
+impl From<RingSetupArg> for RingSetup {
+    fn from(arg: RingSetupArg) -> RingSetup {
+        match arg {
+            RingSetupArg::Auto => RingSetup::Auto,
+            RingSetupArg::CoopTaskrun => RingSetup::CoopTaskrun,
+            RingSetupArg::Plain => RingSetup::Plain,
+        }
+    }
 }
 
 /// A list of core ids (`--cores`).
@@ -293,6 +321,7 @@ impl ServeArgs {
             .max_connections_per_worker(self.max_connections_per_worker)
             .recv_buffers(self.recv_buffer_count, recv_buffer_size)
             .buffer_release_period(self.buffer_release_period.0)
+            .ring_setup(self.ring_setup.into())
             .shutdown_reason(self.shutdown_reason.clone())
             .pinning(match (&self.cores, self.pin) {
                 (Some(cores), _) => Pinning::Cores(cores.0.clone()),
@@ -593,6 +622,7 @@ mod tests {
         assert_eq!(args.max_header_bytes, ringws::DEFAULT_MAX_HEADER_BYTES);
         assert_eq!(args.shutdown_reason, ringws::DEFAULT_SHUTDOWN_REASON);
         assert_eq!(args.buffer_release_period, OptionalDuration(None));
+        assert_eq!(RingSetup::from(args.ring_setup), RingSetup::default());
         assert_eq!(args.mode, ServeMode::Echo);
         assert_eq!(args.backpressure, BackpressureArg::Pause);
     }
@@ -638,8 +668,11 @@ mod tests {
             "maintenance",
             "--buffer-release-period",
             "5s",
+            "--ring-setup",
+            "coop-taskrun",
         ])
         .unwrap();
+        assert_eq!(args.ring_setup, RingSetupArg::CoopTaskrun);
         assert_eq!(
             args.buffer_release_period,
             OptionalDuration(Some(Duration::from_secs(5)))
@@ -658,6 +691,21 @@ mod tests {
         assert_eq!(args.shutdown_timeout, Duration::from_secs(1));
         assert_eq!(args.shutdown_reason, "maintenance");
         assert!(args.builder(&MetricsEndpoint::new()).is_ok());
+    }
+
+    #[test]
+    fn the_ring_setup_flag_reaches_the_builder() {
+        for (flag, setup) in [
+            ("auto", RingSetup::Auto),
+            ("coop-taskrun", RingSetup::CoopTaskrun),
+            ("plain", RingSetup::Plain),
+        ] {
+            let args = parse(&["--ring-setup", flag]).unwrap();
+            let builder = args.builder(&MetricsEndpoint::new()).unwrap();
+            let shown = format!("{builder:?}");
+            assert!(shown.contains(&format!("ring_setup: {setup:?}")), "{shown}");
+        }
+        assert!(parse(&["--ring-setup", "defer"]).is_err());
     }
 
     #[test]
