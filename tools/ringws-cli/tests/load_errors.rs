@@ -152,6 +152,85 @@ fn corrupted_echoes_of(size: &str) {
     assert!(report.latency.message.is_none());
 }
 
+/// Each echo names the message it answers (its sequence number), so a
+/// second copy of an echo is counted as an unexpected message, never timed
+/// as the echo of the next message (which timed it from a send made in the
+/// same instant, and in the closed loop sent a message for each copy).
+#[test]
+fn a_second_copy_of_each_echo_is_an_unexpected_message_not_an_echo() {
+    let server = ScriptedServer::start(|_| Script::EchoTwice);
+    let url = server.url();
+    for text in [false, true] {
+        let mut args = vec![url.as_str(), "-c", "2", "-w", "1", "-d", "400ms"];
+        if text {
+            args.push("--text");
+        }
+        let outcome = load(&args);
+        let report = &outcome.report;
+        let messages = &report.messages;
+        assert!(messages.received > 0, "{}", outcome.stdout);
+        // One message per echo, not one per copy.
+        assert_eq!(messages.received, messages.sent, "{}", outcome.stdout);
+        assert_eq!(messages.unanswered, 0, "{}", outcome.stdout);
+        assert_eq!(
+            report.errors.by_kind.get("unexpected message"),
+            Some(&messages.received),
+            "{:?}",
+            report.errors.by_kind
+        );
+        assert_eq!(report.errors.total, messages.received);
+        let latency = report.latency.message.unwrap();
+        assert_eq!(latency.count, messages.received);
+        // A copy read with the echo it repeats, matched against the message
+        // sent on that echo, was timed at 0 (recorded as the floor, 1 ns):
+        // no echo can come back the instant its message leaves.
+        assert!(latency.min_us > 0.001, "{}", outcome.stdout);
+        assert!(
+            outcome.stdout.contains("unexpected message"),
+            "{}",
+            outcome.stdout
+        );
+    }
+}
+
+/// An echo that comes before that of an older message counts the older
+/// one as skipped at once, instead of being timed from the older one's
+/// send and leaving the last message to time out.
+#[test]
+fn an_echo_that_skips_an_older_one_is_counted_at_once() {
+    let server = ScriptedServer::start(|_| Script::SkipFirstEcho);
+    let url = server.url();
+    let started = Instant::now();
+    let outcome = load(&[
+        &url,
+        "-c",
+        "2",
+        "-w",
+        "1",
+        "-d",
+        "400ms",
+        "-p",
+        "2",
+        "--timeout",
+        "20s",
+    ]);
+    let report = &outcome.report;
+    let skipped = "echo skipped (a later message's came first)";
+    assert_eq!(
+        report.errors.by_kind.get(skipped),
+        Some(&2),
+        "one per connection: {:?}",
+        report.errors.by_kind
+    );
+    assert_eq!(report.errors.total, 2, "{:?}", report.errors.by_kind);
+    assert_eq!(report.messages.unanswered, 2);
+    assert_eq!(report.messages.received, report.messages.sent - 2);
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "no message was left to time out"
+    );
+}
+
 #[test]
 fn silent_server_times_out_the_handshake_within_the_bound() {
     // The kernel completes TCP handshakes into the backlog; nobody answers

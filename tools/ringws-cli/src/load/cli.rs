@@ -69,7 +69,9 @@ pub struct LoadArgs {
     #[arg(long)]
     concurrency: Option<usize>,
 
-    /// Payload bytes per message.
+    /// Payload bytes per message; the first 8 carry the message's sequence
+    /// number on its connection (printable ASCII), so a repeated or skipped
+    /// echo is counted as an error instead of being timed.
     #[arg(short = 's', long, default_value_t = 32)]
     payload_size: usize,
 

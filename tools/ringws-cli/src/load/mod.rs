@@ -36,7 +36,8 @@
 //! Network trouble is counted ([`ErrorKind`]), never returned as an error:
 //! refused connections, refused upgrades (with the HTTP status), protocol
 //! errors (by close code), unexpected closes (by code), timeouts, echo
-//! mismatches. Every wait has the configured timeout; every worker has a hard
+//! mismatches, repeated and skipped echoes (each payload carries its
+//! message's sequence number). Every wait has the configured timeout; every worker has a hard
 //! deadline after which it aborts what is left; the coordinator stops the
 //! workers if even that passes. Only setup problems (bad configuration,
 //! unresolvable host, io_uring unavailable) make [`run`] fail.

@@ -203,8 +203,13 @@ pub enum ErrorKind {
     },
     /// An echo did not match the message sent (length, type or bytes).
     EchoMismatch,
-    /// A data message arrived with no message of ours awaiting its echo.
+    /// A data message that answers no message awaiting its echo: another
+    /// copy of an echo already received (its sequence number says so), or
+    /// any message when none is awaited. It is not timed.
     UnexpectedMessage,
+    /// A message whose echo was skipped: the echo of a later one came
+    /// first (also counted in `messages.unanswered`).
+    EchoSkipped,
     /// Messages still unanswered a timeout after sending stopped.
     ReplyTimeout,
     /// Pings still without their Pong a timeout after the window.
@@ -239,6 +244,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::Socket { errno } => write!(f, "socket: {}", os(*errno)),
             ErrorKind::EchoMismatch => f.write_str("echo mismatch"),
             ErrorKind::UnexpectedMessage => f.write_str("unexpected message"),
+            ErrorKind::EchoSkipped => f.write_str("echo skipped (a later message's came first)"),
             ErrorKind::ReplyTimeout => f.write_str("timeout: message unanswered"),
             ErrorKind::PingTimeout => f.write_str("timeout: ping unanswered"),
             ErrorKind::Unanswered => f.write_str("message lost with its connection"),
@@ -353,7 +359,8 @@ pub struct MessageFigures {
     /// `payload_bytes_received` per second of the report's
     /// `rate_span_secs`.
     pub bytes_per_sec: f64,
-    /// Messages sent that got no echo (also counted as errors).
+    /// Messages sent that got no echo, or whose echo was skipped (also
+    /// counted as errors).
     pub unanswered: u64,
     /// Rate mode: messages due that were never sent: every connection had
     /// `max_in_flight` messages outstanding until `timeout` after the
