@@ -18,8 +18,8 @@ use ringws_reactor::StartError;
 /// Generate WebSocket load; report rates, latency, close codes and errors.
 ///
 /// Modes: echo (closed loop), rate (open loop, latency from the intended
-/// send time), churn (connect, message, close cycles), hold (many idle
-/// connections, optional pings). Network errors are counted, never fatal;
+/// send time), churn (connect, message, close cycles; with --messages 0
+/// connect, upgrade, close), hold (many idle connections, optional pings). Network errors are counted, never fatal;
 /// every wait is bounded by --timeout and every run by a hard deadline.
 ///
 /// SIGINT (Ctrl-C) or SIGTERM ends the run early: the window ends, replies
@@ -98,7 +98,8 @@ pub struct LoadArgs {
     #[arg(short, long)]
     rate: Option<f64>,
 
-    /// Messages per churn cycle [default: 1].
+    /// Messages per churn cycle [default: 1]; 0: each cycle connects,
+    /// upgrades and closes (a handshake benchmark).
     #[arg(long)]
     messages: Option<u32>,
 

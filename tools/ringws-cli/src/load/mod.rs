@@ -26,9 +26,10 @@
 //!   schedule; latency counts from the *intended* send time, so a server
 //!   that stalls the generator is measured, not hidden (coordinated omission
 //!   corrected, as wrk2 does).
-//! * [`Mode::Churn`]: connect, handshake, `messages_per_cycle` messages,
-//!   close with `close_code`, repeat; connect, handshake and close latency,
-//!   cycles/s and the server's close codes.
+//! * [`Mode::Churn`]: connect, handshake, `messages_per_cycle` messages
+//!   (none: connect, upgrade, close), close with `close_code`, repeat;
+//!   connect, handshake and close latency, cycles/s and the server's close
+//!   codes.
 //! * [`Mode::Hold`]: open connections at `ramp`/s, hold them, optionally ping.
 //!
 //! ## Never fatal, always bounded
@@ -320,6 +321,7 @@ pub fn run_interruptible(
             workers,
             payload_size: config.payload_size,
             payload_kind: config.payload_kind,
+            messages_per_cycle: config.messages_per_cycle,
             pinging: config.ping_interval.is_some(),
             elapsed,
             interrupted,

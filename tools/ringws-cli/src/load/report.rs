@@ -423,6 +423,11 @@ pub struct CycleFigures {
     /// cycles were still running when the window ended.
     #[serde(default)]
     pub behind_schedule: u64,
+    /// Messages each cycle exchanges (`--messages`); 0: a cycle connects,
+    /// upgrades and closes. `None` in a report written before it was
+    /// recorded.
+    #[serde(default)]
+    pub messages_per_cycle: Option<u32>,
 }
 
 /// Pings sent and answered.
@@ -565,6 +570,8 @@ pub(crate) struct RunFacts<'a> {
     pub workers: usize,
     pub payload_size: usize,
     pub payload_kind: PayloadKind,
+    /// Churn: messages per cycle.
+    pub messages_per_cycle: u32,
     pub pinging: bool,
     pub elapsed: Duration,
     pub interrupted: bool,
@@ -669,6 +676,7 @@ impl LoadReport {
                 completed: tally.cycles,
                 per_sec: per_sec(tally.cycles, rate_span_secs),
                 behind_schedule: tally.cycles_behind_schedule,
+                messages_per_cycle: Some(facts.messages_per_cycle),
             }),
             pings: facts.pinging.then_some(PingFigures {
                 sent: tally.pings_sent,
@@ -784,37 +792,44 @@ impl fmt::Display for LoadReport {
             true => format!("{window} (interrupted)"),
             false => window,
         };
+        let without_messages = self
+            .cycles
+            .is_some_and(|cycles| cycles.messages_per_cycle == Some(0));
+        let payload = match (without_messages, self.payload_kind) {
+            (true, _) => "no messages".to_owned(),
+            (false, PayloadKind::Binary) => format!("{}-byte binary payload", self.payload_size),
+            (false, PayloadKind::Text) => format!("{}-byte text payload", self.payload_size),
+        };
         writeln!(
             f,
-            "ringws load {} {}: {} workers, {}-byte {} payload, {window}, elapsed {:.2} s",
-            self.mode,
-            self.url,
-            self.workers,
-            self.payload_size,
-            match self.payload_kind {
-                PayloadKind::Binary => "binary",
-                PayloadKind::Text => "text",
-            },
-            self.elapsed_secs
+            "ringws load {} {}: {} workers, {payload}, {window}, elapsed {:.2} s",
+            self.mode, self.url, self.workers, self.elapsed_secs
         )?;
         let messages = &self.messages;
-        write!(
-            f,
-            "  messages   {} sent, {} echoed: ",
-            thousands(messages.sent),
-            thousands(messages.received),
-        )?;
-        if measured {
+        if without_messages {
             writeln!(
                 f,
-                "{}msg/s, {}B/s payload ({}B/s in, {}B/s out on the wire)",
-                si(messages.per_sec),
-                si(messages.bytes_per_sec),
-                si(self.wire.bytes_received as f64 / span_secs),
-                si(self.wire.bytes_sent as f64 / span_secs),
+                "  messages   none: each cycle connects, upgrades and closes (--messages 0)"
             )?;
         } else {
-            writeln!(f, "rates not measured")?;
+            write!(
+                f,
+                "  messages   {} sent, {} echoed: ",
+                thousands(messages.sent),
+                thousands(messages.received),
+            )?;
+            if measured {
+                writeln!(
+                    f,
+                    "{}msg/s, {}B/s payload ({}B/s in, {}B/s out on the wire)",
+                    si(messages.per_sec),
+                    si(messages.bytes_per_sec),
+                    si(self.wire.bytes_received as f64 / span_secs),
+                    si(self.wire.bytes_sent as f64 / span_secs),
+                )?;
+            } else {
+                writeln!(f, "rates not measured")?;
+            }
         }
         if messages.unanswered > 0 {
             writeln!(
@@ -1061,6 +1076,7 @@ mod tests {
             workers,
             payload_size: 32,
             payload_kind: PayloadKind::Binary,
+            messages_per_cycle: 1,
             pinging: false,
             elapsed: Duration::from_secs(4),
             interrupted: false,
