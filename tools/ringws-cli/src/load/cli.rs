@@ -50,7 +50,8 @@ pub struct LoadArgs {
     #[command(subcommand)]
     command: Option<LoadCommand>,
 
-    /// Server URL (ws://host[:port][/path]).
+    /// Server URL (ws://host[:port][/path]); of a host's addresses, the
+    /// first that accepts a TCP connection is loaded.
     #[arg(required = true)]
     url: Option<String>,
 
