@@ -741,6 +741,19 @@ pub(crate) fn si(value: f64) -> String {
     format!("{scaled:.2} {prefix}")
 }
 
+/// A span in seconds with a unit that keeps at least two significant
+/// digits: a churn run of one cycle has a window of a millisecond, which
+/// `0.00 s` beside its rates hid.
+pub(crate) fn span(secs: f64) -> String {
+    if secs >= 0.1 || secs == 0.0 {
+        format!("{secs:.2} s")
+    } else if secs >= 1e-3 {
+        format!("{:.2} ms", secs * 1e3)
+    } else {
+        format!("{:.1} µs", secs * 1e6)
+    }
+}
+
 /// A latency in microseconds, shown with a unit that keeps it short.
 pub(crate) fn latency(us: f64) -> String {
     if us >= 1e6 {
@@ -777,11 +790,13 @@ impl fmt::Display for LoadReport {
         let measured = self.window_secs > 0.0;
         // A report read from JSON written before `rate_span_secs` has 0.
         let span_secs = self.rate_span_secs.max(self.window_secs);
-        let window = format!("{:.2}", self.window_secs);
-        let span = format!("{span_secs:.2}");
+        let window = span(self.window_secs);
+        let rates_over = span(span_secs);
         let window = match (measured, self.interrupted) {
-            (true, _) if span != window => format!("window {window} s, rates over {span} s"),
-            (true, _) => format!("window {window} s"),
+            (true, _) if rates_over != window => {
+                format!("window {window}, rates over {rates_over}")
+            }
+            (true, _) => format!("window {window}"),
             (false, true) => "no window".to_owned(),
             (false, false) if self.connections.opened > 0 => {
                 "no window (every connection closed before it)".to_owned()
@@ -802,8 +817,11 @@ impl fmt::Display for LoadReport {
         };
         writeln!(
             f,
-            "ringws load {} {}: {} workers, {payload}, {window}, elapsed {:.2} s",
-            self.mode, self.url, self.workers, self.elapsed_secs
+            "ringws load {} {}: {} workers, {payload}, {window}, elapsed {}",
+            self.mode,
+            self.url,
+            self.workers,
+            span(self.elapsed_secs)
         )?;
         let messages = &self.messages;
         if without_messages {
@@ -874,9 +892,9 @@ impl fmt::Display for LoadReport {
             writeln!(
                 f,
                 "  warning    {} messages due in the window were sent after it (connections at \
-                 --max-in-flight): rates are per second of the {:.2} s to the last echo",
+                 --max-in-flight): rates are per second of the {} to the last echo",
                 thousands(messages.sent_after_window),
-                span_secs
+                span(span_secs)
             )?;
         }
         if messages.behind_schedule > 0 {
@@ -1130,6 +1148,42 @@ mod tests {
         assert!((report.window_secs - 1.002).abs() < 1e-9, "{report}");
         assert!((report.messages.per_sec - 2000.0 / 1.002).abs() < 1e-6);
         assert!(report.to_string().contains("window 1.00 s,"), "{report}");
+    }
+
+    /// A window shorter than the table's 0.01 s showed as `window 0.00 s`
+    /// beside its rates.
+    #[test]
+    fn a_short_window_is_shown_with_its_figures() {
+        let origin = Instant::now();
+        let worker = WorkerReport {
+            tally: Tally {
+                cycles: 1,
+                ..echoes(1)
+            },
+            window: secs(origin, 0.0, 0.00123),
+            ..WorkerReport::default()
+        };
+        let facts = RunFacts {
+            elapsed: Duration::from_micros(2_500),
+            ..facts(Mode::Churn, 1)
+        };
+        let table = LoadReport::build(facts, &[worker]).to_string();
+        assert!(
+            table.contains(", window 1.23 ms, elapsed 2.50 ms\n"),
+            "{table}"
+        );
+        let cases = [
+            (0.0, "0.00 s"),
+            (0.000_000_5, "0.5 µs"),
+            (0.000_123_4, "123.4 µs"),
+            (0.009_9, "9.90 ms"),
+            (0.099_99, "99.99 ms"),
+            (0.1, "0.10 s"),
+            (3.0, "3.00 s"),
+        ];
+        for (secs, shown) in cases {
+            assert_eq!(span(secs), shown, "{secs}");
+        }
     }
 
     #[test]
