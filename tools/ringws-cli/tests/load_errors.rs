@@ -562,3 +562,61 @@ fn histograms_to_a_dash_are_refused() {
     let _ = std::fs::remove_dir(&dir);
     assert!(!written, "a file named - was written");
 }
+
+/// More workers than the open-file limit leaves room for (each holds an
+/// io_uring and an eventfd) are refused before the run, in one line and
+/// with exit status 2, instead of failing to start with `EMFILE` (status
+/// 1).
+#[test]
+fn more_workers_than_descriptors_are_refused() {
+    use std::os::unix::process::CommandExt;
+
+    const LIMIT: libc::rlim_t = 256;
+    let url = format!("ws://127.0.0.1:{}/", closed_port());
+    // `ringws load -w <workers>` with at most LIMIT descriptors.
+    let run = |workers: &str| {
+        let args = ["load", &url, "-c", "1", "-w", workers, "-d", "300ms", "-q"];
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_ringws"));
+        command.args(args).stdin(std::process::Stdio::null());
+        let limit_descriptors = || {
+            let limit = libc::rlimit {
+                rlim_cur: LIMIT,
+                rlim_max: LIMIT,
+            };
+            // SAFETY: `limit` is a valid `rlimit`, read by the call only.
+            match unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } {
+                0 => Ok(()),
+                _ => Err(std::io::Error::last_os_error()),
+            }
+        };
+        // SAFETY: the hook runs in the child between fork and exec and only
+        // calls setrlimit, which is async-signal-safe, on a local.
+        unsafe {
+            command.pre_exec(limit_descriptors);
+        }
+        let mut child = command
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+        let status = wait_bounded(&mut child, &args, Duration::from_secs(30));
+        (status, stderr)
+    };
+    for workers in ["126", "200"] {
+        let started = Instant::now();
+        let (status, stderr) = run(workers);
+        assert_eq!(status.code(), Some(2), "-w {workers}: {stderr}");
+        assert!(
+            stderr.contains(&format!("{workers} workers (-w/--workers)")),
+            "{stderr}"
+        );
+        assert!(stderr.contains("open-file limit (256)"), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(started.elapsed() < Duration::from_secs(10), "{stderr}");
+    }
+    // Workers the limit leaves room for start (and find the port closed).
+    let (status, stderr) = run("4");
+    assert_eq!(status.code(), Some(3), "{stderr}");
+}
