@@ -315,9 +315,11 @@ fn fits_fd_limit(config: &LoadConfig, fd_limit: Option<u64>) -> Result<(), Strin
         return Ok(());
     };
     let wanted = config.parallelism() as u64;
-    let (flag, what) = match config.mode {
-        Mode::Churn => ("--concurrency", "cycles at once"),
-        Mode::Echo | Mode::Rate | Mode::Hold => ("--connections", "connections"),
+    let (flag, what) = match (config.mode, wanted) {
+        (Mode::Churn, 1) => ("--concurrency", "cycle at once"),
+        (Mode::Churn, _) => ("--concurrency", "cycles at once"),
+        (_, 1) => ("--connections", "connection"),
+        _ => ("--connections", "connections"),
     };
     if wanted > limit {
         return Err(format!(
