@@ -232,3 +232,40 @@ fn help_documents_the_exit_statuses() {
     assert!(help.contains("Exit status: 0 when"), "{help}");
     assert!(help.contains("2 for invalid arguments"), "{help}");
 }
+
+/// `--json F` replaces F only with a complete report: a run that ends
+/// before its report (killed here once it has begun measuring) leaves F as
+/// it was, and nothing beside it. It used to truncate F before the run.
+#[test]
+fn a_run_that_ends_early_leaves_the_json_file_as_it_was() {
+    use std::io::{BufRead, BufReader};
+
+    let dir = std::env::temp_dir().join(format!("ringws-bench-early-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("report.json");
+    std::fs::write(&path, "{\"earlier\": true}\n").unwrap();
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ringws"))
+        .args(["bench", "--quick", "--json", path.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The first progress line comes once the run has begun.
+    let mut line = String::new();
+    BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.contains("[1/"), "{line:?}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(started.elapsed() < LIMIT);
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        "{\"earlier\": true}\n"
+    );
+    let entries = std::fs::read_dir(&dir).unwrap().count();
+    assert_eq!(entries, 1, "nothing left beside the report");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -152,6 +152,85 @@ fn corrupted_echoes_of(size: &str) {
     assert!(report.latency.message.is_none());
 }
 
+/// Each echo names the message it answers (its sequence number), so a
+/// second copy of an echo is counted as an unexpected message, never timed
+/// as the echo of the next message (which timed it from a send made in the
+/// same instant, and in the closed loop sent a message for each copy).
+#[test]
+fn a_second_copy_of_each_echo_is_an_unexpected_message_not_an_echo() {
+    let server = ScriptedServer::start(|_| Script::EchoTwice);
+    let url = server.url();
+    for text in [false, true] {
+        let mut args = vec![url.as_str(), "-c", "2", "-w", "1", "-d", "400ms"];
+        if text {
+            args.push("--text");
+        }
+        let outcome = load(&args);
+        let report = &outcome.report;
+        let messages = &report.messages;
+        assert!(messages.received > 0, "{}", outcome.stdout);
+        // One message per echo, not one per copy.
+        assert_eq!(messages.received, messages.sent, "{}", outcome.stdout);
+        assert_eq!(messages.unanswered, 0, "{}", outcome.stdout);
+        assert_eq!(
+            report.errors.by_kind.get("unexpected message"),
+            Some(&messages.received),
+            "{:?}",
+            report.errors.by_kind
+        );
+        assert_eq!(report.errors.total, messages.received);
+        let latency = report.latency.message.unwrap();
+        assert_eq!(latency.count, messages.received);
+        // A copy read with the echo it repeats, matched against the message
+        // sent on that echo, was timed at 0 (recorded as the floor, 1 ns):
+        // no echo can come back the instant its message leaves.
+        assert!(latency.min_us > 0.001, "{}", outcome.stdout);
+        assert!(
+            outcome.stdout.contains("unexpected message"),
+            "{}",
+            outcome.stdout
+        );
+    }
+}
+
+/// An echo that comes before that of an older message counts the older
+/// one as skipped at once, instead of being timed from the older one's
+/// send and leaving the last message to time out.
+#[test]
+fn an_echo_that_skips_an_older_one_is_counted_at_once() {
+    let server = ScriptedServer::start(|_| Script::SkipFirstEcho);
+    let url = server.url();
+    let started = Instant::now();
+    let outcome = load(&[
+        &url,
+        "-c",
+        "2",
+        "-w",
+        "1",
+        "-d",
+        "400ms",
+        "-p",
+        "2",
+        "--timeout",
+        "20s",
+    ]);
+    let report = &outcome.report;
+    let skipped = "echo skipped (a later message's came first)";
+    assert_eq!(
+        report.errors.by_kind.get(skipped),
+        Some(&2),
+        "one per connection: {:?}",
+        report.errors.by_kind
+    );
+    assert_eq!(report.errors.total, 2, "{:?}", report.errors.by_kind);
+    assert_eq!(report.messages.unanswered, 2);
+    assert_eq!(report.messages.received, report.messages.sent - 2);
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "no message was left to time out"
+    );
+}
+
 #[test]
 fn silent_server_times_out_the_handshake_within_the_bound() {
     // The kernel completes TCP handshakes into the backlog; nobody answers
@@ -482,4 +561,62 @@ fn histograms_to_a_dash_are_refused() {
     let _ = std::fs::remove_file(dir.join("-"));
     let _ = std::fs::remove_dir(&dir);
     assert!(!written, "a file named - was written");
+}
+
+/// More workers than the open-file limit leaves room for (each holds an
+/// io_uring and an eventfd) are refused before the run, in one line and
+/// with exit status 2, instead of failing to start with `EMFILE` (status
+/// 1).
+#[test]
+fn more_workers_than_descriptors_are_refused() {
+    use std::os::unix::process::CommandExt;
+
+    const LIMIT: libc::rlim_t = 256;
+    let url = format!("ws://127.0.0.1:{}/", closed_port());
+    // `ringws load -w <workers>` with at most LIMIT descriptors.
+    let run = |workers: &str| {
+        let args = ["load", &url, "-c", "1", "-w", workers, "-d", "300ms", "-q"];
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_ringws"));
+        command.args(args).stdin(std::process::Stdio::null());
+        let limit_descriptors = || {
+            let limit = libc::rlimit {
+                rlim_cur: LIMIT,
+                rlim_max: LIMIT,
+            };
+            // SAFETY: `limit` is a valid `rlimit`, read by the call only.
+            match unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } {
+                0 => Ok(()),
+                _ => Err(std::io::Error::last_os_error()),
+            }
+        };
+        // SAFETY: the hook runs in the child between fork and exec and only
+        // calls setrlimit, which is async-signal-safe, on a local.
+        unsafe {
+            command.pre_exec(limit_descriptors);
+        }
+        let mut child = command
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+        let status = wait_bounded(&mut child, &args, Duration::from_secs(30));
+        (status, stderr)
+    };
+    for workers in ["126", "200"] {
+        let started = Instant::now();
+        let (status, stderr) = run(workers);
+        assert_eq!(status.code(), Some(2), "-w {workers}: {stderr}");
+        assert!(
+            stderr.contains(&format!("{workers} workers (-w/--workers)")),
+            "{stderr}"
+        );
+        assert!(stderr.contains("open-file limit (256)"), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(started.elapsed() < Duration::from_secs(10), "{stderr}");
+    }
+    // Workers the limit leaves room for start (and find the port closed).
+    let (status, stderr) = run("4");
+    assert_eq!(status.code(), Some(3), "{stderr}");
 }

@@ -302,3 +302,46 @@ fn merge_rejects_files_that_are_not_histogram_logs() {
     );
     let _ = std::fs::remove_file(path);
 }
+
+/// `--messages 0` makes each churn cycle connect, upgrade and close, and
+/// the report says so (the JSON's `cycles.messages_per_cycle`, the table's
+/// messages row) instead of showing message rates of zero.
+#[test]
+fn churn_without_messages_reports_connect_upgrade_close_cycles() {
+    let server = ScriptedServer::start(|_| Script::Echo);
+    let url = server.url();
+    let outcome = load(&[
+        &url,
+        "--mode",
+        "churn",
+        "--messages",
+        "0",
+        "--concurrency",
+        "2",
+        "--cycles",
+        "20",
+        "-w",
+        "1",
+        "-d",
+        "10s",
+    ]);
+    assert_no_errors(&outcome);
+    let report = &outcome.report;
+    let cycles = report.cycles.expect("churn reports cycles");
+    assert_eq!(cycles.completed, 20);
+    assert_eq!(cycles.messages_per_cycle, Some(0));
+    assert_eq!(outcome.json["cycles"]["messages_per_cycle"], 0);
+    assert_eq!(report.messages.sent, 0);
+    let seen = server.seen();
+    assert_eq!(seen.len(), 20);
+    assert!(seen
+        .iter()
+        .all(|conn| conn.upgraded.is_some() && conn.first_message.is_none()));
+    let table = &outcome.stdout;
+    assert!(
+        table.contains("messages   none: each cycle connects, upgrades and closes"),
+        "{table}"
+    );
+    assert!(!table.contains("msg/s"), "{table}");
+    assert!(!table.contains("-byte"), "{table}");
+}

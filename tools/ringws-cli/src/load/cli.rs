@@ -18,8 +18,8 @@ use ringws_reactor::StartError;
 /// Generate WebSocket load; report rates, latency, close codes and errors.
 ///
 /// Modes: echo (closed loop), rate (open loop, latency from the intended
-/// send time), churn (connect, message, close cycles), hold (many idle
-/// connections, optional pings). Network errors are counted, never fatal;
+/// send time), churn (connect, message, close cycles; with --messages 0
+/// connect, upgrade, close), hold (many idle connections, optional pings). Network errors are counted, never fatal;
 /// every wait is bounded by --timeout and every run by a hard deadline.
 ///
 /// SIGINT (Ctrl-C) or SIGTERM ends the run early: the window ends, replies
@@ -50,7 +50,8 @@ pub struct LoadArgs {
     #[command(subcommand)]
     command: Option<LoadCommand>,
 
-    /// Server URL (ws://host[:port][/path]).
+    /// Server URL (ws://host[:port][/path]); of a host's addresses, the
+    /// first that accepts a TCP connection is loaded.
     #[arg(required = true)]
     url: Option<String>,
 
@@ -69,7 +70,9 @@ pub struct LoadArgs {
     #[arg(long)]
     concurrency: Option<usize>,
 
-    /// Payload bytes per message.
+    /// Payload bytes per message; the first 8 carry the message's sequence
+    /// number on its connection (printable ASCII), so a repeated or skipped
+    /// echo is counted as an error instead of being timed.
     #[arg(short = 's', long, default_value_t = 32)]
     payload_size: usize,
 
@@ -96,7 +99,8 @@ pub struct LoadArgs {
     #[arg(short, long)]
     rate: Option<f64>,
 
-    /// Messages per churn cycle [default: 1].
+    /// Messages per churn cycle [default: 1]; 0: each cycle connects,
+    /// upgrades and closes (a handshake benchmark).
     #[arg(long)]
     messages: Option<u32>,
 
@@ -122,7 +126,8 @@ pub struct LoadArgs {
     #[arg(long)]
     source_addrs: Option<String>,
 
-    /// Worker threads (default: one per core).
+    /// Worker threads (default: one per core); each holds 2 descriptors,
+    /// which count against the open-file limit with the connections.
     #[arg(short, long)]
     workers: Option<usize>,
 
@@ -292,25 +297,50 @@ fn nothing_measured(report: &LoadReport) -> Option<&'static str> {
     })
 }
 
+/// Descriptors a load worker holds whatever its connections: its io_uring
+/// and its wakeup eventfd.
+const DESCRIPTORS_PER_WORKER: u64 = 2;
+
+/// Descriptors the process holds besides the workers' and the
+/// connections': the standard streams, and a few to spare.
+const DESCRIPTORS_RESERVED: u64 = 5;
+
 /// Refuses more connections (churn: cycles at once) than the process may
 /// hold descriptors for: such a run could never open them all, and its
 /// workers would spend far past the run's deadline failing one connect
-/// after another.
+/// after another. The workers' own descriptors count too: more workers
+/// than the limit allows failed to start (`EMFILE`, exit status 1).
 fn fits_fd_limit(config: &LoadConfig, fd_limit: Option<u64>) -> Result<(), String> {
+    let Some(limit) = fd_limit else {
+        return Ok(());
+    };
     let wanted = config.parallelism() as u64;
-    match fd_limit {
-        Some(limit) if wanted > limit => {
-            let flag = match config.mode {
-                Mode::Churn => "--concurrency",
-                Mode::Echo | Mode::Rate | Mode::Hold => "--connections",
-            };
-            Err(format!(
-                "{flag} {wanted} is more than the open-file limit ({limit}) allows: each \
-                 connection takes a descriptor (raise the limit with `ulimit -n`, or ask for fewer)"
-            ))
-        }
-        _ => Ok(()),
+    let (flag, what) = match (config.mode, wanted) {
+        (Mode::Churn, 1) => ("--concurrency", "cycle at once"),
+        (Mode::Churn, _) => ("--concurrency", "cycles at once"),
+        (_, 1) => ("--connections", "connection"),
+        _ => ("--connections", "connections"),
+    };
+    if wanted > limit {
+        return Err(format!(
+            "{flag} {wanted} is more than the open-file limit ({limit}) allows: each \
+             connection takes a descriptor (raise the limit with `ulimit -n`, or ask for fewer)"
+        ));
     }
+    let workers = config.worker_count() as u64;
+    let needed = workers
+        .saturating_mul(DESCRIPTORS_PER_WORKER)
+        .saturating_add(wanted)
+        .saturating_add(DESCRIPTORS_RESERVED);
+    if needed > limit {
+        return Err(format!(
+            "{workers} workers (-w/--workers) and {wanted} {what} need {needed} descriptors \
+             ({DESCRIPTORS_PER_WORKER} per worker, 1 per connection, {DESCRIPTORS_RESERVED} for \
+             the process), more than the open-file limit ({limit}) allows (raise the limit \
+             with `ulimit -n`, or ask for fewer workers)"
+        ));
+    }
+    Ok(())
 }
 
 /// Refuses a pipeline whose first burst cannot fit in this machine's

@@ -79,7 +79,8 @@ pub struct LoadConfig {
     /// Messages per second in total (rate, required) or cycles per second
     /// (churn, optional: as fast as `concurrency` allows when absent).
     pub rate: Option<f64>,
-    /// Messages exchanged per churn cycle.
+    /// Messages exchanged per churn cycle; 0: a cycle connects, upgrades
+    /// and closes.
     pub messages_per_cycle: u32,
     /// Stop churning after this many cycles in total (the duration still
     /// bounds the run).

@@ -26,9 +26,10 @@
 //!   schedule; latency counts from the *intended* send time, so a server
 //!   that stalls the generator is measured, not hidden (coordinated omission
 //!   corrected, as wrk2 does).
-//! * [`Mode::Churn`]: connect, handshake, `messages_per_cycle` messages,
-//!   close with `close_code`, repeat; connect, handshake and close latency,
-//!   cycles/s and the server's close codes.
+//! * [`Mode::Churn`]: connect, handshake, `messages_per_cycle` messages
+//!   (none: connect, upgrade, close), close with `close_code`, repeat;
+//!   connect, handshake and close latency, cycles/s and the server's close
+//!   codes.
 //! * [`Mode::Hold`]: open connections at `ramp`/s, hold them, optionally ping.
 //!
 //! ## Never fatal, always bounded
@@ -36,7 +37,8 @@
 //! Network trouble is counted ([`ErrorKind`]), never returned as an error:
 //! refused connections, refused upgrades (with the HTTP status), protocol
 //! errors (by close code), unexpected closes (by code), timeouts, echo
-//! mismatches. Every wait has the configured timeout; every worker has a hard
+//! mismatches, repeated and skipped echoes (each payload carries its
+//! message's sequence number). Every wait has the configured timeout; every worker has a hard
 //! deadline after which it aborts what is left; the coordinator stops the
 //! workers if even that passes. Only setup problems (bad configuration,
 //! unresolvable host, io_uring unavailable) make [`run`] fail.
@@ -68,7 +70,7 @@ mod schedule;
 mod worker;
 
 use std::fmt;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -319,6 +321,7 @@ pub fn run_interruptible(
             workers,
             payload_size: config.payload_size,
             payload_kind: config.payload_kind,
+            messages_per_cycle: config.messages_per_cycle,
             pinging: config.ping_interval.is_some(),
             elapsed,
             interrupted,
@@ -389,22 +392,21 @@ fn plan(config: &LoadConfig) -> Result<Plan, LoadError> {
     })
 }
 
-/// The first address of `host` in the family of the source addresses (if
-/// any are given).
+/// The address of `host` to load: of its addresses in the family of the
+/// source addresses (if any are given), the first that accepts a
+/// connection ([`first_accepting`]).
 fn resolve(host: &str, port: u16, config: &LoadConfig) -> Result<SocketAddr, LoadError> {
     let addrs: Vec<SocketAddr> = (host, port)
         .to_socket_addrs()
         .map_err(|error| LoadError::Resolve(format!("{host}: {error}")))?
         .collect();
     let wanted_v4 = config.source_addrs.first().map(|source| source.is_ipv4());
-    addrs
-        .iter()
-        .find(|addr| match wanted_v4 {
-            Some(v4) => addr.is_ipv4() == v4,
-            None => true,
-        })
-        .copied()
-        .ok_or_else(|| match wanted_v4 {
+    let candidates: Vec<SocketAddr> = addrs
+        .into_iter()
+        .filter(|addr| wanted_v4.is_none_or(|v4| addr.is_ipv4() == v4))
+        .collect();
+    if candidates.is_empty() {
+        return Err(match wanted_v4 {
             // The arguments disagree with each other: a bad argument.
             Some(v4) => {
                 let family = if v4 { "IPv4" } else { "IPv6" };
@@ -413,7 +415,30 @@ fn resolve(host: &str, port: u16, config: &LoadConfig) -> Result<SocketAddr, Loa
                 )))
             }
             None => LoadError::Resolve(format!("{host} has no address")),
-        })
+        });
+    }
+    Ok(first_accepting(&candidates, config.timeout))
+}
+
+/// Of a host's `addrs` (in the resolver's order), the first that accepts
+/// a TCP connection within `timeout`, tried in order as clients do, so
+/// that `localhost` resolving to `::1` first still reaches a server on
+/// `127.0.0.1` only; every connection of the run then goes there. The
+/// probe is closed at once. A lone address is not probed, and when none
+/// accepts the first is used, so that the run counts its refusals.
+///
+/// # Panics
+///
+/// If `addrs` is empty.
+fn first_accepting(addrs: &[SocketAddr], timeout: Duration) -> SocketAddr {
+    if let [only] = addrs {
+        return *only;
+    }
+    addrs
+        .iter()
+        .copied()
+        .find(|addr| TcpStream::connect_timeout(addr, timeout).is_ok())
+        .unwrap_or(addrs[0])
 }
 
 /// Receive buffers (count, size) for echoes of `payload_size` bytes: large
@@ -433,6 +458,25 @@ fn recv_buffers_for(payload_size: usize) -> (u16, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A host that resolves to `::1` first while the server listens on
+    /// `127.0.0.1` only was loaded at `::1`, every connection refused.
+    #[test]
+    fn a_host_whose_first_address_refuses_is_loaded_at_the_next() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let v4 = listener.local_addr().unwrap();
+        let v6 = SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, v4.port()));
+        let timeout = Duration::from_secs(5);
+        assert_eq!(first_accepting(&[v6, v4], timeout), v4);
+        assert_eq!(first_accepting(&[v4, v6], timeout), v4);
+        assert_eq!(first_accepting(&[v6], timeout), v6, "a lone address");
+        drop(listener);
+        assert_eq!(
+            first_accepting(&[v6, v4], timeout),
+            v6,
+            "none accepts: the first, whose refusals the run counts"
+        );
+    }
 
     #[test]
     fn receive_buffers_hold_a_whole_echo_within_the_default_total() {

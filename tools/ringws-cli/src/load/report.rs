@@ -203,8 +203,13 @@ pub enum ErrorKind {
     },
     /// An echo did not match the message sent (length, type or bytes).
     EchoMismatch,
-    /// A data message arrived with no message of ours awaiting its echo.
+    /// A data message that answers no message awaiting its echo: another
+    /// copy of an echo already received (its sequence number says so), or
+    /// any message when none is awaited. It is not timed.
     UnexpectedMessage,
+    /// A message whose echo was skipped: the echo of a later one came
+    /// first (also counted in `messages.unanswered`).
+    EchoSkipped,
     /// Messages still unanswered a timeout after sending stopped.
     ReplyTimeout,
     /// Pings still without their Pong a timeout after the window.
@@ -239,6 +244,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::Socket { errno } => write!(f, "socket: {}", os(*errno)),
             ErrorKind::EchoMismatch => f.write_str("echo mismatch"),
             ErrorKind::UnexpectedMessage => f.write_str("unexpected message"),
+            ErrorKind::EchoSkipped => f.write_str("echo skipped (a later message's came first)"),
             ErrorKind::ReplyTimeout => f.write_str("timeout: message unanswered"),
             ErrorKind::PingTimeout => f.write_str("timeout: ping unanswered"),
             ErrorKind::Unanswered => f.write_str("message lost with its connection"),
@@ -353,7 +359,8 @@ pub struct MessageFigures {
     /// `payload_bytes_received` per second of the report's
     /// `rate_span_secs`.
     pub bytes_per_sec: f64,
-    /// Messages sent that got no echo (also counted as errors).
+    /// Messages sent that got no echo, or whose echo was skipped (also
+    /// counted as errors).
     pub unanswered: u64,
     /// Rate mode: messages due that were never sent: every connection had
     /// `max_in_flight` messages outstanding until `timeout` after the
@@ -416,6 +423,11 @@ pub struct CycleFigures {
     /// cycles were still running when the window ended.
     #[serde(default)]
     pub behind_schedule: u64,
+    /// Messages each cycle exchanges (`--messages`); 0: a cycle connects,
+    /// upgrades and closes. `None` in a report written before it was
+    /// recorded.
+    #[serde(default)]
+    pub messages_per_cycle: Option<u32>,
 }
 
 /// Pings sent and answered.
@@ -558,6 +570,8 @@ pub(crate) struct RunFacts<'a> {
     pub workers: usize,
     pub payload_size: usize,
     pub payload_kind: PayloadKind,
+    /// Churn: messages per cycle.
+    pub messages_per_cycle: u32,
     pub pinging: bool,
     pub elapsed: Duration,
     pub interrupted: bool,
@@ -662,6 +676,7 @@ impl LoadReport {
                 completed: tally.cycles,
                 per_sec: per_sec(tally.cycles, rate_span_secs),
                 behind_schedule: tally.cycles_behind_schedule,
+                messages_per_cycle: Some(facts.messages_per_cycle),
             }),
             pings: facts.pinging.then_some(PingFigures {
                 sent: tally.pings_sent,
@@ -726,6 +741,19 @@ pub(crate) fn si(value: f64) -> String {
     format!("{scaled:.2} {prefix}")
 }
 
+/// A span in seconds with a unit that keeps at least two significant
+/// digits: a churn run of one cycle has a window of a millisecond, which
+/// `0.00 s` beside its rates hid.
+pub(crate) fn span(secs: f64) -> String {
+    if secs >= 0.1 || secs == 0.0 {
+        format!("{secs:.2} s")
+    } else if secs >= 1e-3 {
+        format!("{:.2} ms", secs * 1e3)
+    } else {
+        format!("{:.1} µs", secs * 1e6)
+    }
+}
+
 /// A latency in microseconds, shown with a unit that keeps it short.
 pub(crate) fn latency(us: f64) -> String {
     if us >= 1e6 {
@@ -762,11 +790,13 @@ impl fmt::Display for LoadReport {
         let measured = self.window_secs > 0.0;
         // A report read from JSON written before `rate_span_secs` has 0.
         let span_secs = self.rate_span_secs.max(self.window_secs);
-        let window = format!("{:.2}", self.window_secs);
-        let span = format!("{span_secs:.2}");
+        let window = span(self.window_secs);
+        let rates_over = span(span_secs);
         let window = match (measured, self.interrupted) {
-            (true, _) if span != window => format!("window {window} s, rates over {span} s"),
-            (true, _) => format!("window {window} s"),
+            (true, _) if rates_over != window => {
+                format!("window {window}, rates over {rates_over}")
+            }
+            (true, _) => format!("window {window}"),
             (false, true) => "no window".to_owned(),
             (false, false) if self.connections.opened > 0 => {
                 "no window (every connection closed before it)".to_owned()
@@ -777,37 +807,47 @@ impl fmt::Display for LoadReport {
             true => format!("{window} (interrupted)"),
             false => window,
         };
+        let without_messages = self
+            .cycles
+            .is_some_and(|cycles| cycles.messages_per_cycle == Some(0));
+        let payload = match (without_messages, self.payload_kind) {
+            (true, _) => "no messages".to_owned(),
+            (false, PayloadKind::Binary) => format!("{}-byte binary payload", self.payload_size),
+            (false, PayloadKind::Text) => format!("{}-byte text payload", self.payload_size),
+        };
         writeln!(
             f,
-            "ringws load {} {}: {} workers, {}-byte {} payload, {window}, elapsed {:.2} s",
+            "ringws load {} {}: {} workers, {payload}, {window}, elapsed {}",
             self.mode,
             self.url,
             self.workers,
-            self.payload_size,
-            match self.payload_kind {
-                PayloadKind::Binary => "binary",
-                PayloadKind::Text => "text",
-            },
-            self.elapsed_secs
+            span(self.elapsed_secs)
         )?;
         let messages = &self.messages;
-        write!(
-            f,
-            "  messages   {} sent, {} echoed: ",
-            thousands(messages.sent),
-            thousands(messages.received),
-        )?;
-        if measured {
+        if without_messages {
             writeln!(
                 f,
-                "{}msg/s, {}B/s payload ({}B/s in, {}B/s out on the wire)",
-                si(messages.per_sec),
-                si(messages.bytes_per_sec),
-                si(self.wire.bytes_received as f64 / span_secs),
-                si(self.wire.bytes_sent as f64 / span_secs),
+                "  messages   none: each cycle connects, upgrades and closes (--messages 0)"
             )?;
         } else {
-            writeln!(f, "rates not measured")?;
+            write!(
+                f,
+                "  messages   {} sent, {} echoed: ",
+                thousands(messages.sent),
+                thousands(messages.received),
+            )?;
+            if measured {
+                writeln!(
+                    f,
+                    "{}msg/s, {}B/s payload ({}B/s in, {}B/s out on the wire)",
+                    si(messages.per_sec),
+                    si(messages.bytes_per_sec),
+                    si(self.wire.bytes_received as f64 / span_secs),
+                    si(self.wire.bytes_sent as f64 / span_secs),
+                )?;
+            } else {
+                writeln!(f, "rates not measured")?;
+            }
         }
         if messages.unanswered > 0 {
             writeln!(
@@ -852,9 +892,9 @@ impl fmt::Display for LoadReport {
             writeln!(
                 f,
                 "  warning    {} messages due in the window were sent after it (connections at \
-                 --max-in-flight): rates are per second of the {:.2} s to the last echo",
+                 --max-in-flight): rates are per second of the {} to the last echo",
                 thousands(messages.sent_after_window),
-                span_secs
+                span(span_secs)
             )?;
         }
         if messages.behind_schedule > 0 {
@@ -1054,6 +1094,7 @@ mod tests {
             workers,
             payload_size: 32,
             payload_kind: PayloadKind::Binary,
+            messages_per_cycle: 1,
             pinging: false,
             elapsed: Duration::from_secs(4),
             interrupted: false,
@@ -1107,6 +1148,42 @@ mod tests {
         assert!((report.window_secs - 1.002).abs() < 1e-9, "{report}");
         assert!((report.messages.per_sec - 2000.0 / 1.002).abs() < 1e-6);
         assert!(report.to_string().contains("window 1.00 s,"), "{report}");
+    }
+
+    /// A window shorter than the table's 0.01 s showed as `window 0.00 s`
+    /// beside its rates.
+    #[test]
+    fn a_short_window_is_shown_with_its_figures() {
+        let origin = Instant::now();
+        let worker = WorkerReport {
+            tally: Tally {
+                cycles: 1,
+                ..echoes(1)
+            },
+            window: secs(origin, 0.0, 0.00123),
+            ..WorkerReport::default()
+        };
+        let facts = RunFacts {
+            elapsed: Duration::from_micros(2_500),
+            ..facts(Mode::Churn, 1)
+        };
+        let table = LoadReport::build(facts, &[worker]).to_string();
+        assert!(
+            table.contains(", window 1.23 ms, elapsed 2.50 ms\n"),
+            "{table}"
+        );
+        let cases = [
+            (0.0, "0.00 s"),
+            (0.000_000_5, "0.5 µs"),
+            (0.000_123_4, "123.4 µs"),
+            (0.009_9, "9.90 ms"),
+            (0.099_99, "99.99 ms"),
+            (0.1, "0.10 s"),
+            (3.0, "3.00 s"),
+        ];
+        for (secs, shown) in cases {
+            assert_eq!(span(secs), shown, "{secs}");
+        }
     }
 
     #[test]

@@ -19,13 +19,17 @@
 //!
 //! Receiving runs `ringws_proto::Connection::read` over the reactor's
 //! borrowed buffer (server frames are unmasked, so nothing is copied for a
-//! frame inside one buffer). An echo is checked against the prebuilt payload
-//! with one `memcmp`, its send time is popped from the connection's FIFO,
-//! the latency recorded in the histogram, and the next frame appended to the
-//! connection's pending send buffer (see `frames`). In the closed loop an
-//! echo of at least `MIN_PAYLOAD_SENT_IN_PLACE` bytes is instead compared
-//! as it is masked in place into the next message, which leaves from the
-//! receive buffer it arrived in, as a server's reply does: no second copy of
+//! frame inside one buffer). An echo's sequence number (its first bytes, see
+//! `frames`) says which message it answers: normally the oldest awaiting
+//! one, whose send time is popped from the connection's FIFO; a later one
+//! (the skipped are counted); or one already answered (a repeated echo,
+//! counted as unexpected and never timed). The rest of the echo is checked
+//! against the prebuilt payload with one `memcmp`, the latency recorded in
+//! the histogram, and the next frame appended to the connection's pending
+//! send buffer (see `frames`). In the closed loop an echo of at least
+//! `MIN_PAYLOAD_SENT_IN_PLACE` bytes is instead compared as it is masked in
+//! place into the next message, which leaves from the receive buffer it
+//! arrived in, as a server's reply does: no second copy of
 //! the payload. One clock read per `on_data` call covers every message in
 //! it.
 
@@ -48,7 +52,10 @@ use ringws_reactor::{
 
 use crate::load::config::Mode;
 use crate::load::cpu::{self, CpuTime};
-use crate::load::frames::{append_frame, frame_len, mask_echo_as_next_payload};
+use crate::load::frames::{
+    append_frame, classify_echo, frame_len, mask_echo_as_next_payload, read_seq, seq_len,
+    seq_modulus, EchoOrder,
+};
 use crate::load::report::{record, ErrorKind, Tally, WorkerReport};
 use crate::load::schedule::{rate_share, share, Pacer};
 
@@ -235,6 +242,10 @@ pub(crate) struct Peer {
     /// Send (rate mode: intended) times of the messages awaiting an echo,
     /// nanoseconds since the worker's epoch.
     in_flight: VecDeque<u64>,
+    /// Messages sent: the next one's sequence number (its payload carries
+    /// it, see `frames`), so that the last `in_flight.len()` numbers are
+    /// those awaiting an echo.
+    sent_seq: u64,
     /// Send times of the Pings awaiting a Pong, each Ping's payload.
     pings_out: VecDeque<u64>,
     /// Churn: messages still to send.
@@ -732,6 +743,7 @@ impl LoadWorker {
             deadline: None,
             ping_timer: None,
             in_flight: VecDeque::new(),
+            sent_seq: 0,
             pings_out: VecDeque::new(),
             remaining: plan.messages_per_cycle,
             queued_with_room: false,
@@ -905,7 +917,8 @@ impl LoadWorker {
         };
         let payload = &self.plan.payload;
         let len = frame_len(&head, payload.len());
-        let queued = io.send_with(conn, len, |out| append_frame(out, &head, payload));
+        let seq = peer.sent_seq;
+        let queued = io.send_with(conn, len, |out| append_frame(out, &head, payload, seq));
         if queued.is_err() {
             return false;
         }
@@ -918,7 +931,7 @@ impl LoadWorker {
     /// the payload. It leaves from where it is: a large echo in its receive
     /// buffer (`Io::send_with_payload`), an assembled one as its own buffer
     /// (back to the pool once written). Returns whether the echo matched
-    /// the payload.
+    /// the payload past its sequence number (which the caller checked).
     fn send_next_from_echo(
         &mut self,
         io: &mut Io<'_, Self>,
@@ -928,11 +941,13 @@ impl LoadWorker {
         mut echo: Received<'_>,
     ) -> bool {
         let Some(head) = self.next_frame_head(io, conn, peer) else {
-            let matched = echo.bytes() == &self.plan.payload[..];
+            let numbered = seq_len(self.plan.payload.len());
+            let matched = echo.bytes()[numbered..] == self.plan.payload[numbered..];
             echo.recycle(io);
             return matched;
         };
-        let matched = mask_echo_as_next_payload(&head, echo.bytes_mut(), &self.plan.payload);
+        let matched =
+            mask_echo_as_next_payload(&head, echo.bytes_mut(), &self.plan.payload, peer.sent_seq);
         let queued = match echo {
             Received::InPlace(bytes) => io.send_with_payload(conn, head.as_bytes(), bytes),
             Received::Assembled(bytes) => io
@@ -964,6 +979,7 @@ impl LoadWorker {
 
     fn count_sent(&mut self, peer: &mut Peer, stamp: u64) {
         peer.in_flight.push_back(stamp);
+        peer.sent_seq += 1;
         peer.remaining = peer.remaining.saturating_sub(1);
         self.tally.messages_sent += 1;
         self.tally.payload_bytes_sent += self.plan.payload.len() as u64;
@@ -978,27 +994,51 @@ impl LoadWorker {
         received: Received<'_>,
         now: u64,
     ) {
-        let Some(sent) = peer.in_flight.pop_front() else {
+        let payload_len = self.plan.payload.len();
+        let numbered = seq_len(payload_len);
+        let seq = received.bytes().get(..numbered).and_then(read_seq);
+        let order = classify_echo(
+            seq,
+            peer.sent_seq,
+            peer.in_flight.len(),
+            seq_modulus(numbered),
+        );
+        let sent = match order {
+            // A second copy of an echo answers nothing: matched against the
+            // oldest message, it would be timed from that message's send.
+            EchoOrder::Repeated => None,
+            EchoOrder::Skipping(skipped) => {
+                peer.in_flight.drain(..skipped);
+                self.tally.unanswered += skipped as u64;
+                self.tally.error(ErrorKind::EchoSkipped, skipped as u64);
+                peer.in_flight.pop_front()
+            }
+            // A number that is none of ours is the oldest's echo altered,
+            // as a server that corrupts echoes sends them.
+            EchoOrder::Oldest | EchoOrder::Unknown => peer.in_flight.pop_front(),
+        };
+        let Some(sent) = sent else {
             self.tally.error(ErrorKind::UnexpectedMessage, 1);
             received.recycle(io);
             return;
         };
         let len = received.bytes().len();
-        let comparable = opcode == self.plan.opcode && len == self.plan.payload.len();
+        let comparable = opcode == self.plan.opcode && len == payload_len;
         // The closed loop sends its next message from a large echo, checking
         // it on the way; a small one costs less compared and copied.
         let echo_sends_next = comparable
             && len >= MIN_PAYLOAD_SENT_IN_PLACE
             && peer.phase == Phase::Open
             && (self.plan.mode, self.stage) == (Mode::Echo, Stage::Running);
-        let echo_matched = if echo_sends_next {
+        let content_matched = if echo_sends_next {
             self.send_next_from_echo(io, conn, peer, now, received)
         } else {
-            let matched = comparable && received.bytes() == &self.plan.payload[..];
+            let matched =
+                comparable && received.bytes()[numbered..] == self.plan.payload[numbered..];
             received.recycle(io);
             matched
         };
-        if echo_matched {
+        if content_matched && order != EchoOrder::Unknown {
             self.last_counted = Some(now);
             self.tally.messages_received += 1;
             self.tally.payload_bytes_received += len as u64;
@@ -1006,12 +1046,16 @@ impl LoadWorker {
         } else {
             self.tally.error(ErrorKind::EchoMismatch, 1);
         }
-        if echo_sends_next || peer.phase != Phase::Open {
+        if peer.phase != Phase::Open {
             return;
         }
         match (self.plan.mode, self.stage) {
+            // Back to `pipeline` in flight: one message for this echo (none
+            // if it was sent on from the echo), more for skipped ones.
             (Mode::Echo, Stage::Running) => {
-                self.send_message(io, conn, peer, now);
+                while peer.in_flight.len() < self.plan.pipeline
+                    && self.send_message(io, conn, peer, now)
+                {}
             }
             (Mode::Rate, Stage::Running) => {
                 self.send_owed_on(io, conn, peer);
@@ -1024,7 +1068,10 @@ impl LoadWorker {
                 }
             }
             (Mode::Churn, Stage::Running | Stage::Draining) if peer.remaining > 0 => {
-                self.send_message(io, conn, peer, now);
+                while peer.remaining > 0
+                    && peer.in_flight.len() < self.plan.pipeline
+                    && self.send_message(io, conn, peer, now)
+                {}
             }
             (Mode::Churn, _) | (_, Stage::Draining) if peer.awaiting() == 0 => {
                 self.begin_close(io, conn, peer, now);

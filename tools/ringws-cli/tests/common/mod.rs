@@ -281,6 +281,10 @@ pub enum Script {
     /// Answer every Ping with a Pong whose payload is not the Ping's, and
     /// the Close with a Close carrying its code; ignore data.
     WrongPongs,
+    /// Echo every message twice.
+    EchoTwice,
+    /// Echo every message but the connection's first.
+    SkipFirstEcho,
 }
 
 /// What [`ScriptedServer`] saw of one connection.
@@ -406,7 +410,11 @@ fn serve_scripted(
                 return;
             }
             Script::DelayUpgrade(after) => std::thread::sleep(after),
-            Script::Echo | Script::EchoFor(_) | Script::WrongPongs => {}
+            Script::Echo
+            | Script::EchoFor(_)
+            | Script::WrongPongs
+            | Script::EchoTwice
+            | Script::SkipFirstEcho => {}
         }
         let mut response = Vec::new();
         request
@@ -426,6 +434,7 @@ fn serve_scripted(
         Script::EchoFor(span) => Some(Instant::now() + span),
         _ => None,
     };
+    let mut data_messages = 0u64;
     loop {
         if echo_until.is_some_and(|until| Instant::now() >= until) {
             let _ = stream.shutdown(std::net::Shutdown::Both);
@@ -454,10 +463,17 @@ fn serve_scripted(
                 }
                 continue;
             }
+            let mut copies = 1;
             let reply_first = match opcode {
                 0x1 | 0x2 => {
                     let mut seen = seen.lock().unwrap();
                     seen[index].first_message.get_or_insert_with(Instant::now);
+                    data_messages += 1;
+                    copies = match script {
+                        Script::EchoTwice => 2,
+                        Script::SkipFirstEcho if data_messages == 1 => 0,
+                        _ => 1,
+                    };
                     first
                 }
                 0x9 => 0x8A,
@@ -466,7 +482,8 @@ fn serve_scripted(
             };
             let mut frame = vec![reply_first, len as u8];
             frame.extend_from_slice(&payload);
-            if stream.write_all(&frame).is_err() || opcode == 0x8 {
+            let reply = frame.repeat(copies);
+            if stream.write_all(&reply).is_err() || opcode == 0x8 {
                 return;
             }
         }
