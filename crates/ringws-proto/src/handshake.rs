@@ -169,6 +169,8 @@ pub enum BuildError {
     InvalidSubprotocol(String),
     /// A host that is neither a registered name, an IPv4 nor an IPv6 address.
     InvalidHost(String),
+    /// Port 0, which names no server: nothing can be connected to on it.
+    InvalidPort(u16),
     /// A request target that does not start with `/` or holds bytes outside `!`..=`~`.
     InvalidPath(String),
     /// A status code outside 200..=599 (a 1xx is interim: a response that
@@ -195,6 +197,9 @@ impl fmt::Display for BuildError {
                 write!(f, "subprotocol {name:?} is not an HTTP token")
             }
             BuildError::InvalidHost(host) => write!(f, "invalid host {host:?}"),
+            BuildError::InvalidPort(port) => {
+                write!(f, "invalid port {port}: a server's port is in 1..=65535")
+            }
             BuildError::InvalidPath(path) => write!(f, "invalid request target {path:?}"),
             BuildError::InvalidStatus(status) => write!(f, "invalid HTTP status {status}"),
             BuildError::DuplicateHeader(name) => write!(f, "header {name:?} given twice"),

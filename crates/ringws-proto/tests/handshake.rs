@@ -985,6 +985,32 @@ fn client_refuses_to_build_a_bad_request() {
     );
 }
 
+#[test]
+fn client_refuses_port_zero() {
+    // Port 0 names no server: refused before any request is written, for a
+    // name and for an address alike.
+    for host in ["server.example.com", "127.0.0.1", "::1"] {
+        assert_eq!(
+            ClientHandshake::new(host, 0, "/", SAMPLE_NONCE, &[], &[]).unwrap_err(),
+            BuildError::InvalidPort(0),
+            "{host}"
+        );
+    }
+    let message = BuildError::InvalidPort(0).to_string();
+    assert!(
+        message.contains("port 0") && message.contains("1..=65535"),
+        "{message}"
+    );
+    // Every other port builds.
+    for port in [1, 80, 65535] {
+        assert!(ClientHandshake::new("h", port, "/", SAMPLE_NONCE, &[], &[]).is_ok());
+    }
+    // A URL cannot carry it either: parsing refuses it first, saying why.
+    let error = WsUrl::parse("ws://127.0.0.1:0/").unwrap_err();
+    assert_eq!(error, UrlError::InvalidPort);
+    assert!(error.to_string().contains("1..=65535"), "{error}");
+}
+
 /// A complete, correct server answer for `client`, with `extra` header lines.
 fn response_for(client: &ClientHandshake, extra: &str) -> Vec<u8> {
     format!(

@@ -37,6 +37,9 @@ pub(crate) struct ServerShared {
     pub shutdown_begun: AtomicBool,
     /// The shutdown's report, set before the workers are told to stop.
     pub shutdown_report: OnceLock<ShutdownReport>,
+    /// What the role stops when a shutdown begins, whoever starts it (the
+    /// client's lookup threads).
+    pub on_shutdown: OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
 thread_local! {
@@ -55,12 +58,19 @@ impl ServerShared {
             shutdown_running: Mutex::new(()),
             shutdown_begun: AtomicBool::new(false),
             shutdown_report: OnceLock::new(),
+            on_shutdown: OnceLock::new(),
         }
     }
 
     /// Whether the calling thread is one of this engine's workers.
     pub(crate) fn on_worker_thread(self: &Arc<Self>) -> bool {
         WORKER_OF.with(Cell::get) == Arc::as_ptr(self) as usize
+    }
+
+    /// Whether the calling thread is a worker of any engine in the process
+    /// (a server's or a client's): one that must not block.
+    pub(crate) fn on_any_worker_thread() -> bool {
+        WORKER_OF.with(Cell::get) != 0
     }
 
     /// Links each worker to the reactor's side of it: its inbox and its

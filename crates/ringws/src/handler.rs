@@ -381,7 +381,8 @@ pub trait Handler: Sized + 'static {
     /// [`on_open`](Self::on_open) (not for one whose `connect` returned an
     /// `Err`: that was its report), and for attempts queued with
     /// [`connect_queued`](crate::ClientControl::connect_queued) that failed
-    /// before getting one (`id` is then `None`). `data` is the value given
+    /// before getting one (`id` is then `None`), such as a host name queued
+    /// from a callback that did not resolve ([`ConnectError::Resolve`]). `data` is the value given
     /// to `connect`. For a host with several addresses, `id` is that of the
     /// last socket tried (not always the id `connect` returned) and `error`
     /// is [`ConnectError::AllAddressesFailed`] when more than one was tried.

@@ -207,6 +207,9 @@ impl ServerShared {
             return *report;
         }
         self.shutdown_begun.store(true, Ordering::Release);
+        if let Some(stop_role) = self.on_shutdown.get() {
+            stop_role();
+        }
         let started = Instant::now();
         // A deadline too far to represent (`Duration::MAX`: wait for every
         // peer) is as good as none.

@@ -143,7 +143,8 @@ impl ClientHandshake {
     /// Prepares the request `GET path HTTP/1.1` to `host:port`.
     ///
     /// `host` is a name, an IPv4 address, or an IPv6 address with or without
-    /// brackets; `path` is the request target (`/`, `/chat?room=1`).
+    /// brackets; `port` is in 1..=65535 (0 names no server and is refused
+    /// with [`BuildError::InvalidPort`]); `path` is the request target (`/`, `/chat?room=1`).
     /// `subprotocols` go into `Sec-WebSocket-Protocol` in order of preference.
     /// `extra_headers` (`Origin`, `Authorization`, `Sec-WebSocket-Extensions`
     /// offers...) are sent as given; those the handshake writes itself are refused.
@@ -155,6 +156,9 @@ impl ClientHandshake {
         subprotocols: &[&str],
         extra_headers: &[(&str, &str)],
     ) -> Result<ClientHandshake, BuildError> {
+        if port == 0 {
+            return Err(BuildError::InvalidPort(port));
+        }
         let host_header = host_header_value(host, port)?;
         if !path.starts_with('/') || !is_visible_ascii(path.as_bytes()) || path.contains('#') {
             return Err(BuildError::InvalidPath(path.to_owned()));

@@ -38,7 +38,7 @@ impl fmt::Display for UrlError {
             UrlError::FragmentNotAllowed => "fragment in a WebSocket URL",
             UrlError::MissingHost => "URL has no host",
             UrlError::InvalidHost => "invalid host in URL",
-            UrlError::InvalidPort => "invalid port in URL",
+            UrlError::InvalidPort => "invalid port in URL (a port is a number in 1..=65535)",
             UrlError::InvalidCharacter => "path or query has a byte that must be percent-encoded",
         })
     }

@@ -6,9 +6,16 @@
 //! every byte handed out comes straight from the kernel's CSPRNG and is
 //! erased from the pool once handed out, so no two callers ever see the
 //! same bytes.
+//!
+//! `fork(2)` copies the forking thread's pool into the child, where the
+//! parent would hand out the same bytes again (same nonces, same
+//! masking-key seeds in both processes); a `pthread_atfork` handler empties
+//! that copy in the child, which refills from the kernel. Should the
+//! handler not register, nothing is pooled: each draw is a `getrandom`.
 
 use std::cell::RefCell;
 use std::io;
+use std::sync::OnceLock;
 
 /// Bytes fetched per `getrandom` call.
 const POOL_BYTES: usize = 256;
@@ -28,8 +35,35 @@ thread_local! {
     };
 }
 
+/// Whether pools may keep bytes: the fork handler that empties the
+/// child's copy is registered (once per process, before any pool fills).
+fn pooling() -> bool {
+    static FORK_HANDLER: OnceLock<bool> = OnceLock::new();
+    *FORK_HANDLER.get_or_init(|| {
+        // SAFETY: registers a child handler that only touches this thread's
+        // pool (no allocation, no lock, no panic), which is all a handler
+        // may do in the child of a multi-threaded process.
+        unsafe { libc::pthread_atfork(None, None, Some(empty_pool_in_child)) == 0 }
+    })
+}
+
+/// In a forked child, on the thread that called `fork` (the only thread
+/// there, so the only pool left): forgets the bytes copied from the
+/// parent, which the parent hands out too.
+extern "C" fn empty_pool_in_child() {
+    let _ = POOL.try_with(|pool| {
+        if let Ok(mut pool) = pool.try_borrow_mut() {
+            pool.bytes.fill(0);
+            pool.used = POOL_BYTES;
+        }
+    });
+}
+
 /// Fills `dest` with bytes from the OS's CSPRNG.
 pub(crate) fn fill(dest: &mut [u8]) -> io::Result<()> {
+    if !pooling() {
+        return getrandom(dest);
+    }
     POOL.with(|pool| {
         let mut pool = pool.borrow_mut();
         let mut filled = 0;
@@ -92,6 +126,56 @@ mod tests {
         fill(&mut big).unwrap();
         // A run of 64 zero bytes from a CSPRNG has probability 2^-512.
         assert!(big.chunks(64).all(|chunk| chunk.iter().any(|&b| b != 0)));
+    }
+
+    /// What a forked child draws first, read back through a pipe; `None`
+    /// if the child could not report.
+    fn first_draw_of_a_forked_child() -> Option<[u8; 24]> {
+        let mut fds = [0; 2];
+        // SAFETY: `fds` is a live array of two descriptors for pipe2 to fill.
+        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+        let [read_end, write_end] = fds;
+        // SAFETY: the child only draws (a thread-local and getrandom(2)),
+        // writes to the pipe and leaves with _exit, all of which are safe
+        // in the child of a multi-threaded process.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork: {}", io::Error::last_os_error());
+        if pid == 0 {
+            let mut draw = [0u8; 24];
+            let status = match fill(&mut draw) {
+                // SAFETY: writes 24 bytes from a live local to the pipe.
+                Ok(()) => unsafe { libc::write(write_end, draw.as_ptr().cast(), draw.len()) },
+                Err(_) => -1,
+            };
+            // SAFETY: ends the child without running the parent's atexit
+            // handlers or unwinding the test harness's stack.
+            unsafe { libc::_exit(i32::from(status != 24)) };
+        }
+        // SAFETY: closes the parent's copy of the write end, owned here.
+        unsafe { libc::close(write_end) };
+        let mut draw = [0u8; 24];
+        // SAFETY: reads at most 24 bytes into a live local.
+        let got = unsafe { libc::read(read_end, draw.as_mut_ptr().cast(), draw.len()) };
+        let mut status = 0;
+        // SAFETY: reaps the child just forked, writing its status to a live local.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        // SAFETY: closes the read end, owned here.
+        unsafe { libc::close(read_end) };
+        (got == 24 && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0).then_some(draw)
+    }
+
+    #[test]
+    fn a_forked_child_never_draws_the_parents_bytes() {
+        // Half a pool drawn before the fork: the rest is in this thread's
+        // pool, which fork(2) copies into the child.
+        let mut before = [0u8; POOL_BYTES / 2];
+        fill(&mut before).unwrap();
+        let child = first_draw_of_a_forked_child().expect("the forked child reports its draw");
+        let mut parent = [0u8; 24];
+        fill(&mut parent).unwrap();
+        assert_ne!(parent, child, "parent and child drew the same bytes");
+        // Nor does the child repeat anything the parent had drawn.
+        assert!(!before.windows(24).any(|window| window == child));
     }
 
     #[test]

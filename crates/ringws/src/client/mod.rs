@@ -6,8 +6,15 @@
 //! ## Where the work happens
 //!
 //! `connect` runs on the caller's thread up to the point where a worker is
-//! needed: it parses the URL, resolves the host, draws the 16-byte nonce and
-//! the masking-key seed from OS entropy, and builds the upgrade request.
+//! needed: it parses the URL, draws the 16-byte nonce and the masking-key
+//! seed from OS entropy, builds the upgrade request and resolves the host.
+//! A lookup can block for seconds, so
+//! [`connect_queued`](ClientControl::connect_queued) called on a worker
+//! thread (in a callback of this client, or of any ringws server or
+//! client in the process) leaves a host name to the client's resolver
+//! threads (at most 4, started on demand, ending when idle or when the
+//! client stops), which queue the request once it is resolved: no worker
+//! ever waits for a lookup. IP literals need no lookup.
 //! The request then travels through a worker's inbox (workers are picked
 //! round-robin); the worker creates the socket, queues the request (it
 //! leaves as soon as TCP is up), arms the handshake timeout and answers with
@@ -35,12 +42,15 @@
 //!   [`Handler::on_connect_failed`](crate::Handler::on_connect_failed) with
 //!   a [`ConnectError`] (refused, timeout, HTTP status N, bad accept key,
 //!   ...). [`Handler::on_closed`](crate::Handler::on_closed) is only for
-//!   connections that got `on_open`.
+//!   connections that got `on_open`. The one exception: a host name queued
+//!   from a callback whose lookup returns after the client has stopped
+//!   ends without a callback (its data is dropped), as no worker is left
+//!   to run one.
 
 mod entropy;
+mod lookup;
 mod session;
 
-use std::any::Any;
 use std::fmt;
 use std::io;
 use std::marker::PhantomData;
@@ -54,6 +64,8 @@ use ringws_proto::handshake::{
     BuildError, ClientHandshake, HeadLimits, ResponseError, UrlError, WsUrl,
 };
 use ringws_reactor::{Reactor, ReactorHandle};
+
+use self::lookup::{LookupPool, Refused, Turn};
 
 use crate::config::{ConfigError, Pinning, Server, ServerBuilder};
 use crate::engine::{Engine, ServerShared};
@@ -375,7 +387,8 @@ impl ClientBuilder {
     /// connects to every address tried, for a host with several); on
     /// expiry the attempt is aborted with [`ConnectError::Timeout`] and
     /// counted in [`WorkerStats::handshake_timeouts`](crate::WorkerStats).
-    /// Default: 10 s.
+    /// The host name's lookup comes before and is not counted: the time
+    /// starts when the worker takes the request. Default: 10 s.
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
         self.shared = self.shared.handshake_timeout(timeout);
         self
@@ -485,9 +498,11 @@ impl ClientBuilder {
 
     /// Replaces the system resolver for host names (IP literals never reach
     /// it): `resolve(host, port)` returns the addresses to try, in order,
-    /// and runs on the caller of `connect`. An `Err` or an empty list fails
-    /// the connect with [`ConnectError::Resolve`]. Default: the system
-    /// resolver (`getaddrinfo`). Hidden: for tests that need a name with
+    /// and runs on the caller of `connect`, or on a resolver thread for a
+    /// `connect_queued` on a worker thread (never on a ringws worker). An
+    /// `Err` or an empty list fails the connect with
+    /// [`ConnectError::Resolve`]. Default: the system resolver
+    /// (`getaddrinfo`). Hidden: for tests that need a name with
     /// several addresses, which a machine's resolver may not have.
     #[doc(hidden)]
     pub fn resolver(
@@ -582,12 +597,15 @@ struct ClientShared {
     control: ServerControl,
     request: RequestTemplate,
     next_worker: AtomicUsize,
+    /// Resolves the host names of connects queued on a worker thread.
+    lookups: Arc<LookupPool>,
 }
 
 /// What a worker needs to open one connection; travels through its inbox.
 pub(crate) struct ConnectRequest<D> {
-    /// The addresses to try, in order.
-    addrs: Targets,
+    /// The addresses to try, in order, or why the host did not resolve
+    /// (for a lookup done off the worker, reported by the worker).
+    addrs: Result<Targets, ConnectError>,
     source: Option<SocketAddr>,
     handshake: ClientHandshake,
     mask_seed: u64,
@@ -668,10 +686,28 @@ impl<D: Send + 'static> ClientControl<D> {
     }
 
     /// [`connect`](Self::connect) without waiting for the id: usable
-    /// anywhere, callbacks included. `Err` covers what fails on the
-    /// caller's thread (URL, resolution, a stopped client); everything
-    /// later ends in `on_open` or `on_connect_failed` (with `id: None` if
-    /// the worker could not even create the socket).
+    /// anywhere, callbacks included, and it never blocks a worker.
+    ///
+    /// `Err` (nothing started, `data` dropped, no callback) covers what
+    /// fails at once: the URL ([`ConnectError::InvalidUrl`]), the request
+    /// built from it, OS entropy, a stopping or stopped client
+    /// ([`ConnectError::Shutdown`]), and off the workers, the host's
+    /// resolution ([`ConnectError::Resolve`]), which then runs on the
+    /// caller's thread as for `connect`. Everything later ends in `on_open`
+    /// or `on_connect_failed`, the latter with `id: None` when the attempt
+    /// failed before the worker had a socket for it.
+    ///
+    /// On a worker thread (in a callback of this client, or of any ringws
+    /// server or client in the process), a host name is resolved on a
+    /// resolver thread of the client instead (a lookup can take seconds,
+    /// during which the worker would serve none of its connections; IP
+    /// literals need none): the call returns at once, and a name that does
+    /// not resolve is reported to `on_connect_failed` with `id: None` and
+    /// [`ConnectError::Resolve`]. A shutdown reports
+    /// lookups not started yet as [`ConnectError::Shutdown`]; one in
+    /// flight is not waited for, and if the workers have stopped when it
+    /// returns, the attempt ends there without a callback (`data` is
+    /// dropped on the resolver thread).
     pub fn connect_queued(&self, url: &str, data: D) -> Result<(), ConnectError> {
         self.submit(url, data, None)
     }
@@ -684,7 +720,6 @@ impl<D: Send + 'static> ClientControl<D> {
     ) -> Result<(), ConnectError> {
         let template = &self.shared.request;
         let url = WsUrl::parse(url).map_err(ConnectError::InvalidUrl)?;
-        let addrs = resolve(url.host(), url.port(), template.source, &template.resolver)?;
         let mut random = [0u8; 24];
         entropy::fill(&mut random).map_err(|error| ConnectError::Entropy {
             errno: error.raw_os_error().unwrap_or(libc::EIO),
@@ -702,17 +737,48 @@ impl<D: Send + 'static> ClientControl<D> {
         let handshake = ClientHandshake::for_url(&url, nonce, &offered, &headers)
             .map_err(ConnectError::InvalidRequest)?
             .with_limits(template.limits);
-        let request: Box<dyn Any + Send> = Box::new(ConnectRequest {
+        let engine = &self.shared.control.shared;
+        let worker = self.shared.next_worker.fetch_add(1, Ordering::Relaxed) % engine.links.len();
+        let (host, port, source) = (url.host(), url.port(), template.source);
+        let mask_seed = u64::from_le_bytes(seed);
+        let request = move |addrs: Result<Targets, ConnectError>| ConnectRequest {
             addrs,
-            source: template.source,
+            source,
             handshake,
-            mask_seed: u64::from_le_bytes(seed),
+            mask_seed,
             data,
             reply,
-        });
-        let links = &self.shared.control.shared.links;
-        let index = self.shared.next_worker.fetch_add(1, Ordering::Relaxed) % links.len();
-        if links[index].send(Command::Connect(request)) {
+        };
+        // A lookup may block for seconds, which on a worker would hold up
+        // every connection it owns: a lookup thread resolves instead and
+        // queues the connect, or its failure, to the worker.
+        if host.parse::<IpAddr>().is_err() && ServerShared::on_any_worker_thread() {
+            let host = host.to_owned();
+            let resolver = template.resolver.clone();
+            let engine = engine.clone();
+            let job = Box::new(move |turn| {
+                let addrs = match turn {
+                    Turn::Resolve => resolve(&host, port, source, &resolver),
+                    Turn::Cancelled => Err(ConnectError::Shutdown),
+                };
+                // A stopped worker drops the request with its data: no
+                // callback can run any more.
+                let _ = engine.links[worker].send(Command::Connect(Box::new(request(addrs))));
+            });
+            return self
+                .shared
+                .lookups
+                .run(job)
+                .map_err(|refused| match refused {
+                    Refused::Stopped => ConnectError::Shutdown,
+                    Refused::NoThread(error) => ConnectError::Resolve {
+                        host: url.host().to_owned(),
+                        reason: format!("no resolver thread could be started: {error}"),
+                    },
+                });
+        }
+        let addrs = resolve(host, port, source, &template.resolver)?;
+        if engine.links[worker].send(Command::Connect(Box::new(request(Ok(addrs))))) {
             Ok(())
         } else {
             Err(ConnectError::Shutdown)
@@ -850,10 +916,16 @@ impl<D: Send + 'static> ClientHandle<D> {
             Engine::new(for_workers.clone(), id, factory(id))
         })?;
         engine.attach(&reactor);
+        let lookups = Arc::new(LookupPool::default());
+        let stop_lookups = lookups.clone();
+        let _ = engine
+            .on_shutdown
+            .set(Box::new(move || stop_lookups.stop()));
         let shared = Arc::new(ClientShared {
             control: ServerControl { shared: engine },
             request,
             next_worker: AtomicUsize::new(0),
+            lookups,
         });
         Ok(ClientHandle {
             control: ClientControl {
@@ -914,7 +986,10 @@ impl<D> ClientHandle<D> {
     /// Waits until the workers end: after a shutdown through a
     /// [`ClientControl`], or when a worker fails.
     pub fn join(self) -> Result<(), ServerError> {
-        self.reactor.join().map_err(ServerError)
+        let joined = self.reactor.join().map_err(ServerError);
+        // Workers that failed stopped without a shutdown.
+        self.control.shared.lookups.stop();
+        joined
     }
 }
 

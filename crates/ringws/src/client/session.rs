@@ -127,18 +127,26 @@ pub(crate) fn start_connect<H: Handler>(
         return;
     };
     let ConnectRequest {
-        addrs: Targets { first, rest },
+        addrs,
         source,
         handshake,
         mask_seed,
         data,
         reply,
     } = *request;
+    let counters = &worker.link().counters;
     if worker.shutting_down {
-        let counters = &worker.link().counters;
         report_unstarted(handler, counters, reply, data, ConnectError::Shutdown);
         return;
     }
+    let Targets { first, rest } = match addrs {
+        Ok(targets) => targets,
+        // The host, resolved off the worker, did not resolve.
+        Err(failure) => {
+            report_unstarted(handler, counters, reply, data, failure);
+            return;
+        }
+    };
     let timeout = worker.settings().handshake_timeout;
     let fallback = (!rest.is_empty()).then(|| {
         Box::new(Fallback {
