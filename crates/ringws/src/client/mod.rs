@@ -63,7 +63,7 @@ use std::time::Duration;
 use ringws_proto::handshake::{
     BuildError, ClientHandshake, HeadLimits, ResponseError, UrlError, WsUrl,
 };
-use ringws_reactor::{Reactor, ReactorHandle};
+use ringws_reactor::{Reactor, ReactorHandle, RingSetup};
 
 use self::lookup::{LookupPool, Refused, Turn};
 
@@ -291,6 +291,7 @@ pub struct ClientBuilder {
     workers: usize,
     pinning: Pinning,
     recv_buffers: (u16, u32),
+    ring_setup: RingSetup,
     subprotocols: Vec<String>,
     headers: Vec<(String, String)>,
     source: Option<SocketAddr>,
@@ -326,6 +327,7 @@ impl fmt::Debug for ClientBuilder {
             .field("workers", &self.workers)
             .field("pinning", &self.pinning)
             .field("recv_buffers", &self.recv_buffers)
+            .field("ring_setup", &self.ring_setup)
             .field("subprotocols", &self.subprotocols)
             .field("headers", &self.headers)
             .field("source", &self.source)
@@ -346,6 +348,7 @@ impl ClientBuilder {
             workers,
             pinning: Pinning::Auto,
             recv_buffers: (1024, 16 * 1024),
+            ring_setup: RingSetup::Auto,
             subprotocols: Vec::new(),
             headers: Vec::new(),
             source: None,
@@ -461,6 +464,14 @@ impl ClientBuilder {
         self
     }
 
+    /// The most capable io_uring setup the workers may ask the kernel for,
+    /// as [`ServerBuilder::ring_setup`](crate::ServerBuilder::ring_setup).
+    /// Default: [`RingSetup::Auto`].
+    pub fn ring_setup(mut self, setup: RingSetup) -> Self {
+        self.ring_setup = setup;
+        self
+    }
+
     /// `SO_SNDBUF` of `bytes` on every connection's socket, as
     /// [`ServerBuilder::socket_send_buffer`](crate::ServerBuilder::socket_send_buffer).
     /// Default: unset (kernel autotuning).
@@ -559,6 +570,7 @@ impl ClientBuilder {
             .workers(self.workers)
             .pinning(pinning)
             .recv_buffers(self.recv_buffers.0, self.recv_buffers.1)
+            .ring_setup(self.ring_setup)
             .send_water_marks(high_water, low_water)
             .close_linger(settings.close_timeout)
             .max_connections(settings.max_connections)
@@ -996,6 +1008,14 @@ impl<D> ClientHandle<D> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_ring_setup_reaches_the_reactor() {
+        for setup in [RingSetup::Auto, RingSetup::CoopTaskrun, RingSetup::Plain] {
+            let (_, _, reactor) = ClientBuilder::new().ring_setup(setup).validate().unwrap();
+            assert_eq!(reactor.requested_ring_setup(), setup);
+        }
+    }
 
     #[test]
     fn controls_are_shareable() {
