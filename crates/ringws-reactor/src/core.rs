@@ -194,8 +194,6 @@ pub(crate) struct Core<H: Handler> {
     pub live: usize,
     pub worker: WorkerId,
     pub ring_mode: RingMode,
-    /// `IORING_FEAT_EXT_ARG`: waits take a timeout argument.
-    pub ext_arg: bool,
     pub wheel: Wheel<TimerEntry<H::Timer>>,
     pub clock: Clock,
     /// The instant the current turn started.
@@ -226,9 +224,6 @@ pub(crate) struct Core<H: Handler> {
     /// Target of the eventfd read (read by the kernel).
     pub wake_buf: Box<u64>,
     pub wake_armed: bool,
-    /// Timespec of the fallback wait timeout (read by the kernel).
-    pub wait_timespec: Box<io_uring::types::Timespec>,
-    pub wait_timeouts: u32,
     pub stopping: bool,
     pub stats: WorkerStats,
     /// Where other threads read `stats` (see [`crate::published`]).
