@@ -363,6 +363,21 @@ impl<H: Handler> Core<H> {
 
     /// Pushes one entry, submitting to make room when the queue is full.
     ///
+    /// That submission is never refused for a full completion queue, so a
+    /// burst of completions cannot fail a connection here: since Linux 5.13
+    /// (kernel commit "io_uring: don't fail submit with overflow backlog")
+    /// the kernel takes submissions while completions wait in its overflow
+    /// list (`IORING_FEAT_NODROP`), and `io_uring_enter` returns how many
+    /// entries it took whenever it took any, which it does from a full
+    /// queue (an entry that fails is taken too and completes with its
+    /// error). `EBUSY` for an overflow it cannot flush comes only from a
+    /// wait for completions, which `submit` does not ask for and the
+    /// worker's wait tolerates (`ring::tolerate`); a worker needs Linux 5.19
+    /// anyway (provided buffer rings). What is left is a real failure: no
+    /// memory for the request (`EAGAIN`) or an unusable ring. As each
+    /// submit frees a place, the second push succeeds; the bound only
+    /// guards against a kernel that breaks that.
+    ///
     /// # Safety
     ///
     /// Every buffer, iovec, `msghdr`, address or timespec the entry points to

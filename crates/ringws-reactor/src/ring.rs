@@ -219,7 +219,12 @@ fn timespec(duration: Duration) -> Timespec {
 
 /// Errors of `io_uring_enter` that only mean "come back": the wait timed out
 /// (`ETIME`), a signal arrived (`EINTR`), or the completion queue must be
-/// drained first (`EBUSY`, `EAGAIN`).
+/// drained first (`EBUSY`, `EAGAIN`). The kernel returns an error only when
+/// it took no entry, so nothing queued is lost: the turn reaps what the
+/// completion queue holds and the next wait submits again. (`EBUSY` comes
+/// from a wait that found the queue full and its overflow list
+/// unflushable, on Linux 5.19 to 6.0; no submission is refused for it, see
+/// `Core::push`.)
 fn tolerate(result: io::Result<usize>) -> io::Result<()> {
     match result {
         Ok(_) => Ok(()),
