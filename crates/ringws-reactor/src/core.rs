@@ -194,8 +194,6 @@ pub(crate) struct Core<H: Handler> {
     pub live: usize,
     pub worker: WorkerId,
     pub ring_mode: RingMode,
-    /// `IORING_FEAT_EXT_ARG`: waits take a timeout argument.
-    pub ext_arg: bool,
     pub wheel: Wheel<TimerEntry<H::Timer>>,
     pub clock: Clock,
     /// The instant the current turn started.
@@ -226,9 +224,6 @@ pub(crate) struct Core<H: Handler> {
     /// Target of the eventfd read (read by the kernel).
     pub wake_buf: Box<u64>,
     pub wake_armed: bool,
-    /// Timespec of the fallback wait timeout (read by the kernel).
-    pub wait_timespec: Box<io_uring::types::Timespec>,
-    pub wait_timeouts: u32,
     pub stopping: bool,
     pub stats: WorkerStats,
     /// Where other threads read `stats` (see [`crate::published`]).
@@ -367,6 +362,21 @@ impl<H: Handler> Core<H> {
     // ----- submission -----
 
     /// Pushes one entry, submitting to make room when the queue is full.
+    ///
+    /// That submission is never refused for a full completion queue, so a
+    /// burst of completions cannot fail a connection here: since Linux 5.13
+    /// (kernel commit "io_uring: don't fail submit with overflow backlog")
+    /// the kernel takes submissions while completions wait in its overflow
+    /// list (`IORING_FEAT_NODROP`), and `io_uring_enter` returns how many
+    /// entries it took whenever it took any, which it does from a full
+    /// queue (an entry that fails is taken too and completes with its
+    /// error). `EBUSY` for an overflow it cannot flush comes only from a
+    /// wait for completions, which `submit` does not ask for and the
+    /// worker's wait tolerates (`ring::tolerate`); a worker needs Linux 5.19
+    /// anyway (provided buffer rings). What is left is a real failure: no
+    /// memory for the request (`EAGAIN`) or an unusable ring. As each
+    /// submit frees a place, the second push succeeds; the bound only
+    /// guards against a kernel that breaks that.
     ///
     /// # Safety
     ///

@@ -34,7 +34,8 @@ pub enum RingUnavailable {
     /// `EMFILE`/`ENFILE`: no file descriptor left for the ring.
     OutOfFileDescriptors,
     /// The kernel lacks a feature ringws needs (provided buffer rings,
-    /// multishot accept/recv: Linux 6.0 or newer).
+    /// multishot accept/recv, waits with a timeout argument: Linux 6.0 or
+    /// newer).
     MissingFeature(&'static str),
     /// Any other setup error.
     Other(io::Error),

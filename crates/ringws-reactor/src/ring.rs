@@ -105,12 +105,29 @@ const MAX_CQ_ENTRIES: u32 = 65536;
 /// Creates a ring with `entries` submission entries and four times as many
 /// completion entries (at most the kernel's limit), trying the setup flags
 /// in order from the most capable `setup` allows. Must run on the thread
-/// that will submit (single issuer).
+/// that will submit (single issuer). Fails when the kernel lacks a feature
+/// the worker's loop relies on ([`require_features`]).
 pub(crate) fn build_ring(
     entries: u32,
     setup: RingSetup,
 ) -> Result<(IoUring, RingMode), RingUnavailable> {
-    build_with_fallback(setup, |mode| setup_ring(entries, mode))
+    let (ring, mode) = build_with_fallback(setup, |mode| setup_ring(entries, mode))?;
+    require_features(ring.params().is_feature_ext_arg())?;
+    Ok((ring, mode))
+}
+
+/// What the kernel must offer beyond the ring itself: waits that take a
+/// timeout argument (`IORING_FEAT_EXT_ARG`, Linux 5.11), which bound each
+/// wait by the next timer. Every kernel with provided buffer rings (5.19),
+/// which a worker needs too, has it.
+fn require_features(ext_arg: bool) -> Result<(), RingUnavailable> {
+    if ext_arg {
+        Ok(())
+    } else {
+        Err(RingUnavailable::MissingFeature(
+            "waits with a timeout argument (IORING_FEAT_EXT_ARG, Linux 5.11)",
+        ))
+    }
 }
 
 /// Tries `build` with each mode `setup` allows, most capable first, moving
@@ -150,8 +167,9 @@ fn setup_ring(entries: u32, mode: RingMode) -> io::Result<IoUring> {
 }
 
 /// Submits pending entries and waits for at least one completion, at most
-/// `timeout` (forever when `None`). Requires `IORING_FEAT_EXT_ARG` when a
-/// timeout is given. Timeouts and signals are not errors.
+/// `timeout` (forever when `None`; the timeout is passed with
+/// `IORING_FEAT_EXT_ARG`, which [`build_ring`] made sure of). Timeouts and
+/// signals are not errors.
 pub(crate) fn submit_and_wait(ring: &IoUring, timeout: Option<Duration>) -> io::Result<()> {
     let result = match timeout {
         None => ring.submitter().submit_and_wait(1),
@@ -193,7 +211,7 @@ const fn io_uring_enter_getevents() -> u32 {
     1
 }
 
-pub(crate) fn timespec(duration: Duration) -> Timespec {
+fn timespec(duration: Duration) -> Timespec {
     Timespec::new()
         .sec(duration.as_secs())
         .nsec(duration.subsec_nanos())
@@ -201,7 +219,12 @@ pub(crate) fn timespec(duration: Duration) -> Timespec {
 
 /// Errors of `io_uring_enter` that only mean "come back": the wait timed out
 /// (`ETIME`), a signal arrived (`EINTR`), or the completion queue must be
-/// drained first (`EBUSY`, `EAGAIN`).
+/// drained first (`EBUSY`, `EAGAIN`). The kernel returns an error only when
+/// it took no entry, so nothing queued is lost: the turn reaps what the
+/// completion queue holds and the next wait submits again. (`EBUSY` comes
+/// from a wait that found the queue full and its overflow list
+/// unflushable, on Linux 5.19 to 6.0; no submission is refused for it, see
+/// `Core::push`.)
 fn tolerate(result: io::Result<usize>) -> io::Result<()> {
     match result {
         Ok(_) => Ok(()),
@@ -231,6 +254,17 @@ mod tests {
                 tolerate(Err(io::Error::from_raw_os_error(errno))).is_err(),
                 "{errno}"
             );
+        }
+    }
+
+    #[test]
+    fn a_kernel_without_wait_timeouts_is_refused_by_name() {
+        assert!(require_features(true).is_ok());
+        match require_features(false) {
+            Err(RingUnavailable::MissingFeature(feature)) => {
+                assert!(feature.contains("IORING_FEAT_EXT_ARG"), "{feature}")
+            }
+            other => panic!("expected a missing feature, got {other:?}"),
         }
     }
 

@@ -43,8 +43,6 @@ pub(crate) enum OpKind {
     Cancel = 5,
     /// `IORING_OP_READ` of the inbox eventfd.
     Wake = 6,
-    /// `IORING_OP_TIMEOUT` used to bound a wait when `IORING_FEAT_EXT_ARG` is missing.
-    WaitTimeout = 7,
 }
 
 impl OpKind {
@@ -56,7 +54,6 @@ impl OpKind {
             4 => OpKind::Connect,
             5 => OpKind::Cancel,
             6 => OpKind::Wake,
-            7 => OpKind::WaitTimeout,
             _ => return None,
         })
     }
@@ -112,7 +109,6 @@ mod tests {
                 0x05FF_FFFF_FFFF_FFFF,
             ),
             (OpKind::Wake, 7, 9, 0x0600_0007_0000_0009),
-            (OpKind::WaitTimeout, 0, 0, 0x0700_0000_0000_0000),
         ];
         for &(kind, slot, generation, packed) in table {
             assert_eq!(
@@ -134,7 +130,13 @@ mod tests {
 
     #[test]
     fn foreign_user_data_is_rejected() {
-        for packed in [0u64, 0x0000_0001_0000_0001, 0x0800_0000_0000_0000, u64::MAX] {
+        for packed in [
+            0u64,
+            0x0000_0001_0000_0001,
+            0x0700_0000_0000_0000,
+            0x0800_0000_0000_0000,
+            u64::MAX,
+        ] {
             assert_eq!(decode(packed), None, "{packed:#x}");
         }
     }

@@ -3,9 +3,9 @@
 //! One turn:
 //!
 //! 1. **wait**: submit what the previous turn queued and wait for at least
-//!    one completion, at most until the wheel's next expiry
-//!    (`IORING_FEAT_EXT_ARG` timeout, or a `Timeout` SQE on older kernels).
-//!    The worker only blocks when nothing is pending and the inbox protocol
+//!    one completion, at most until the wheel's next expiry (the wait's
+//!    timeout argument, `IORING_FEAT_EXT_ARG`, which a worker needs to
+//!    start). The worker only blocks when nothing is pending and the inbox protocol
 //!    ([`crate::notify`]) agrees; otherwise it submits without waiting;
 //! 2. **reap** every completion and run its callbacks;
 //! 3. **timers**: fire the due timers into `on_timer`;
@@ -70,8 +70,6 @@ pub struct WorkerInfo {
     pub id: WorkerId,
     /// The ring setup flags it got.
     pub ring_mode: RingMode,
-    /// Whether waits take a timeout argument (`IORING_FEAT_EXT_ARG`).
-    pub ext_arg: bool,
     /// The core it is pinned to, if pinning succeeded.
     pub pinned_core: Option<usize>,
     /// Its listener's address.
@@ -114,7 +112,6 @@ where
     let info = WorkerInfo {
         id,
         ring_mode: core.ring_mode,
-        ext_arg: core.ext_arg,
         pinned_core,
         local_addr: core.listener.as_ref().map(|listener| listener.local_addr),
     };
@@ -177,7 +174,6 @@ fn build_core<H: Handler>(
         // ENOMEM and the like concern the buffers, not io_uring itself.
         _ => recv_buffers(error),
     })?;
-    let ext_arg = ring.params().is_feature_ext_arg();
     let listener = match setup.listener {
         Some(socket) => {
             let local_addr = socket
@@ -205,7 +201,6 @@ fn build_core<H: Handler>(
         live: 0,
         worker: id,
         ring_mode,
-        ext_arg,
         wheel: Wheel::new(),
         clock: Clock::new(now),
         now,
@@ -224,8 +219,6 @@ fn build_core<H: Handler>(
         peers: setup.peers,
         wake_buf: Box::new(0),
         wake_armed: false,
-        wait_timespec: Box::new(ring::timespec(Duration::ZERO)),
-        wait_timeouts: 0,
         stopping: false,
         stats: WorkerStats::default(),
         published: setup.published,
@@ -376,26 +369,9 @@ impl<H: Handler> Worker<H> {
         if self.core.stopping {
             timeout = Some(timeout.map_or(STOP_POLL, |t| t.min(STOP_POLL)));
         }
-        let result = match timeout {
-            Some(timeout) if !self.core.ext_arg => self.wait_with_timeout_sqe(timeout),
-            _ => ring::submit_and_wait(&self.core.ring, timeout),
-        };
+        let result = ring::submit_and_wait(&self.core.ring, timeout);
         self.core.inbox.woke();
         result
-    }
-
-    /// Bounds a wait with an `IORING_OP_TIMEOUT` when waits take no timeout.
-    fn wait_with_timeout_sqe(&mut self, timeout: Duration) -> io::Result<()> {
-        *self.core.wait_timespec = ring::timespec(timeout);
-        let entry = opcode::Timeout::new(&*self.core.wait_timespec)
-            .build()
-            .user_data(encode(OpKind::WaitTimeout, 0, 0));
-        // SAFETY: the timespec lives in a Box owned by the core; the kernel
-        // copies it when the timeout is submitted, which `submit_and_wait`
-        // below does before anything can change it.
-        unsafe { self.core.push(&entry) }?;
-        self.core.wait_timeouts += 1;
-        ring::submit_and_wait(&self.core.ring, None)
     }
 
     // ----- callbacks -----
@@ -462,9 +438,6 @@ impl<H: Handler> Worker<H> {
             OpKind::Connect => self.on_connect_completion(op, result),
             OpKind::Cancel => {}
             OpKind::Wake => self.core.wake_armed = false,
-            OpKind::WaitTimeout => {
-                self.core.wait_timeouts = self.core.wait_timeouts.saturating_sub(1)
-            }
         }
     }
 
@@ -996,15 +969,8 @@ impl<H: Handler> Worker<H> {
                     .begin_close(index, Intent::Abort, CloseCause::WorkerStopped);
             }
         }
-        let mut internal = Vec::new();
         if self.core.wake_armed {
-            internal.push(encode(OpKind::Wake, 0, 0));
-        }
-        if self.core.wait_timeouts > 0 {
-            internal.push(encode(OpKind::WaitTimeout, 0, 0));
-        }
-        for target in internal {
-            // Every fallback wait timeout shares one user_data: cancel all.
+            let target = encode(OpKind::Wake, 0, 0);
             let entry = opcode::AsyncCancel2::new(CancelBuilder::user_data(target).all())
                 .build()
                 .user_data(encode(OpKind::Cancel, 0, 0));
@@ -1017,10 +983,7 @@ impl<H: Handler> Worker<H> {
     }
 
     fn stop_complete(&self) -> bool {
-        self.core.live == 0
-            && self.core.listener.is_none()
-            && !self.core.wake_armed
-            && self.core.wait_timeouts == 0
+        self.core.live == 0 && self.core.listener.is_none() && !self.core.wake_armed
     }
 }
 

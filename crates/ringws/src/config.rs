@@ -479,7 +479,9 @@ impl ServerBuilder {
     /// buffer pages are then never given back, see
     /// [`buffer_release_period`](Self::buffer_release_period));
     /// [`RingSetup::Plain`] asks for no optional flag. A kernel that refuses
-    /// the setup asked for gets the next less capable one.
+    /// the setup asked for gets the next less capable one; each worker's
+    /// [`WorkerStats::ring_mode`](crate::WorkerStats::ring_mode) says which
+    /// it got.
     pub fn ring_setup(mut self, setup: RingSetup) -> Self {
         self.ring_setup = setup;
         self

@@ -81,6 +81,11 @@ impl ServerShared {
             let _ = link.sender.set(sender.clone());
             let _ = link.io.set(published.clone());
         }
+        for worker in reactor.workers() {
+            if let Some(link) = self.links.get(worker.id.index()) {
+                let _ = link.ring_mode.set(worker.ring_mode);
+            }
+        }
     }
 }
 

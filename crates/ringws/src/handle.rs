@@ -26,7 +26,7 @@ use ringws_proto::close::validate_close;
 use ringws_proto::frame::{
     encode_header, FrameHeader, Opcode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN,
 };
-use ringws_reactor::{Chunk, InboxSender, PublishedStats};
+use ringws_reactor::{Chunk, InboxSender, PublishedStats, RingMode};
 
 use crate::error::{CloseError, Gone, SendError};
 use crate::stats::WorkerCounters;
@@ -126,6 +126,8 @@ pub(crate) struct WorkerLink {
     pub counters: WorkerCounters,
     /// The reactor's figures for this worker, set by `start`.
     pub io: OnceLock<Arc<PublishedStats>>,
+    /// The io_uring mode the worker's ring got, set by `start`.
+    pub ring_mode: OnceLock<RingMode>,
 }
 
 impl WorkerLink {
@@ -136,6 +138,7 @@ impl WorkerLink {
             live: LiveTable::new(max_slots),
             counters: WorkerCounters::default(),
             io: OnceLock::new(),
+            ring_mode: OnceLock::new(),
         }
     }
 

@@ -228,8 +228,8 @@ pub use crate::stats::{
 };
 pub use ringws_proto::close::CloseCode;
 pub use ringws_proto::handshake::{BuildError, ResponseError, UrlError};
-pub use ringws_reactor::RingSetup;
 pub use ringws_reactor::{ConnId, WorkerId, WorkerStats as IoStats};
+pub use ringws_reactor::{RingMode, RingSetup};
 
 /// Sizes of the per-connection state, for memory accounting (see the
 /// crate docs). Not part of the stable API.

@@ -76,12 +76,13 @@ impl ServerControl {
 
     /// Counters of every worker and their sum, read from atomics.
     pub fn stats(&self) -> Stats {
-        Stats::collect(
-            self.shared
-                .links
-                .iter()
-                .map(|link| (&link.counters, link.io_stats())),
-        )
+        Stats::collect(self.shared.links.iter().map(|link| {
+            (
+                &link.counters,
+                link.io_stats(),
+                link.ring_mode.get().copied(),
+            )
+        }))
     }
 
     /// A handle to connection `id` (`None` for an id of another server).

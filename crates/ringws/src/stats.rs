@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::handler::{CloseKind, Initiator};
-use crate::IoStats;
+use crate::{IoStats, RingMode};
 
 /// Statuses counted individually in [`StatusCounts`]; anything else goes to
 /// the last bucket.
@@ -168,8 +168,8 @@ impl WorkerCounters {
         self.close_duration_sum_us.add(whole_micros(took));
     }
 
-    /// The counters now (`io` left empty: the reactor's figures are read
-    /// elsewhere).
+    /// The counters now (`io` and `ring_mode` left empty: the reactor's
+    /// figures are read elsewhere).
     pub(crate) fn snapshot(&self) -> WorkerStats {
         WorkerStats {
             handshaking: self.handshaking.get(),
@@ -206,6 +206,7 @@ impl WorkerCounters {
                 sum_micros: self.close_duration_sum_us.get(),
             },
             io: IoStats::default(),
+            ring_mode: None,
         }
     }
 }
@@ -398,6 +399,12 @@ pub struct WorkerStats {
     /// the worker at most about a millisecond apart while it is busy, and
     /// current while it is idle.
     pub io: IoStats,
+    /// The io_uring setup the worker's ring got from the kernel: the most
+    /// capable one that [`ServerBuilder::ring_setup`](crate::ServerBuilder::ring_setup)
+    /// allows and the kernel grants, so a server on an older kernel shows
+    /// here whether it fell back. `None` in [`Stats::total`] (a sum has no
+    /// mode) and for a worker that has not started.
+    pub ring_mode: Option<RingMode>,
 }
 
 impl WorkerStats {
@@ -446,13 +453,14 @@ pub struct Stats {
 }
 
 impl Stats {
-    /// Every worker's counters and its published io figures.
+    /// Every worker's counters, its published io figures and its ring mode.
     pub(crate) fn collect<'a>(
-        workers: impl Iterator<Item = (&'a WorkerCounters, IoStats)>,
+        workers: impl Iterator<Item = (&'a WorkerCounters, IoStats, Option<RingMode>)>,
     ) -> Stats {
         let workers: Vec<WorkerStats> = workers
-            .map(|(counters, io)| WorkerStats {
+            .map(|(counters, io, ring_mode)| WorkerStats {
                 io,
+                ring_mode,
                 ..counters.snapshot()
             })
             .collect();
@@ -519,8 +527,18 @@ mod tests {
         io_a.recv_buffers_lent = 1;
         let mut io_b = IoStats::default();
         io_b.bytes_received = 5;
-        let stats = Stats::collect([(&a, io_a), (&b, io_b)].into_iter());
+        let stats = Stats::collect(
+            [
+                (&a, io_a, Some(RingMode::DeferTaskrun)),
+                (&b, io_b, Some(RingMode::Plain)),
+            ]
+            .into_iter(),
+        );
         assert_eq!(stats.workers[0].io, io_a);
+        // Each worker keeps its own ring mode; a sum has none.
+        assert_eq!(stats.workers[0].ring_mode, Some(RingMode::DeferTaskrun));
+        assert_eq!(stats.workers[1].ring_mode, Some(RingMode::Plain));
+        assert_eq!(stats.total.ring_mode, None);
         assert_eq!(stats.total.io.bytes_received, 15);
         assert_eq!(stats.total.io.recv_buffers_lent, 1);
         assert_eq!(stats.workers.len(), 2);

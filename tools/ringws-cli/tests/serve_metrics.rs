@@ -1,6 +1,6 @@
 //! `GET /metrics` on `ringws serve`: Prometheus text whose counters reflect
-//! the traffic just sent; `HEAD` gets the head alone, other methods 405,
-//! other paths 404.
+//! the traffic just sent and the io_uring mode each worker got; `HEAD`
+//! gets the head alone, other methods 405, other paths 404.
 
 mod serve_support;
 
@@ -417,4 +417,30 @@ fn try_scrape(server: &ServeProcess) -> Option<String> {
     stream.read_to_string(&mut response).ok()?;
     let (head, body) = response.split_once("\r\n\r\n")?;
     head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
+}
+
+#[test]
+fn the_ring_mode_each_worker_got_is_shown() {
+    let cases = [("auto", "single_issuer+defer_taskrun"), ("plain", "plain")];
+    for (setup, expected) in cases {
+        let server = ServeProcess::start(&["--workers", "2", "--ring-setup", setup]);
+        let metrics = scrape(&server);
+        for worker in ["0", "1"] {
+            for mode in ["single_issuer+defer_taskrun", "coop_taskrun", "plain"] {
+                assert_eq!(
+                    metrics.get(
+                        "ringws_worker_ring_mode",
+                        &[("worker", worker), ("mode", mode)]
+                    ),
+                    if mode == expected { 1.0 } else { 0.0 },
+                    "--ring-setup {setup}: worker {worker}, mode {mode}"
+                );
+            }
+        }
+        let startup = server.stderr_line("worker(s)");
+        assert!(
+            startup.contains(&format!("2 worker(s) (io_uring {expected})")),
+            "{startup}"
+        );
+    }
 }

@@ -6,6 +6,9 @@
 //! either without summing (sum over `worker!="total"` to aggregate the
 //! per-worker series yourself). Every series a family can have is written,
 //! zeros included, so none appears out of nowhere after the first event.
+//! Two families describe the server rather than count: `ringws_workers`
+//! (one series) and `ringws_worker_ring_mode` (per worker, no total: 1 for
+//! the io_uring mode the worker's ring got, 0 for the others).
 //!
 //! The close-duration histogram has the three series Prometheus expects:
 //! cumulative `_bucket`s (ending with `le="+Inf"`), `_sum` (the exact total
@@ -18,7 +21,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use ringws::{
-    HttpRequest, HttpResponse, Initiator, ServerControl, Stats, WorkerStats,
+    HttpRequest, HttpResponse, Initiator, RingMode, ServerControl, Stats, WorkerStats,
     CLOSE_DURATION_BOUNDS_MS, COUNTED_STATUSES,
 };
 use ringws_proto::handshake::{parse_request, write_http_response, HeadLimits, RequestKind};
@@ -52,6 +55,14 @@ const CLOSE_CODE_LABELS: [(&str, u16); 19] = [
     ("3000-3999", 3000),
     ("4000-4999", 4000),
     ("other", 0),
+];
+
+/// Every io_uring mode a worker's ring can get, most capable first: the
+/// `mode` labels of `ringws_worker_ring_mode`.
+const RING_MODES: [RingMode; 3] = [
+    RingMode::DeferTaskrun,
+    RingMode::CoopTaskrun,
+    RingMode::Plain,
 ];
 
 /// Answers `GET /metrics` from a server's stats once the server is
@@ -577,6 +588,25 @@ pub fn render(stats: &Stats) -> String {
          # TYPE ringws_workers gauge\nringws_workers {}",
         stats.workers.len()
     );
+    let _ = writeln!(
+        out,
+        "# HELP ringws_worker_ring_mode The io_uring setup each worker's ring got (1; 0 for the \
+         others): the most capable that --ring-setup allows and the kernel grants, so a fallback \
+         on an older kernel shows here.\n# TYPE ringws_worker_ring_mode gauge"
+    );
+    for (index, worker) in stats.workers.iter().enumerate() {
+        // A worker that has not started has no mode yet: no series.
+        let Some(obtained) = worker.ring_mode else {
+            continue;
+        };
+        for mode in RING_MODES {
+            let _ = writeln!(
+                out,
+                "ringws_worker_ring_mode{{worker=\"{index}\",mode=\"{mode}\"}} {}",
+                u8::from(mode == obtained)
+            );
+        }
+    }
     for family in FAMILIES {
         let _ = writeln!(out, "# HELP {} {}", family.name, family.help);
         let _ = writeln!(out, "# TYPE {} {}", family.name, family.kind);
@@ -649,10 +679,14 @@ mod tests {
         busy.open = 2;
         busy.io.bytes_received = 9;
         busy.io.recv_pages_resident = 3;
+        busy.ring_mode = Some(RingMode::DeferTaskrun);
         let mut total = busy;
         total.messages_in += 5;
+        total.ring_mode = None;
+        let mut idle = WorkerStats::default();
+        idle.ring_mode = Some(RingMode::Plain);
         let stats = Stats {
-            workers: vec![busy, WorkerStats::default()],
+            workers: vec![busy, idle],
             total,
         };
         let text = render(&stats);
@@ -664,6 +698,24 @@ mod tests {
                 .map(|(_, _, value)| *value)
         };
         assert_eq!(value("ringws_workers", ""), Some(2.0));
+        // One series per worker and mode: 1 for the mode it got; no total.
+        let ring_mode = |worker: &str, mode: &str| {
+            value(
+                "ringws_worker_ring_mode",
+                &format!("worker=\"{worker}\",mode=\"{mode}\""),
+            )
+        };
+        assert_eq!(ring_mode("0", "single_issuer+defer_taskrun"), Some(1.0));
+        assert_eq!(ring_mode("0", "coop_taskrun"), Some(0.0));
+        assert_eq!(ring_mode("0", "plain"), Some(0.0));
+        assert_eq!(ring_mode("1", "single_issuer+defer_taskrun"), Some(0.0));
+        assert_eq!(ring_mode("1", "plain"), Some(1.0));
+        assert!(!text.contains("ringws_worker_ring_mode{worker=\"total\""));
+        assert_eq!(
+            text.matches("# TYPE ringws_worker_ring_mode gauge\n")
+                .count(),
+            1
+        );
         assert_eq!(value("ringws_messages_in_total", "worker=\"0\""), Some(7.0));
         assert_eq!(value("ringws_messages_in_total", "worker=\"1\""), Some(0.0));
         assert_eq!(

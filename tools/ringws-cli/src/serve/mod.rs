@@ -27,7 +27,7 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use ringws::{
     Backpressure, CloseCode, Pinning, RingSetup, Server, ServerBuilder, ServerHandle,
-    ShutdownReport, StartError,
+    ShutdownReport, StartError, Stats,
 };
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -175,7 +175,9 @@ pub struct ServeArgs {
     /// The most capable io_uring setup the workers may ask for: auto (the
     /// most capable the kernel grants: DEFER_TASKRUN from Linux 6.1),
     /// coop-taskrun (as on Linux 5.19 to 6.0) or plain (no optional flag).
-    /// A kernel that refuses it gets the next less capable one.
+    /// A kernel that refuses it gets the next less capable one. The mode
+    /// each worker got is on the startup line (stderr) and in /metrics
+    /// (ringws_worker_ring_mode).
     #[arg(long, value_name = "SETUP", default_value = "auto")]
     pub ring_setup: RingSetupArg,
 
@@ -408,6 +410,34 @@ fn start_error_message(error: &StartError) -> String {
     }
 }
 
+/// The io_uring mode the workers' rings got, for the startup line:
+/// `io_uring MODE` when every worker got the same, else each worker's
+/// (`io_uring worker 0 MODE, worker 1 MODE`).
+pub fn ring_modes(stats: &Stats) -> String {
+    let modes: Vec<String> = stats
+        .workers
+        .iter()
+        .map(|worker| {
+            worker
+                .ring_mode
+                .map_or("unknown".to_owned(), |mode| mode.to_string())
+        })
+        .collect();
+    match modes.split_first() {
+        Some((first, rest)) if rest.iter().all(|mode| mode == first) => {
+            format!("io_uring {first}")
+        }
+        _ => {
+            let each: Vec<String> = modes
+                .iter()
+                .enumerate()
+                .map(|(index, mode)| format!("worker {index} {mode}"))
+                .collect();
+            format!("io_uring {}", each.join(", "))
+        }
+    }
+}
+
 /// The last line `ringws serve` prints.
 pub fn report_line(report: &ShutdownReport) -> String {
     format!(
@@ -503,13 +533,14 @@ pub fn main(args: ServeArgs) -> ExitCode {
         None => String::new(),
     };
     eprintln!(
-        "ringws serve: {} mode, {} worker(s); metrics at http://{}{}{also}; SIGINT or SIGTERM \
-         shuts down (deadline {:?})",
+        "ringws serve: {} mode, {} worker(s) ({}); metrics at http://{}{}{also}; SIGINT or \
+         SIGTERM shuts down (deadline {:?})",
         match args.mode {
             ServeMode::Echo => "echo",
             ServeMode::Broadcast => "broadcast",
         },
         server.control().worker_count(),
+        ring_modes(&server.stats()),
         server.local_addr(),
         metrics::PATH,
         args.shutdown_timeout,
@@ -604,6 +635,29 @@ mod tests {
     fn parse(args: &[&str]) -> Result<ServeArgs, clap::Error> {
         Cli::try_parse_from(std::iter::once("serve").chain(args.iter().copied()))
             .map(|cli| cli.serve)
+    }
+
+    #[test]
+    fn the_startup_line_names_the_ring_modes_the_workers_got() {
+        let worker = |mode| {
+            let mut stats = ringws::WorkerStats::default();
+            stats.ring_mode = mode;
+            stats
+        };
+        let stats = |modes: &[Option<ringws::RingMode>]| Stats {
+            workers: modes.iter().map(|&mode| worker(mode)).collect(),
+            total: ringws::WorkerStats::default(),
+        };
+        use ringws::RingMode::{CoopTaskrun, DeferTaskrun, Plain};
+        assert_eq!(
+            ring_modes(&stats(&[Some(DeferTaskrun), Some(DeferTaskrun)])),
+            "io_uring single_issuer+defer_taskrun"
+        );
+        assert_eq!(ring_modes(&stats(&[Some(Plain)])), "io_uring plain");
+        assert_eq!(
+            ring_modes(&stats(&[Some(CoopTaskrun), Some(Plain), None])),
+            "io_uring worker 0 coop_taskrun, worker 1 plain, worker 2 unknown"
+        );
     }
 
     #[test]
