@@ -6,11 +6,21 @@
 mod client_common;
 
 use client_common::*;
-use ringws::{CloseKind, Initiator, RingSetup};
+use ringws::{CloseKind, Initiator, RingMode, RingSetup, Stats};
 
-fn echo_and_close(setup: RingSetup) {
+/// Asserts that every worker got `mode`.
+fn assert_ring_mode(side: &str, stats: &Stats, mode: RingMode) {
+    assert!(!stats.workers.is_empty());
+    for (index, worker) in stats.workers.iter().enumerate() {
+        assert_eq!(worker.ring_mode, Some(mode), "{side} worker {index}");
+    }
+}
+
+fn echo_and_close(setup: RingSetup, mode: RingMode) {
     let (server, _server_events) = start_server(|builder| builder.ring_setup(setup));
     let (client, events) = start_client(|builder| builder.ring_setup(setup));
+    assert_ring_mode("server", &server.stats(), mode);
+    assert_ring_mode("client", &client.stats(), mode);
     let plan = Plan {
         tag: 1,
         greeting: Greeting::Text("hello".into()),
@@ -32,10 +42,10 @@ fn echo_and_close(setup: RingSetup) {
 
 #[test]
 fn client_echo_and_close_under_coop_taskrun() {
-    echo_and_close(RingSetup::CoopTaskrun);
+    echo_and_close(RingSetup::CoopTaskrun, RingMode::CoopTaskrun);
 }
 
 #[test]
 fn client_echo_and_close_with_no_optional_ring_flag() {
-    echo_and_close(RingSetup::Plain);
+    echo_and_close(RingSetup::Plain, RingMode::Plain);
 }
