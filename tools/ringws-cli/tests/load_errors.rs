@@ -502,6 +502,39 @@ fn source_addresses_of_the_wrong_family_are_bad_arguments() {
     }
 }
 
+/// A run that fails to start (here: the target has no address of the
+/// source addresses' family, found only once the run resolves it) leaves
+/// the results files of an earlier run as they were: they were deleted.
+#[test]
+fn a_run_that_fails_to_start_leaves_the_results_files_as_they_were() {
+    let (json, hist) = (temp_path("earlier.json"), temp_path("earlier.hlog"));
+    std::fs::write(&json, "earlier report\n").unwrap();
+    std::fs::write(&hist, "earlier histograms\n").unwrap();
+    let (status, _, stderr) = ringws(&[
+        "load",
+        "ws://127.0.0.1:1/",
+        "--source-addrs",
+        "::1",
+        "-d",
+        "1s",
+        "-q",
+        "--json",
+        json.to_str().unwrap(),
+        "--hist-out",
+        hist.to_str().unwrap(),
+    ]);
+    let json_after = std::fs::read_to_string(&json);
+    let hist_after = std::fs::read_to_string(&hist);
+    let _ = std::fs::remove_file(&json);
+    let _ = std::fs::remove_file(&hist);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--source-addrs"), "{stderr}");
+    assert_eq!(json_after.ok().as_deref(), Some("earlier report\n"));
+    assert_eq!(hist_after.ok().as_deref(), Some("earlier histograms\n"));
+    assert_eq!(left_beside(&json), Vec::<String>::new());
+    assert_eq!(left_beside(&hist), Vec::<String>::new());
+}
+
 /// A pipeline whose messages in flight cannot fit in memory is refused up
 /// front: the generator builds every message of the first burst at once, and
 /// such a run aborted on a failed allocation (or drove the machine into

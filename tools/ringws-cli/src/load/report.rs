@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::load::config::{Mode, PayloadKind};
 use crate::load::cpu::CpuTime;
+use crate::load::output::replace_whole;
 
 /// Largest latency a histogram holds (one hour, in nanoseconds); larger
 /// values are recorded as this.
@@ -970,15 +971,16 @@ impl fmt::Display for LoadReport {
     }
 }
 
-/// Writes `report` as pretty JSON to `target`: a file, or standard output
-/// for `-`.
+/// Writes `report` as pretty JSON to `target`: a file, replaced whole once
+/// the JSON is complete ([`replace_whole`]), or standard output for `-`.
 pub fn write_json(target: &str, report: &impl Serialize) -> Result<(), String> {
     let json = serde_json::to_string_pretty(report).map_err(|error| error.to_string())?;
     if target == "-" {
         let mut stdout = std::io::stdout().lock();
         writeln!(stdout, "{json}").map_err(|error| error.to_string())
     } else {
-        std::fs::write(target, json + "\n").map_err(|error| format!("{target}: {error}"))
+        replace_whole(std::path::Path::new(target), (json + "\n").as_bytes())
+            .map_err(|error| format!("{target}: {error}"))
     }
 }
 
