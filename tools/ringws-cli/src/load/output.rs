@@ -118,6 +118,9 @@ mod tests {
         assert!(check_replaceable(&blocker).is_err());
         let error = replace_whole(&blocker, b"{}").unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::IsADirectory);
+        let target = blocker.to_str().unwrap();
+        let error = crate::load::report::write_json(target, &1).unwrap_err();
+        assert!(error.starts_with(target), "{error}");
         assert!(blocker.join("inside").is_dir());
         assert_eq!(entries(&dir), ["blocked", "report.json"]);
         std::fs::remove_dir_all(&dir).unwrap();
