@@ -81,6 +81,29 @@ fn churn_against_a_closed_port_counts_every_attempt_and_ends() {
         report.elapsed_secs < 4.0,
         "stops once the cycles are used up"
     );
+    // Reported as an echo run that opened nothing: no window, no rates
+    // (it showed a window and rates of 0.00).
+    assert_eq!(report.window_secs, 0.0, "{}", outcome.stdout);
+    assert_eq!(report.rate_span_secs, 0.0);
+    assert!(
+        outcome.stdout.contains("no window (no connection opened)"),
+        "{}",
+        outcome.stdout
+    );
+    assert!(
+        outcome
+            .stdout
+            .contains("  cycles     0 completed: rates not measured\n"),
+        "{}",
+        outcome.stdout
+    );
+    assert!(
+        outcome
+            .stderr
+            .contains("nothing was measured: no connection opened"),
+        "{}",
+        outcome.stderr
+    );
 }
 
 #[test]
