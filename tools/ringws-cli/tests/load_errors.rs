@@ -81,6 +81,29 @@ fn churn_against_a_closed_port_counts_every_attempt_and_ends() {
         report.elapsed_secs < 4.0,
         "stops once the cycles are used up"
     );
+    // Reported as an echo run that opened nothing: no window, no rates
+    // (it showed a window and rates of 0.00).
+    assert_eq!(report.window_secs, 0.0, "{}", outcome.stdout);
+    assert_eq!(report.rate_span_secs, 0.0);
+    assert!(
+        outcome.stdout.contains("no window (no connection opened)"),
+        "{}",
+        outcome.stdout
+    );
+    assert!(
+        outcome
+            .stdout
+            .contains("  cycles     0 completed: rates not measured\n"),
+        "{}",
+        outcome.stdout
+    );
+    assert!(
+        outcome
+            .stderr
+            .contains("nothing was measured: no connection opened"),
+        "{}",
+        outcome.stderr
+    );
 }
 
 #[test]
@@ -500,6 +523,39 @@ fn source_addresses_of_the_wrong_family_are_bad_arguments() {
         assert!(stderr.contains(family), "{stderr}");
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
     }
+}
+
+/// A run that fails to start (here: the target has no address of the
+/// source addresses' family, found only once the run resolves it) leaves
+/// the results files of an earlier run as they were: they were deleted.
+#[test]
+fn a_run_that_fails_to_start_leaves_the_results_files_as_they_were() {
+    let (json, hist) = (temp_path("earlier.json"), temp_path("earlier.hlog"));
+    std::fs::write(&json, "earlier report\n").unwrap();
+    std::fs::write(&hist, "earlier histograms\n").unwrap();
+    let (status, _, stderr) = ringws(&[
+        "load",
+        "ws://127.0.0.1:1/",
+        "--source-addrs",
+        "::1",
+        "-d",
+        "1s",
+        "-q",
+        "--json",
+        json.to_str().unwrap(),
+        "--hist-out",
+        hist.to_str().unwrap(),
+    ]);
+    let json_after = std::fs::read_to_string(&json);
+    let hist_after = std::fs::read_to_string(&hist);
+    let _ = std::fs::remove_file(&json);
+    let _ = std::fs::remove_file(&hist);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--source-addrs"), "{stderr}");
+    assert_eq!(json_after.ok().as_deref(), Some("earlier report\n"));
+    assert_eq!(hist_after.ok().as_deref(), Some("earlier histograms\n"));
+    assert_eq!(left_beside(&json), Vec::<String>::new());
+    assert_eq!(left_beside(&hist), Vec::<String>::new());
 }
 
 /// A pipeline whose messages in flight cannot fit in memory is refused up

@@ -1,6 +1,7 @@
 //! SIGINT or SIGTERM ends a `ringws load` run early: the window ends, the
 //! connections close, and the report of what was measured is printed and
-//! written, with the signal's exit status. A second signal exits at once.
+//! written, with the signal's exit status. A second signal exits at once,
+//! leaving the results files of an earlier run as they were.
 
 mod common;
 
@@ -11,25 +12,37 @@ use std::time::{Duration, Instant};
 use common::*;
 use ringws_cli::load::LoadReport;
 
-/// A `ringws load` child writing its stdout, stderr and `--json` to files.
+/// What the results files hold before the run: an earlier run's results.
+const EARLIER_REPORT: &str = "earlier report\n";
+const EARLIER_HISTOGRAMS: &str = "earlier histograms\n";
+
+/// A `ringws load` child writing its stdout, stderr, `--json` and
+/// `--hist-out` to files; the results files hold an earlier run's results
+/// when it starts.
 struct LoadChild {
     child: Child,
     args: Vec<String>,
     stdout: PathBuf,
     stderr: PathBuf,
     json: PathBuf,
+    hist: PathBuf,
 }
 
 impl LoadChild {
     fn start(args: &[&str]) -> LoadChild {
-        let (stdout, stderr, json) = (
+        let (stdout, stderr, json, hist) = (
             temp_path("stdout"),
             temp_path("stderr"),
             temp_path("report.json"),
+            temp_path("histograms.hlog"),
         );
+        std::fs::write(&json, EARLIER_REPORT).unwrap();
+        std::fs::write(&hist, EARLIER_HISTOGRAMS).unwrap();
         let mut all: Vec<String> = ["load"].iter().chain(args).map(|s| s.to_string()).collect();
         all.extend(["--progress".into(), "--json".into()]);
         all.push(json.to_str().unwrap().into());
+        all.push("--hist-out".into());
+        all.push(hist.to_str().unwrap().into());
         let child = Command::new(env!("CARGO_BIN_EXE_ringws"))
             .args(&all)
             .stdin(Stdio::null())
@@ -43,6 +56,7 @@ impl LoadChild {
             stdout,
             stderr,
             json,
+            hist,
         }
     }
 
@@ -92,13 +106,22 @@ impl LoadChild {
             .unwrap_or_else(|error| panic!("no JSON report ({error}); stderr:\n{}", self.stderr()));
         serde_json::from_str(&text).unwrap()
     }
+
+    /// The results files' contents, once the child has exited: the report
+    /// and the histograms, with no file left beside either.
+    fn results_files(&self) -> (String, String) {
+        assert_eq!(left_beside(&self.json), Vec::<String>::new());
+        assert_eq!(left_beside(&self.hist), Vec::<String>::new());
+        let read = |path: &PathBuf| std::fs::read_to_string(path).unwrap_or_default();
+        (read(&self.json), read(&self.hist))
+    }
 }
 
 impl Drop for LoadChild {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        for path in [&self.stdout, &self.stderr, &self.json] {
+        for path in [&self.stdout, &self.stderr, &self.json, &self.hist] {
             let _ = std::fs::remove_file(path);
         }
     }
@@ -122,6 +145,9 @@ fn a_signal_ends_the_window_and_reports_what_was_measured() {
         let report = load.report();
         let stdout = load.stdout();
         assert!(report.interrupted, "{stdout}");
+        // What was measured replaced the earlier results whole.
+        let (_, histograms) = load.results_files();
+        assert!(histograms.contains("Tag=message,"), "{histograms}");
         assert!(
             report.window_secs > 0.0 && report.window_secs < 30.0,
             "window {} s",
@@ -144,9 +170,11 @@ fn a_signal_ends_the_window_and_reports_what_was_measured() {
 }
 
 /// The server never echoes, so after the first SIGINT the run waits
-/// (`--timeout 30s`) for replies that never come; the second exits at once.
+/// (`--timeout 30s`) for replies that never come; the second exits at once,
+/// and the results files still hold the earlier run's results (they were
+/// emptied when the run started).
 #[test]
-fn a_second_signal_exits_at_once_without_a_report() {
+fn a_second_signal_exits_at_once_leaving_the_results_files_as_they_were() {
     let server = ScriptedServer::start(|_| Script::WrongPongs);
     let url = server.url();
     let mut load = LoadChild::start(&[&url, "-c", "2", "-d", "60s", "--timeout", "30s"]);
@@ -167,6 +195,9 @@ fn a_second_signal_exits_at_once_without_a_report() {
     assert_eq!(load.exit_code(Duration::from_secs(5)), Some(130));
     assert!(signalled.elapsed() < Duration::from_secs(2));
     assert_eq!(load.stdout(), "", "a report was printed");
+    let (report, histograms) = load.results_files();
+    assert_eq!(report, EARLIER_REPORT);
+    assert_eq!(histograms, EARLIER_HISTOGRAMS);
 }
 
 /// Interrupted while the connections are still opening (`--ramp`): no

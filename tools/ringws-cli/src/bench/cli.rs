@@ -1,15 +1,15 @@
 //! `ringws bench`: the command line of the benchmark.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use serde::Serialize;
 
 use crate::bench::{run, BenchConfig};
 use crate::load::config::{parse_duration, MAX_SPAN, MAX_SPAN_DAYS};
+use crate::load::output::check_replaceable;
 use crate::load::report::write_json;
 
 /// Benchmark ringws on this machine and print one table.
@@ -185,87 +185,11 @@ pub fn main(args: BenchArgs) -> ExitCode {
         let _ = write!(stdout, "{report}");
         let _ = stdout.flush();
     }
-    let written = match args.json.as_deref() {
-        Some("-") => write_json("-", &report),
-        Some(path) => write_json_replacing(Path::new(path), &report),
-        None => Ok(()),
-    };
-    if let Err(error) = written {
-        eprintln!("ringws bench: cannot write the JSON report: {error}");
-        return ExitCode::FAILURE;
+    if let Some(target) = &args.json {
+        if let Err(error) = write_json(target, &report) {
+            eprintln!("ringws bench: cannot write the JSON report: {error}");
+            return ExitCode::FAILURE;
+        }
     }
     ExitCode::SUCCESS
-}
-
-/// The file a report for `path` is written to before it replaces `path`:
-/// beside it (one file system, so the rename is atomic), hidden, named for
-/// this process.
-fn temp_beside(path: &Path) -> PathBuf {
-    let name = path.file_name().unwrap_or(path.as_os_str());
-    let mut temp = std::ffi::OsString::from(".");
-    temp.push(name);
-    temp.push(format!(".{}.tmp", std::process::id()));
-    path.with_file_name(temp)
-}
-
-/// Checks that a report can replace `path` (the temporary file beside it
-/// can be created), without touching `path`.
-fn check_replaceable(path: &Path) -> std::io::Result<()> {
-    if path.is_dir() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::IsADirectory,
-            "it is a directory",
-        ));
-    }
-    let temp = temp_beside(path);
-    std::fs::File::options()
-        .write(true)
-        .create_new(true)
-        .open(&temp)?;
-    std::fs::remove_file(&temp)
-}
-
-/// Writes `report` as pretty JSON to `path` whole or not at all: to the
-/// temporary file beside it, renamed over `path` once complete. On failure
-/// `path` is as it was and the temporary file is gone.
-fn write_json_replacing(path: &Path, report: &impl Serialize) -> Result<(), String> {
-    let json = serde_json::to_string_pretty(report).map_err(|error| error.to_string())?;
-    let temp = temp_beside(path);
-    let written = std::fs::write(&temp, json + "\n").and_then(|()| std::fs::rename(&temp, path));
-    written.map_err(|error| {
-        let _ = std::fs::remove_file(&temp);
-        format!("{}: {error}", path.display())
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_report_replaces_the_file_whole_and_leaves_nothing_beside_it() {
-        let dir = std::env::temp_dir().join(format!("ringws-bench-json-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("report.json");
-        std::fs::write(&path, "earlier report\n").unwrap();
-        check_replaceable(&path).unwrap();
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "earlier report\n");
-        write_json_replacing(&path, &serde_json::json!({ "figure": 1 })).unwrap();
-        let written: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        assert_eq!(written["figure"], 1);
-        // A file that cannot be replaced is named, and left as it was.
-        let blocker = dir.join("blocked");
-        std::fs::create_dir_all(blocker.join("inside")).unwrap();
-        assert!(check_replaceable(&blocker).is_err());
-        let error = write_json_replacing(&blocker, &serde_json::json!({})).unwrap_err();
-        assert!(error.contains("blocked"), "{error}");
-        assert!(blocker.join("inside").is_dir());
-        let left: Vec<_> = std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|entry| entry.unwrap().file_name())
-            .collect();
-        assert_eq!(left.len(), 2, "nothing left beside them: {left:?}");
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
 }

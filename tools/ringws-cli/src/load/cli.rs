@@ -11,6 +11,7 @@ use clap::{Args, Subcommand, ValueEnum};
 
 use crate::load::config::{parse_cpu_list, parse_duration, parse_source_addrs};
 use crate::load::hist::{save_histograms, MergedHistograms};
+use crate::load::output::check_replaceable;
 use crate::load::report::{write_json, LoadReport};
 use crate::load::{run_interruptible, Interrupt, LoadConfig, LoadError, Mode, PayloadKind};
 use ringws_reactor::StartError;
@@ -159,12 +160,14 @@ pub struct LoadArgs {
     quiet: bool,
 
     /// Write the report as JSON to this file ("-": stdout; the table then
-    /// goes to stderr).
+    /// goes to stderr). The file is replaced once the report is complete:
+    /// a run that fails or is killed leaves it as it was.
     #[arg(long, value_name = "FILE|-")]
     json: Option<String>,
 
     /// Save the latency histograms (HdrHistogram interval log, V2
-    /// compressed) for `ringws load merge` to this file (not "-").
+    /// compressed) for `ringws load merge` to this file (not "-"), replaced
+    /// once the run is over, as --json's.
     #[arg(long, value_name = "FILE")]
     hist_out: Option<PathBuf>,
 }
@@ -489,8 +492,10 @@ fn load(args: &LoadArgs, fd_limit: Option<u64>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // Output files are created before the run, so that a path that cannot
-    // be written fails at once instead of losing a finished run's results.
+    // Output files are checked before the run, so that a path that cannot
+    // be written fails at once instead of losing a finished run's results;
+    // they are replaced only by complete results, so a run that fails or
+    // is killed leaves them as they were.
     if args.hist_out.as_deref() == Some(std::path::Path::new("-")) {
         eprintln!(
             "ringws load: --hist-out takes a file name (\"-\", standard output, is only for --json)"
@@ -509,7 +514,7 @@ fn load(args: &LoadArgs, fd_limit: Option<u64>) -> ExitCode {
         }
     }
     for (what, path) in &outputs {
-        if let Err(error) = std::fs::File::create(path) {
+        if let Err(error) = check_replaceable(path) {
             eprintln!(
                 "ringws load: cannot write {what} to {}: {error}",
                 path.display()
@@ -549,9 +554,6 @@ fn load(args: &LoadArgs, fd_limit: Option<u64>) -> ExitCode {
         Ok(report) => report,
         Err(error) => {
             eprintln!("ringws load: {error}");
-            for (_, path) in &outputs {
-                let _ = std::fs::remove_file(path);
-            }
             // What the arguments got wrong exits as any bad argument does.
             let bad_arguments = matches!(
                 error,

@@ -22,6 +22,7 @@ use hdrhistogram::serialization::interval_log::{
 use hdrhistogram::serialization::{Deserializer, V2DeflateSerializer};
 use hdrhistogram::Histogram;
 
+use crate::load::output::replace_whole;
 use crate::load::report::{write_latency_table, LatencyHistograms, LatencySummary};
 
 /// Why saved histograms could not be read or written.
@@ -94,7 +95,8 @@ pub fn write_histograms(
     Ok(())
 }
 
-/// Saves `histograms` to `path` (see [`write_histograms`]).
+/// Saves `histograms` to `path` (see [`write_histograms`]), replacing the
+/// file whole once the log is complete ([`replace_whole`]).
 pub fn save_histograms(
     path: &Path,
     histograms: &LatencyHistograms,
@@ -106,7 +108,7 @@ pub fn save_histograms(
     };
     let mut bytes = Vec::new();
     write_histograms(&mut bytes, histograms, window).map_err(io_error)?;
-    std::fs::write(path, bytes).map_err(io_error)
+    replace_whole(path, &bytes).map_err(io_error)
 }
 
 /// Histograms summed by tag (any tag; untagged intervals count as

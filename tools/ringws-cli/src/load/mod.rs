@@ -57,6 +57,8 @@
 //! * `report`: tallies, [`LoadReport`], percentile summaries, the table.
 //! * `hist`: saving histograms (HdrHistogram interval log, V2 compressed)
 //!   and merging saved ones exactly.
+//! * `output`: results files replaced whole, never left truncated or
+//!   half-written.
 //! * `cpu`: thread and process CPU time.
 //! * `cli`: the `ringws load` command line.
 
@@ -65,6 +67,7 @@ pub mod config;
 pub mod cpu;
 mod frames;
 pub mod hist;
+pub mod output;
 pub mod report;
 mod schedule;
 mod worker;

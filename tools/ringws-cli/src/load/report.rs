@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::load::config::{Mode, PayloadKind};
 use crate::load::cpu::CpuTime;
+use crate::load::output::replace_whole;
 
 /// Largest latency a histogram holds (one hour, in nanoseconds); larger
 /// values are recorded as this.
@@ -526,7 +527,8 @@ pub struct LoadReport {
     /// The sending window rates are computed over: from the first worker's
     /// window start to the last one's end (they start together once every
     /// worker's connections have opened or failed). 0 when no worker had a
-    /// window (no connection opened), and then every rate is 0.
+    /// window, or no connection opened (churn: every connect of every
+    /// cycle failed), and then every rate is 0.
     pub window_secs: f64,
     /// What every rate is per second of: from the window's start to the
     /// last echo (churn: completed cycle) counted, and never less than
@@ -616,6 +618,12 @@ impl LoadReport {
                     None => mine.clone(),
                 });
             }
+        }
+        // A churn worker's window starts at once, whether or not its
+        // connects succeed; with none opened anywhere it measured nothing,
+        // as an echo run with none opened, which never has a window.
+        if tally.connections_opened == 0 {
+            window = None;
         }
         let secs_from =
             |start: Instant, end: Instant| end.saturating_duration_since(start).as_secs_f64();
@@ -857,12 +865,16 @@ impl fmt::Display for LoadReport {
             )?;
         }
         if let Some(cycles) = &self.cycles {
-            writeln!(
+            write!(
                 f,
-                "  cycles     {} completed: {}cycles/s",
-                thousands(cycles.completed),
-                si(cycles.per_sec)
+                "  cycles     {} completed: ",
+                thousands(cycles.completed)
             )?;
+            if measured {
+                writeln!(f, "{}cycles/s", si(cycles.per_sec))?;
+            } else {
+                writeln!(f, "rates not measured")?;
+            }
             if cycles.behind_schedule > 0 {
                 writeln!(
                     f,
@@ -970,15 +982,16 @@ impl fmt::Display for LoadReport {
     }
 }
 
-/// Writes `report` as pretty JSON to `target`: a file, or standard output
-/// for `-`.
+/// Writes `report` as pretty JSON to `target`: a file, replaced whole once
+/// the JSON is complete ([`replace_whole`]), or standard output for `-`.
 pub fn write_json(target: &str, report: &impl Serialize) -> Result<(), String> {
     let json = serde_json::to_string_pretty(report).map_err(|error| error.to_string())?;
     if target == "-" {
         let mut stdout = std::io::stdout().lock();
         writeln!(stdout, "{json}").map_err(|error| error.to_string())
     } else {
-        std::fs::write(target, json + "\n").map_err(|error| format!("{target}: {error}"))
+        replace_whole(std::path::Path::new(target), (json + "\n").as_bytes())
+            .map_err(|error| format!("{target}: {error}"))
     }
 }
 
@@ -1116,8 +1129,11 @@ mod tests {
         LoadReport::build(facts(mode, 1), &[worker])
     }
 
+    /// `received` echoes on one connection.
     fn echoes(received: u64) -> Tally {
         Tally {
+            connections_attempted: 1,
+            connections_opened: 1,
             messages_sent: received,
             messages_received: received,
             ..Tally::default()
@@ -1311,6 +1327,40 @@ mod tests {
             table.contains("  messages   0 sent, 0 echoed: rates not measured\n"),
             "{table}"
         );
+    }
+
+    /// A churn worker's window starts at once; when every connect failed
+    /// it measured nothing, and the report says so as an echo run's does
+    /// (it showed the window and rates of 0.00).
+    #[test]
+    fn churn_with_no_connection_opened_has_no_window_and_no_rates() {
+        let worker = WorkerReport {
+            tally: Tally {
+                connections_attempted: 10,
+                connections_failed: 10,
+                ..Tally::default()
+            },
+            window: secs(Instant::now(), 0.0, 1.0),
+            ..WorkerReport::default()
+        };
+        let report = LoadReport::build(facts(Mode::Churn, 1), &[worker]);
+        assert_eq!(report.window_secs, 0.0);
+        assert_eq!(report.rate_span_secs, 0.0);
+        assert_eq!(report.cycles.unwrap().per_sec, 0.0);
+        let table = report.to_string();
+        assert!(
+            table.contains(", no window (no connection opened), elapsed 4.00 s"),
+            "{table}"
+        );
+        assert!(
+            table.contains("  messages   0 sent, 0 echoed: rates not measured\n"),
+            "{table}"
+        );
+        assert!(
+            table.contains("  cycles     0 completed: rates not measured\n"),
+            "{table}"
+        );
+        assert!(!table.contains("/s"), "{table}");
     }
 
     #[test]

@@ -27,6 +27,17 @@ pub fn temp_path(name: &str) -> PathBuf {
     ))
 }
 
+/// Files beside `path` left by writing it (`.<name>.<pid>.tmp`): there
+/// must be none once `ringws` has exited.
+pub fn left_beside(path: &Path) -> Vec<String> {
+    let prefix = format!(".{}.", path.file_name().unwrap().to_str().unwrap());
+    std::fs::read_dir(path.parent().unwrap())
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| name.starts_with(&prefix))
+        .collect()
+}
+
 /// Which foreign server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PeerKind {
