@@ -33,6 +33,7 @@ use libfuzzer_sys::fuzz_target;
 use ringws_proto::connection::{Config, Connection, Event, State};
 use ringws_proto::error::SendError;
 use ringws_proto::frame::{Opcode, Role};
+use ringws_proto::MaskSeed;
 
 /// Reads the operation bytes; running out of input ends the run.
 struct Ops<'a>(&'a [u8]);
@@ -117,7 +118,7 @@ fuzz_target!(|data: &[u8]| {
     let config = Config {
         max_frame_size: if flags & 8 != 0 { 64 } else { 1 << 20 },
         max_message_size: if flags & 8 != 0 { 200 } else { 1 << 20 },
-        mask_seed: 7,
+        mask_seed: MaskSeed::from_bytes([7; 32]),
         auto_close_reply: flags & 2 == 0,
         auto_pong: flags & 4 == 0,
     };
@@ -127,7 +128,7 @@ fuzz_target!(|data: &[u8]| {
             peer_role,
             Config {
                 auto_close_reply: false,
-                mask_seed: 11,
+                mask_seed: MaskSeed::from_bytes([11; 32]),
                 ..Config::default()
             },
         ),

@@ -4,8 +4,8 @@
 //! the handshake: the frame being received, the message being assembled, the
 //! closing handshake, and the frames it owes the peer. It reads no clock, owns
 //! no socket, starts no thread and asks the OS for nothing: client masking keys
-//! come from a small xorshift64* generator seeded through
-//! [`Config::mask_seed`].
+//! are the ChaCha20 keystream of the 256-bit [`Config::mask_seed`], which the
+//! caller draws from the OS.
 //!
 //! # Receiving
 //!
@@ -84,6 +84,10 @@
 //! closes it after failing the connection on a protocol error.
 
 use std::borrow::Cow;
+use std::fmt;
+
+use chacha20::rand_core::{Rng, SeedableRng};
+use chacha20::ChaCha20Rng;
 
 use crate::close::{self, CloseCode};
 use crate::error::{ProtocolError, SendError};
@@ -112,11 +116,12 @@ pub struct Config {
     /// continuation frame adds nothing to the message and costs only the
     /// reading of its header.
     pub max_message_size: usize,
-    /// Seed for the client-role masking-key generator. Take it from OS
-    /// entropy (one `getrandom` per connection or per core, mixed with a
-    /// counter): RFC 6455 §10.3 wants keys a page script cannot predict.
-    /// Unused by servers. Default 0 (a fixed, predictable sequence).
-    pub mask_seed: u64,
+    /// Seed of the client role's masking keys. Draw it from the OS's CSPRNG
+    /// for every connection: RFC 6455 §5.3 and §10.3 want keys the peer
+    /// and anyone on the path cannot predict, and the keys are only as
+    /// unpredictable as the seed. Unused by servers. Default all zeros (a
+    /// fixed, publicly known sequence).
+    pub mask_seed: MaskSeed,
     /// Answer the peer's Close at once, echoing its code. Default true.
     pub auto_close_reply: bool,
     /// Answer each Ping with a Pong echoing its payload. Default true.
@@ -128,7 +133,7 @@ impl Default for Config {
         Self {
             max_frame_size: Limits::DEFAULT_MAX_SIZE,
             max_message_size: Limits::DEFAULT_MAX_SIZE,
-            mask_seed: 0,
+            mask_seed: MaskSeed::default(),
             auto_close_reply: true,
             auto_pong: true,
         }
@@ -258,33 +263,56 @@ impl FrameHead {
     }
 }
 
-/// xorshift64* (Vigna): a few cycles per key and no OS call.
-#[derive(Debug, Clone)]
-struct MaskKeys {
-    state: u64,
+/// The 256-bit seed of a client connection's masking keys (see
+/// [`Config::mask_seed`]): the key of the ChaCha20 keystream the keys are
+/// cut from, so whoever knows it knows every key. `Debug` does not show it.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+pub struct MaskSeed([u8; 32]);
+
+impl MaskSeed {
+    /// A seed of these bytes; take them from the OS's CSPRNG
+    /// (`getrandom(2)`), fresh for each connection.
+    pub const fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
 }
 
+impl fmt::Debug for MaskSeed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MaskSeed(..)")
+    }
+}
+
+/// A client's masking keys: consecutive 4-byte pieces of the ChaCha20
+/// keystream (64-bit nonce and block counter both starting at zero) keyed
+/// by the seed, so keys seen on the wire do not give away the ones to come
+/// (RFC 6455 §5.3). The keystream is generated 256 bytes at a time,
+/// which keeps a key at a few nanoseconds.
+struct MaskKeys(ChaCha20Rng);
+
 impl MaskKeys {
-    fn new(seed: u64) -> Self {
-        // splitmix64 spreads similar seeds apart and keeps the state non-zero
-        // in practice; zero, a fixed point of xorshift, is replaced.
-        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        Self {
-            state: if z == 0 { 0x9E37_79B9_7F4A_7C15 } else { z },
-        }
+    fn new(seed: MaskSeed) -> Self {
+        Self(ChaCha20Rng::from_seed(seed.0))
     }
 
+    #[inline]
     fn next_key(&mut self) -> [u8; 4] {
-        let mut x = self.state;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.state = x;
-        // The high half of the product is the well-mixed half.
-        ((x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 32) as u32).to_le_bytes()
+        // Little-endian keeps the keys in keystream byte order.
+        self.0.next_u32().to_le_bytes()
+    }
+}
+
+impl Clone for MaskKeys {
+    /// The same seed at the same keystream position: both copies go on
+    /// with the same keys, as a clone of the connection should.
+    fn clone(&self) -> Self {
+        Self(ChaCha20Rng::deserialize_state(&self.0.serialize_state()))
+    }
+}
+
+impl fmt::Debug for MaskKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MaskKeys(ChaCha20)")
     }
 }
 
@@ -350,7 +378,9 @@ pub struct Connection {
     output: Vec<u8>,
     /// Bytes at the front of `output` the caller has already sent.
     output_sent: usize,
-    mask_keys: MaskKeys,
+    /// Client role only. Boxed so a server's connection stays a pointer
+    /// (`None`) wide: the generator's buffer is a few hundred bytes.
+    mask_keys: Option<Box<MaskKeys>>,
 }
 
 impl Connection {
@@ -370,7 +400,10 @@ impl Connection {
             sending: None,
             output: Vec::new(),
             output_sent: 0,
-            mask_keys: MaskKeys::new(config.mask_seed),
+            mask_keys: match role {
+                Role::Client => Some(Box::new(MaskKeys::new(config.mask_seed))),
+                Role::Server => None,
+            },
         }
     }
 
@@ -639,11 +672,10 @@ impl Connection {
         }
     }
 
+    #[inline]
     fn next_mask(&mut self) -> Option<[u8; 4]> {
-        match self.role {
-            Role::Client => Some(self.mask_keys.next_key()),
-            Role::Server => None,
-        }
+        // Present exactly for the client role (see `new`).
+        self.mask_keys.as_deref_mut().map(MaskKeys::next_key)
     }
 
     fn queue_frame(&mut self, head: FrameHead, payload: &[u8]) {
@@ -834,5 +866,23 @@ impl MaskWord {
         if self.0 != 0 {
             mask::unmask(payload, self.0.to_ne_bytes(), offset);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_connection_holds_no_key_generator_only_an_empty_pointer() {
+        assert_eq!(size_of::<Option<Box<MaskKeys>>>(), size_of::<usize>());
+        let server = Connection::new(Role::Server, Config::default());
+        assert!(server.mask_keys.is_none());
+        let client = Connection::new(Role::Client, Config::default());
+        assert!(client.mask_keys.is_some());
+        println!(
+            "client key generator: {} bytes on the heap",
+            size_of::<MaskKeys>()
+        );
     }
 }

@@ -24,6 +24,6 @@ pub mod handshake;
 pub mod mask;
 pub mod message;
 pub mod utf8;
-pub use connection::{Config, Connection, Event, Read, State};
+pub use connection::{Config, Connection, Event, MaskSeed, Read, State};
 pub use error::{ProtocolError, SendError};
 pub use frame::{Opcode, Role};

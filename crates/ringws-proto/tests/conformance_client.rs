@@ -12,7 +12,7 @@ use ringws_proto::close::CloseError;
 use ringws_proto::connection::{Config, Connection, Event, State, MAX_UNCONSUMED_INPUT};
 use ringws_proto::error::SendError;
 use ringws_proto::frame::{Opcode, Role};
-use ringws_proto::ProtocolError;
+use ringws_proto::{MaskSeed, ProtocolError};
 
 // ------------------------------------------------------------------ harness
 
@@ -359,7 +359,7 @@ mod framing {
     #[test]
     fn client_frames_are_masked_with_keys_that_vary() {
         let mut client = Client::with(Config {
-            mask_seed: 0x5EED,
+            mask_seed: MaskSeed::from_bytes([0x5E; 32]),
             ..Config::default()
         });
         let mut expected = Vec::new();
@@ -398,21 +398,77 @@ mod framing {
         assert!(!keys.contains(&[0; 4]));
     }
 
+    /// The keys of `count` frames of every kind a client sends, in order.
+    fn keys_of_sent_frames(seed: MaskSeed, count: usize) -> Vec<[u8; 4]> {
+        let mut client = Client::with(Config {
+            mask_seed: seed,
+            ..Config::default()
+        });
+        for i in 0..count {
+            match i % 4 {
+                0 => client.conn.send_binary(b"x").unwrap(),
+                1 => client.conn.send_text("y").unwrap(),
+                2 => client.conn.ping(b"p").unwrap(),
+                _ => {
+                    // The automatic Pong is masked from the same keys.
+                    let ping = server_frame(true, 0, PING, b"q", Length::Minimal, None);
+                    assert_eq!(client.feed(&ping), vec![Seen::Ping(b"q".to_vec())]);
+                }
+            }
+        }
+        let keys: Vec<[u8; 4]> = client.sent().into_iter().map(|frame| frame.key).collect();
+        assert_eq!(keys.len(), count);
+        keys
+    }
+
     #[test]
     fn the_mask_seed_decides_the_key_sequence() {
-        let keys = |seed: u64| -> Vec<[u8; 4]> {
-            let mut client = Client::with(Config {
-                mask_seed: seed,
-                ..Config::default()
-            });
-            for _ in 0..16 {
-                client.conn.send_binary(b"x").unwrap();
-            }
-            client.sent().into_iter().map(|frame| frame.key).collect()
-        };
-        assert_eq!(keys(1), keys(1));
-        assert_ne!(keys(1), keys(2));
-        assert_ne!(keys(0), keys(1));
+        let seed = |byte: u8| MaskSeed::from_bytes([byte; 32]);
+        assert_eq!(
+            keys_of_sent_frames(seed(1), 16),
+            keys_of_sent_frames(seed(1), 16)
+        );
+        assert_ne!(
+            keys_of_sent_frames(seed(1), 16),
+            keys_of_sent_frames(seed(2), 16)
+        );
+        assert_ne!(
+            keys_of_sent_frames(seed(0), 16),
+            keys_of_sent_frames(seed(1), 16)
+        );
+        // Seeds that differ in one bit of the last byte give unrelated keys.
+        let mut last_bit = [1; 32];
+        last_bit[31] ^= 0x80;
+        let (one, other) = (
+            keys_of_sent_frames(seed(1), 16),
+            keys_of_sent_frames(MaskSeed::from_bytes(last_bit), 16),
+        );
+        assert!(one.iter().zip(&other).all(|(a, b)| a != b));
+    }
+
+    #[test]
+    fn masking_keys_are_the_chacha20_keystream_of_the_seed() {
+        // Known answer, independent of any implementation: the ChaCha20
+        // keystream for an all-zero key and nonce, block 0 (RFC 8439
+        // appendix A.1, test vector #1).
+        let zero_key_block: [u8; 64] = [
+            0x76, 0xb8, 0xe0, 0xad, 0xa0, 0xf1, 0x3d, 0x90, 0x40, 0x5d, 0x6a, 0xe5, 0x53, 0x86,
+            0xbd, 0x28, 0xbd, 0xd2, 0x19, 0xb8, 0xa0, 0x8d, 0xed, 0x1a, 0xa8, 0x36, 0xef, 0xcc,
+            0x8b, 0x77, 0x0d, 0xc7, 0xda, 0x41, 0x59, 0x7c, 0x51, 0x57, 0x48, 0x8d, 0x77, 0x24,
+            0xe0, 0x3f, 0xb8, 0xd8, 0x4a, 0x37, 0x6a, 0x43, 0xb8, 0xf4, 0x15, 0x18, 0xa1, 0x1c,
+            0xc3, 0x87, 0xb6, 0x69, 0xb2, 0xee, 0x65, 0x86,
+        ];
+        let keys = keys_of_sent_frames(MaskSeed::default(), 16);
+        assert_eq!(keys.concat(), zero_key_block);
+
+        // Any seed: the crate's own ChaCha20 output, over enough keys to
+        // refill the 256-byte keystream buffer several times.
+        use chacha20::rand_core::{Rng, SeedableRng};
+        let seed: [u8; 32] = std::array::from_fn(|i| (i as u8).wrapping_mul(73) ^ 0xA5);
+        let mut keystream = vec![0u8; 4 * 300];
+        chacha20::ChaCha20Rng::from_seed(seed).fill_bytes(&mut keystream);
+        let keys = keys_of_sent_frames(MaskSeed::from_bytes(seed), 300);
+        assert_eq!(keys.concat(), keystream);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use ringws_proto::connection::{Config, Connection, Event, State, MAX_UNCONSUMED_INPUT};
 use ringws_proto::error::SendError;
 use ringws_proto::frame::{Opcode, Role};
-use ringws_proto::ProtocolError;
+use ringws_proto::{MaskSeed, ProtocolError};
 use wire::*;
 
 const ROLES: [Role; 2] = [Role::Server, Role::Client];
@@ -748,7 +748,7 @@ fn server_frames_are_unmasked_and_client_frames_masked_with_fresh_keys() {
     assert_eq!(&out[4..], &[9; 300]);
 
     let config = Config {
-        mask_seed: 42,
+        mask_seed: MaskSeed::from_bytes([42; 32]),
         ..Config::default()
     };
     let mut client = with_config(Role::Client, config.clone());
@@ -770,7 +770,7 @@ fn server_frames_are_unmasked_and_client_frames_masked_with_fresh_keys() {
         .unwrap();
     assert_eq!(first, keys[0]);
     let other_seed = Config {
-        mask_seed: 43,
+        mask_seed: MaskSeed::from_bytes([43; 32]),
         ..Config::default()
     };
     let mut other = with_config(Role::Client, other_seed);
@@ -782,6 +782,55 @@ fn server_frames_are_unmasked_and_client_frames_masked_with_fresh_keys() {
             .unwrap(),
         keys[0]
     );
+}
+
+/// The key of the client's next data frame.
+fn next_key(client: &mut Connection) -> [u8; 4] {
+    client
+        .data_frame_head(Opcode::Binary, 1, true)
+        .unwrap()
+        .mask()
+        .unwrap()
+}
+
+#[test]
+fn a_cloned_client_goes_on_with_the_same_keys() {
+    let seed: [u8; 32] = std::array::from_fn(|i| i as u8);
+    let mut client = with_config(
+        Role::Client,
+        Config {
+            mask_seed: MaskSeed::from_bytes(seed),
+            ..Config::default()
+        },
+    );
+    // Clone at the start, inside, at the end of and just past the 64 keys
+    // the generator makes at a time.
+    let mut drawn = 0;
+    for clone_at in [0, 1, 63, 64, 65, 130] {
+        while drawn < clone_at {
+            next_key(&mut client);
+            drawn += 1;
+        }
+        let mut copy = client.clone();
+        let original: Vec<[u8; 4]> = (0..70).map(|_| next_key(&mut client)).collect();
+        let cloned: Vec<[u8; 4]> = (0..70).map(|_| next_key(&mut copy)).collect();
+        assert_eq!(original, cloned, "cloned after {clone_at} keys");
+        drawn += 70;
+    }
+}
+
+#[test]
+fn debug_output_does_not_show_the_mask_seed() {
+    let config = Config {
+        mask_seed: MaskSeed::from_bytes([0xAB; 32]),
+        ..Config::default()
+    };
+    let client = with_config(Role::Client, config.clone());
+    for shown in [format!("{config:?}"), format!("{client:?}")] {
+        assert!(shown.contains("mask"), "{shown}");
+        // 0xAB is 171: the bytes would show as `[171, 171, ...]`.
+        assert!(!shown.contains("171"), "{shown}");
+    }
 }
 
 #[test]
@@ -925,7 +974,7 @@ fn a_client_and_a_server_talk() {
     let mut client = with_config(
         Role::Client,
         Config {
-            mask_seed: 7,
+            mask_seed: MaskSeed::from_bytes([7; 32]),
             ..Config::default()
         },
     );

@@ -8,6 +8,7 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use ringws_proto::connection::{Config, Connection};
 use ringws_proto::frame::{Opcode, Role};
+use ringws_proto::MaskSeed;
 use wire::*;
 
 fn role_strategy() -> impl Strategy<Value = Role> {
@@ -15,15 +16,21 @@ fn role_strategy() -> impl Strategy<Value = Role> {
 }
 
 fn config_strategy() -> impl Strategy<Value = Config> {
-    (any::<bool>(), any::<bool>(), any::<bool>(), any::<u64>()).prop_map(
-        |(small_limits, auto_close_reply, auto_pong, mask_seed)| Config {
-            max_frame_size: if small_limits { 64 } else { 1 << 20 },
-            max_message_size: if small_limits { 100 } else { 1 << 20 },
-            mask_seed,
-            auto_close_reply,
-            auto_pong,
-        },
+    (
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+        any::<[u8; 32]>(),
     )
+        .prop_map(
+            |(small_limits, auto_close_reply, auto_pong, mask_seed)| Config {
+                max_frame_size: if small_limits { 64 } else { 1 << 20 },
+                max_message_size: if small_limits { 100 } else { 1 << 20 },
+                mask_seed: MaskSeed::from_bytes(mask_seed),
+                auto_close_reply,
+                auto_pong,
+            },
+        )
 }
 
 /// Runs `wire` through a fresh connection split at `splits`; returns the
@@ -268,7 +275,7 @@ proptest! {
     #[test]
     fn messages_sent_by_one_role_are_received_by_the_other(
         sender_role in role_strategy(),
-        seed in any::<u64>(),
+        seed in any::<[u8; 32]>(),
         messages in vec(prop_oneof![
             ".{0,200}".prop_map(Got::Text),
             // Long enough for every length form; patterned, as generating
@@ -282,7 +289,7 @@ proptest! {
             Role::Server => Role::Client,
             Role::Client => Role::Server,
         };
-        let mut sender = Connection::new(sender_role, Config { mask_seed: seed, ..Config::default() });
+        let mut sender = Connection::new(sender_role, Config { mask_seed: MaskSeed::from_bytes(seed), ..Config::default() });
         for message in &messages {
             match message {
                 Got::Text(text) => sender.send_text(text).unwrap(),

@@ -154,8 +154,8 @@
 //! anywhere) returns the new connection's [`ConnId`]. `on_open` follows a
 //! validated `101`; an attempt that never opens ends in
 //! [`Handler::on_connect_failed`] with a [`ConnectError`] (refused, timeout,
-//! HTTP status, bad accept key). Client frames are masked with keys seeded
-//! from OS entropy, and after the closing handshake the client waits for the
+//! HTTP status, bad accept key). Client frames are masked with keys from a
+//! ChaCha20 keystream keyed from OS entropy, and after the closing handshake the client waits for the
 //! server to close TCP, up to the close timeout.
 //!
 //! ```no_run

@@ -1,9 +1,14 @@
 //! The ringws client against the ringws server: echo of text and binary
 //! messages (1 MiB included) through every send path, handles used from
-//! other threads, subprotocols, extra headers and the request target.
+//! other threads, subprotocols, extra headers and the request target; and
+//! masking keys that never repeat across connections.
 
 mod client_common;
 
+use std::collections::HashSet;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::sync::mpsc;
 use std::time::Duration;
 
 use client_common::*;
@@ -253,4 +258,60 @@ fn a_client_connection_paused_from_another_thread_reads_nothing_until_resumed() 
     }
     handle.close(1000, "done").unwrap();
     assert_eq!(closed(&events, id).kind, CloseKind::Clean);
+}
+
+/// A client frame as read off the wire: its masking key and unmasked payload.
+type KeyAndPayload = ([u8; 4], Vec<u8>);
+
+/// A raw server that accepts the upgrade, reads `frames` short binary
+/// frames and reports each one's masking key and unmasked payload.
+fn key_recording_server(frames: usize) -> (SocketAddr, mpsc::Receiver<Vec<KeyAndPayload>>) {
+    let (tx, rx) = mpsc::channel();
+    let addr = raw_server(move |mut stream| {
+        accept_upgrade(&mut stream);
+        let mut seen = Vec::new();
+        for _ in 0..frames {
+            let mut head = [0u8; 6];
+            stream.read_exact(&mut head).expect("a frame header");
+            assert_eq!(head[0], 0x82, "a final binary frame");
+            assert!(head[1] & 0x80 != 0, "client frames are masked");
+            let len = usize::from(head[1] & 0x7F);
+            assert!(len <= 125, "a short frame");
+            let key = [head[2], head[3], head[4], head[5]];
+            let mut payload = vec![0u8; len];
+            stream.read_exact(&mut payload).unwrap();
+            for (i, byte) in payload.iter_mut().enumerate() {
+                *byte ^= key[i % 4];
+            }
+            seen.push((key, payload));
+        }
+        let _ = tx.send(seen);
+    });
+    (addr, rx)
+}
+
+#[test]
+fn every_connection_masks_with_its_own_fresh_keys() {
+    const FRAMES: usize = 16;
+    let (client, events) = start_client(|builder| builder);
+    let mut keys = HashSet::new();
+    for tag in 0..3u8 {
+        let (addr, frames) = key_recording_server(FRAMES);
+        let id = client
+            .connect(&format!("ws://{addr}/"), Plan::tagged(tag.into()))
+            .unwrap();
+        let handle = opened(&events, id);
+        for i in 0..FRAMES as u8 {
+            handle.send_binary(&[tag, i, 0xAA, 0x55, 0]).unwrap();
+        }
+        let frames = frames
+            .recv_timeout(WAIT)
+            .expect("the server read the frames");
+        for (i, (key, payload)) in frames.into_iter().enumerate() {
+            assert_eq!(payload, [tag, i as u8, 0xAA, 0x55, 0]);
+            // 48 keys drawn at random repeat with probability about 2^-22.
+            assert!(keys.insert(key), "key {key:?} repeated");
+        }
+    }
+    client.shutdown(Duration::from_secs(1));
 }

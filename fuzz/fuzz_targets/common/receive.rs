@@ -9,6 +9,7 @@
 
 use ringws_proto::connection::{Config, Connection, Event, MAX_UNCONSUMED_INPUT};
 use ringws_proto::frame::{decode_header, Decoded, Opcode, Role};
+use ringws_proto::MaskSeed;
 
 pub fn run(role: Role, data: &[u8]) {
     let [flags, chunk_size, stream @ ..] = data else {
@@ -17,7 +18,7 @@ pub fn run(role: Role, data: &[u8]) {
     let config = Config {
         max_frame_size: if flags & 1 != 0 { 64 } else { 1 << 20 },
         max_message_size: if flags & 1 != 0 { 200 } else { 1 << 20 },
-        mask_seed: 0,
+        mask_seed: MaskSeed::default(),
         auto_close_reply: flags & 2 == 0,
         auto_pong: flags & 4 == 0,
     };

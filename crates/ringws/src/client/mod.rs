@@ -6,9 +6,9 @@
 //! ## Where the work happens
 //!
 //! `connect` runs on the caller's thread up to the point where a worker is
-//! needed: it parses the URL, draws the 16-byte nonce and the masking-key
-//! seed from OS entropy, builds the upgrade request and resolves the host.
-//! A lookup can block for seconds, so
+//! needed: it parses the URL, draws the 16-byte nonce and the 256-bit
+//! masking-key seed from OS entropy, builds the upgrade request and
+//! resolves the host. A lookup can block for seconds, so
 //! [`connect_queued`](ClientControl::connect_queued) called on a worker
 //! thread (in a callback of this client, or of any ringws server or
 //! client in the process) leaves a host name to the client's resolver
@@ -26,10 +26,11 @@
 //!
 //! ## Rules specific to the client role
 //!
-//! * Every frame is masked with a fresh key from the connection's
-//!   generator, seeded from OS entropy. Masking needs the payload in a
-//!   buffer of ours: `send_text`/`send_binary` copy once (as on the server),
-//!   `send_*_owned` masks the caller's buffer in place (no copy), and
+//! * Every frame is masked with a fresh key from the connection's ChaCha20
+//!   keystream, keyed from OS entropy, so keys seen on the wire do not
+//!   predict the next ones. Masking needs the payload in a buffer of ours:
+//!   `send_text`/`send_binary` copy once (as on the server), `send_*_owned`
+//!   masks the caller's buffer in place (no copy), and
 //!   handle sends and [`PreparedMessage`](crate::PreparedMessage)s are
 //!   re-encoded masked on the worker (one more copy than on a server).
 //! * After the closing handshake the client waits for the server to close
@@ -63,6 +64,7 @@ use std::time::Duration;
 use ringws_proto::handshake::{
     BuildError, ClientHandshake, HeadLimits, ResponseError, UrlError, WsUrl,
 };
+use ringws_proto::MaskSeed;
 use ringws_reactor::{Reactor, ReactorHandle, RingSetup};
 
 use self::lookup::{LookupPool, Refused, Turn};
@@ -139,7 +141,8 @@ pub enum ConnectError {
     /// worker threads (inside a callback), where waiting for the worker's
     /// answer would deadlock. Use [`ClientControl::connect_queued`] there.
     OnWorkerThread,
-    /// The OS could not provide entropy for the handshake nonce.
+    /// The OS could not provide entropy for the handshake nonce and the
+    /// masking-key seed.
     Entropy {
         /// The OS error number.
         errno: i32,
@@ -258,7 +261,7 @@ impl fmt::Display for ConnectError {
             ),
             ConnectError::Entropy { errno } => write!(
                 f,
-                "no OS entropy for the handshake nonce: {}",
+                "no OS entropy for the handshake nonce and masking keys: {}",
                 io::Error::from_raw_os_error(*errno)
             ),
         }
@@ -620,7 +623,7 @@ pub(crate) struct ConnectRequest<D> {
     addrs: Result<Targets, ConnectError>,
     source: Option<SocketAddr>,
     handshake: ClientHandshake,
-    mask_seed: u64,
+    mask_seed: MaskSeed,
     data: D,
     /// The blocked caller of `connect`; `None` for `connect_queued`.
     reply: Option<SyncSender<Result<ConnId, ConnectError>>>,
@@ -732,14 +735,8 @@ impl<D: Send + 'static> ClientControl<D> {
     ) -> Result<(), ConnectError> {
         let template = &self.shared.request;
         let url = WsUrl::parse(url).map_err(ConnectError::InvalidUrl)?;
-        let mut random = [0u8; 24];
-        entropy::fill(&mut random).map_err(|error| ConnectError::Entropy {
-            errno: error.raw_os_error().unwrap_or(libc::EIO),
-        })?;
-        let mut nonce = [0u8; 16];
-        nonce.copy_from_slice(&random[..16]);
-        let mut seed = [0u8; 8];
-        seed.copy_from_slice(&random[16..]);
+        let (nonce, mask_seed) = draw_nonce_and_mask_seed()?;
+        let mask_seed = MaskSeed::from_bytes(mask_seed);
         let offered: Vec<&str> = template.subprotocols.iter().map(String::as_str).collect();
         let headers: Vec<(&str, &str)> = template
             .headers
@@ -752,7 +749,6 @@ impl<D: Send + 'static> ClientControl<D> {
         let engine = &self.shared.control.shared;
         let worker = self.shared.next_worker.fetch_add(1, Ordering::Relaxed) % engine.links.len();
         let (host, port, source) = (url.host(), url.port(), template.source);
-        let mask_seed = u64::from_le_bytes(seed);
         let request = move |addrs: Result<Targets, ConnectError>| ConnectRequest {
             addrs,
             source,
@@ -796,6 +792,21 @@ impl<D: Send + 'static> ClientControl<D> {
             Err(ConnectError::Shutdown)
         }
     }
+}
+
+/// A connect's `Sec-WebSocket-Key` nonce (16 bytes) and masking-key seed
+/// (32 bytes: the whole 256-bit key of the connection's ChaCha20 keystream),
+/// from one draw of OS entropy.
+fn draw_nonce_and_mask_seed() -> Result<([u8; 16], [u8; 32]), ConnectError> {
+    let mut random = [0u8; 16 + 32];
+    entropy::fill(&mut random).map_err(|error| ConnectError::Entropy {
+        errno: error.raw_os_error().unwrap_or(libc::EIO),
+    })?;
+    let (nonce, seed) = random.split_at(16);
+    Ok((
+        nonce.try_into().expect("16 bytes"),
+        seed.try_into().expect("32 bytes"),
+    ))
 }
 
 impl<D> ClientControl<D> {
@@ -1021,6 +1032,20 @@ mod tests {
     fn controls_are_shareable() {
         fn assert_send_sync_clone<T: Send + Sync + Clone>() {}
         assert_send_sync_clone::<ClientControl<std::rc::Rc<u8>>>();
+    }
+
+    #[test]
+    fn every_connect_draws_a_fresh_nonce_and_a_full_256_bit_mask_seed() {
+        let (nonce, seed) = draw_nonce_and_mask_seed().unwrap();
+        let (other_nonce, other_seed) = draw_nonce_and_mask_seed().unwrap();
+        assert_ne!(nonce, other_nonce);
+        // Every 64-bit lane of the seed is drawn anew (a seed padded out
+        // from fewer random bytes would repeat a lane); a chance repeat of
+        // a lane has probability 2^-64.
+        for (lane, other_lane) in seed.chunks(8).zip(other_seed.chunks(8)) {
+            assert_ne!(lane, other_lane, "{seed:?} and {other_seed:?}");
+        }
+        assert!(!seed.windows(16).any(|window| window == nonce));
     }
 
     #[test]

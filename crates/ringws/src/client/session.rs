@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use ringws_proto::frame::{Opcode, Role};
 use ringws_proto::handshake::ClientHandshake;
-use ringws_proto::Connection;
+use ringws_proto::{Connection, MaskSeed};
 use ringws_reactor::{Chunk, CloseCause, ConnectOptions, Ctx, Io, TimerKey};
 
 use super::{ConnectError, ConnectRequest, FailedAddress, Targets};
@@ -50,7 +50,7 @@ pub(crate) struct AttemptLink {
 /// A client connection before its `101` ([`Stage::Connecting`]).
 pub(crate) struct Connecting {
     handshake: ClientHandshake,
-    mask_seed: u64,
+    mask_seed: MaskSeed,
     link: Rc<AttemptLink>,
     /// Why the attempt failed, once known; reported when the socket is gone.
     failure: Option<ConnectError>,
@@ -519,7 +519,7 @@ mod tests {
         session.stage = Stage::Open(Connection::new(
             role,
             ringws_proto::Config {
-                mask_seed: 0x5eed,
+                mask_seed: ringws_proto::MaskSeed::from_bytes([0x5e; 32]),
                 ..ringws_proto::Config::default()
             },
         ));

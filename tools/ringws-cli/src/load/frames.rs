@@ -182,13 +182,15 @@ pub(crate) fn mask_echo_as_next_payload(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ringws_proto::{Config, Connection, Event, Opcode, Role};
+    use ringws_proto::{Config, Connection, Event, MaskSeed, Opcode, Role};
 
     fn client(seed: u64) -> Connection {
+        let mut bytes = [0u8; 32];
+        bytes[..8].copy_from_slice(&seed.to_le_bytes());
         Connection::new(
             Role::Client,
             Config {
-                mask_seed: seed,
+                mask_seed: MaskSeed::from_bytes(bytes),
                 ..Config::default()
             },
         )

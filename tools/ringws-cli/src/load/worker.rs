@@ -44,7 +44,7 @@ use std::time::{Duration, Instant};
 
 use ringws_proto::connection::FrameHead;
 use ringws_proto::handshake::ClientHandshake;
-use ringws_proto::{Config as WsConfig, Connection, Event, Opcode, Role};
+use ringws_proto::{Config as WsConfig, Connection, Event, MaskSeed, Opcode, Role};
 use ringws_reactor::{
     Chunk, CloseCause, ConnId, ConnectOptions, Ctx, Handler, Io, Tick, TimerKey, WorkerId,
     MIN_PAYLOAD_SENT_IN_PLACE,
@@ -735,7 +735,12 @@ impl LoadWorker {
             ws: Connection::new(
                 Role::Client,
                 WsConfig {
-                    mask_seed: self.rng.u64(..),
+                    mask_seed: {
+                        // A load generator needs varied keys, not secret ones.
+                        let mut seed = [0u8; 32];
+                        self.rng.fill(&mut seed);
+                        MaskSeed::from_bytes(seed)
+                    },
                     ..WsConfig::default()
                 },
             ),
