@@ -150,8 +150,9 @@
 //! [`Conn`], [`ConnHandle`], close rules, keepalive, backpressure, stats and
 //! shutdown: [`Client::builder`] → [`ClientBuilder::start`] → a
 //! [`ClientHandle`] whose [`connect`](ClientControl::connect) (any thread
-//! but the client's own workers; [`connect_queued`](ClientControl::connect_queued)
-//! anywhere) returns the new connection's [`ConnId`]. `on_open` follows a
+//! but a ringws worker, the client's own or a server's;
+//! [`connect_queued`](ClientControl::connect_queued) anywhere) returns the
+//! new connection's [`ConnId`]. `on_open` follows a
 //! validated `101`; an attempt that never opens ends in
 //! [`Handler::on_connect_failed`] with a [`ConnectError`] (refused, timeout,
 //! HTTP status, bad accept key). Client frames are masked with keys from a

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use client_common::{poll_until, server_opened, start_server, url, wait_for, WAIT};
 use ringws::{
     ClientControl, ClientHandle, Conn, ConnHandle, ConnId, ConnectError, Handler, Message,
+    ServerHandle,
 };
 
 /// The longest a held lookup waits for the test to release it.
@@ -493,17 +494,35 @@ impl Handler for DialingServer {
                 Err(error) => format!("refused: {error}"),
             };
             let _ = conn.send_text(&answer);
+        } else if text == "dial and wait" {
+            let (control, target) = self.client.get().expect("set before any dial");
+            let answer = match control.connect(target, Dial::default()) {
+                Ok(_) => "connected".to_owned(),
+                Err(ConnectError::OnWorkerThread) => "refused on a worker".to_owned(),
+                Err(error) => format!("failed: {error}"),
+            };
+            let _ = conn.send_text(&answer);
         } else {
             let _ = conn.send_text(text);
         }
     }
 }
 
-#[test]
-fn a_servers_callback_queueing_a_client_connect_does_not_wait_for_the_lookup() {
-    let _serial = one_at_a_time();
+/// A server whose callbacks dial through a client with a held resolver,
+/// and that client, connected to the server by address.
+struct DialingPair {
+    server: ServerHandle,
+    client: ClientHandle<Dial>,
+    events: Receiver<Event>,
+    lookups_started: Receiver<String>,
+    release: Sender<()>,
+    lookup_returned: Arc<AtomicBool>,
+    _dropped: (Receiver<u32>, Receiver<u32>),
+}
+
+fn dialing_pair() -> DialingPair {
     let for_server = Arc::new(OnceLock::new());
-    let (dropped_tx, _dropped) = mpsc::channel();
+    let (dropped_tx, server_dropped) = mpsc::channel();
     let server_client = for_server.clone();
     let server = ringws::Server::bind("127.0.0.1:0".parse().unwrap())
         .workers(1)
@@ -524,7 +543,7 @@ fn a_servers_callback_queueing_a_client_connect_does_not_wait_for_the_lookup() {
         returned: lookup_returned.clone(),
     };
     let (events_tx, events) = mpsc::channel();
-    let (client_dropped, _client_dropped) = mpsc::channel();
+    let (client_dropped, client_dropped_rx) = mpsc::channel();
     let handler_returned = lookup_returned.clone();
     let client = ringws::Client::builder()
         .workers(1)
@@ -542,30 +561,73 @@ fn a_servers_callback_queueing_a_client_connect_does_not_wait_for_the_lookup() {
     for_server.set((client.control(), held)).unwrap();
     let target = format!("ws://{}/", server.local_addr());
     client.connect(&target, Dial::default()).unwrap();
-    let first = opened(&events, 0);
+    DialingPair {
+        server,
+        client,
+        events,
+        lookups_started,
+        release,
+        lookup_returned,
+        _dropped: (server_dropped, client_dropped_rx),
+    }
+}
+
+/// The server's answer to what the client's first connection sent.
+fn servers_answer(events: &Receiver<Event>) -> (String, bool) {
+    wait_for(events, "the server's answer", |event| match event {
+        Event::Text {
+            text,
+            lookup_returned,
+            ..
+        } => Some((text, lookup_returned)),
+        _ => None,
+    })
+}
+
+#[test]
+fn a_servers_callback_queueing_a_client_connect_does_not_wait_for_the_lookup() {
+    let _serial = one_at_a_time();
+    let pair = dialing_pair();
+    let events = &pair.events;
+    let first = opened(events, 0);
     first.send_text("dial").unwrap();
     // The server's worker answers while the lookup is still held.
-    let (answer, lookup_returned_then) =
-        wait_for(&events, "the server's answer", |event| match event {
-            Event::Text {
-                text,
-                lookup_returned,
-                ..
-            } => Some((text, lookup_returned)),
-            _ => None,
-        });
+    let (answer, lookup_returned_then) = servers_answer(events);
     assert_eq!(answer, "queued");
     assert!(
         !lookup_returned_then,
         "the server's worker waited for the client's lookup"
     );
     assert_eq!(
-        lookups_started.recv_timeout(WAIT).as_deref(),
+        pair.lookups_started.recv_timeout(WAIT).as_deref(),
         Ok("server.held")
     );
-    release.send(()).unwrap();
-    opened(&events, 2);
-    client.shutdown(Duration::from_secs(1));
-    server.shutdown(Duration::from_secs(1));
+    pair.release.send(()).unwrap();
+    opened(events, 2);
+    pair.client.shutdown(Duration::from_secs(1));
+    pair.server.shutdown(Duration::from_secs(1));
     poll_until("the resolver thread to end", || resolver_threads() == 0);
+}
+
+#[test]
+fn a_servers_callback_cannot_block_on_a_clients_connect() {
+    // `connect` waits for the client's worker (and resolves on the caller's
+    // thread): on any engine's worker it is refused at once, before any
+    // lookup, instead of holding up every connection of that worker.
+    let _serial = one_at_a_time();
+    let pair = dialing_pair();
+    let first = opened(&pair.events, 0);
+    first.send_text("dial and wait").unwrap();
+    let (answer, _) = servers_answer(&pair.events);
+    assert_eq!(answer, "refused on a worker");
+    assert!(!pair.lookup_returned.load(Ordering::SeqCst));
+    assert!(
+        pair.lookups_started.try_recv().is_err(),
+        "no lookup is started for a refused connect"
+    );
+    // The server's worker is free: it echoes at once.
+    first.send_text("still here").unwrap();
+    assert_eq!(servers_answer(&pair.events).0, "still here");
+    pair.client.shutdown(Duration::from_secs(1));
+    pair.server.shutdown(Duration::from_secs(1));
 }

@@ -137,9 +137,11 @@ pub enum ConnectError {
         /// The addresses tried, in the order they were tried.
         attempts: Vec<FailedAddress>,
     },
-    /// [`ClientControl::connect`] was called on one of this client's
-    /// worker threads (inside a callback), where waiting for the worker's
-    /// answer would deadlock. Use [`ClientControl::connect_queued`] there.
+    /// [`ClientControl::connect`] was called on a worker thread of a
+    /// ringws client or server (inside a callback): waiting there for a
+    /// worker's answer, and for a host-name lookup, would deadlock on this
+    /// client's own workers and hold up every connection of any other
+    /// engine's. Use [`ClientControl::connect_queued`] there.
     OnWorkerThread,
     /// The OS could not provide entropy for the handshake nonce and the
     /// masking-key seed.
@@ -256,8 +258,8 @@ impl fmt::Display for ConnectError {
                 Ok(())
             }
             ConnectError::OnWorkerThread => f.write_str(
-                "connect() waits for a worker and cannot run on one of the client's worker \
-                 threads; use connect_queued() in callbacks",
+                "connect() waits for a worker and cannot run on a ringws worker thread; \
+                 use connect_queued() in callbacks",
             ),
             ConnectError::Entropy { errno } => write!(
                 f,
@@ -685,10 +687,12 @@ impl<D: Send + 'static> ClientControl<D> {
     /// follows. If the worker does not answer within the handshake timeout
     /// (held up by a long callback, say), this returns
     /// [`ConnectError::Timeout`]; an attempt the worker starts after that is
-    /// aborted, and `data` dropped, on the worker. Inside callbacks use
-    /// [`connect_queued`](Self::connect_queued).
+    /// aborted, and `data` dropped, on the worker. Inside callbacks, of
+    /// this client or of any ringws server or client, it returns
+    /// [`ConnectError::OnWorkerThread`] at once: use
+    /// [`connect_queued`](Self::connect_queued) there.
     pub fn connect(&self, url: &str, data: D) -> Result<ConnId, ConnectError> {
-        if self.shared.control.shared.on_worker_thread() {
+        if ServerShared::on_any_worker_thread() {
             return Err(ConnectError::OnWorkerThread);
         }
         let (reply, answer) = mpsc::sync_channel(1);
