@@ -2,7 +2,6 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::thread;
 use std::time::Duration;
 
@@ -76,47 +75,17 @@ fn a_burst_of_commands_is_delivered_completely() {
 fn timers_fire_never_early_and_cancelled_timers_never_fire() {
     let server = start(1, Mode::Echo);
     let delays = [0u64, 1, 2, 5, 13, 30, 60];
-    for (id, &ms) in delays.iter().enumerate() {
-        server.send(Cmd::Arm {
-            id: id as u64,
-            after: Duration::from_millis(ms),
-        });
-    }
-    server.send(Cmd::ArmAndCancel {
-        id: 100,
-        after: Duration::from_millis(10),
-    });
+    arm_timers_and_cancel_one(&server, &delays);
     let cancelled = server.wait_for(|event| match event {
         Event::TimerCancelled {
-            id: 100,
+            id: CANCELLED_TIMER,
             value_returned,
         } => Some(*value_returned),
         _ => None,
     });
     assert!(cancelled, "cancel returns the value once");
 
-    let mut fired = HashMap::new();
-    while fired.len() < delays.len() {
-        let (id, armed_at, after, fired_at) = server.wait_for(|event| match event {
-            Event::TimerFired {
-                id,
-                armed_at,
-                after,
-                fired_at,
-            } => Some((*id, *armed_at, *after, *fired_at)),
-            _ => None,
-        });
-        assert_ne!(id, 100, "a cancelled timer fired");
-        assert!(
-            fired_at.duration_since(armed_at) >= after,
-            "timer {id} fired after {:?}, armed for {after:?}",
-            fired_at.duration_since(armed_at)
-        );
-        assert!(
-            fired.insert(id, fired_at).is_none(),
-            "timer {id} fired twice"
-        );
-    }
+    let fired = timers_fired(&server, delays.len());
     // Timers armed together fire in deadline order (ties aside).
     for pair in delays.windows(2).enumerate() {
         let (index, window) = pair;

@@ -4,18 +4,13 @@
 mod common;
 
 use std::collections::HashSet;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use common::*;
 use ringws_reactor::CloseCause;
 
 fn client_reactor() -> Server {
-    let config = ringws_reactor::Config::new()
-        .workers(1)
-        .pinning(ringws_reactor::CorePinning::Off)
-        .recv_buffers(64, 4096)
-        .ring_entries(256);
-    start_with(config, Mode::Sink, true)
+    start_with(client_config(), Mode::Sink, true)
 }
 
 #[test]
@@ -23,34 +18,13 @@ fn handler_connects_and_exchanges_bytes_with_a_server() {
     const CONNECTIONS: u64 = 8;
     let server = start(2, Mode::Echo);
     let client = client_reactor();
-    for tag in 0..CONNECTIONS {
-        // Spread over 127.0.0.2..=127.0.0.5 as a load generator would.
-        let source = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + (tag % 4) as u8)), 0);
-        client.send(Cmd::Connect {
-            addr: server.addr,
-            source: Some(source),
-            tag,
-            greeting: format!("hello {tag}").into_bytes(),
-        });
-    }
-    let mut connected = HashSet::new();
-    while connected.len() < CONNECTIONS as usize {
-        let (conn, tag) = client.wait_for(|event| match event {
-            Event::Connected { conn, tag } => Some((*conn, *tag)),
-            _ => None,
-        });
-        assert!(connected.insert(conn));
-        // The greeting queued while connecting comes back.
-        let expected = format!("hello {tag}").into_bytes();
-        let mut echoed = Vec::new();
-        while echoed.len() < expected.len() {
-            echoed.extend(client.wait_for(|event| match event {
-                Event::Data { conn: c, bytes } if *c == conn => Some(bytes.clone()),
-                _ => None,
-            }));
-        }
-        assert_eq!(echoed, expected);
-    }
+    // Spread over 127.0.0.2..=127.0.0.5 as a load generator would.
+    let connected = connect_and_echo_greetings(&client, server.addr, CONNECTIONS, |tag| {
+        Some(SocketAddr::new(
+            IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + (tag % 4) as u8)),
+            0,
+        ))
+    });
     // The server saw the chosen source addresses.
     let mut sources = HashSet::new();
     for _ in 0..CONNECTIONS {
@@ -65,12 +39,7 @@ fn handler_connects_and_exchanges_bytes_with_a_server() {
         .collect();
     assert_eq!(sources, expected);
     // Closing from the client side ends both ends cleanly.
-    for conn in &connected {
-        client.send(Cmd::Close(*conn));
-    }
-    for conn in &connected {
-        assert_eq!(client.closed(*conn), CloseCause::Closed);
-    }
+    close_each(&client, &connected);
     let stats = client.stats();
     assert_eq!(stats[0].connected, CONNECTIONS);
     client.shutdown();
@@ -79,14 +48,9 @@ fn handler_connects_and_exchanges_bytes_with_a_server() {
 
 #[test]
 fn refused_connect_reports_connect_failed() {
-    // A port nobody listens on: bind, read the port, close.
-    let port = {
-        let probe = TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
     let client = client_reactor();
     client.send(Cmd::Connect {
-        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        addr: unused_loopback_addr(),
         source: None,
         tag: 42,
         greeting: b"never sent".to_vec(),
@@ -96,16 +60,7 @@ fn refused_connect_reports_connect_failed() {
         _ => None,
     });
     assert_eq!(tag, 42);
-    let cause = client.wait_for(|event| match event {
-        Event::Closed { tag: 42, cause, .. } => Some(*cause),
-        _ => None,
-    });
-    assert_eq!(
-        cause,
-        CloseCause::ConnectFailed {
-            errno: libc::ECONNREFUSED
-        }
-    );
+    assert_connect_refused(&client, 42);
     assert_eq!(client.stats()[0].connect_failed, 1);
     client.shutdown();
 }

@@ -9,49 +9,22 @@ use std::net::TcpStream;
 use std::thread;
 
 use common::*;
-use ringws_reactor::{CloseCause, PublishedStats, WorkerStats};
+use ringws_reactor::{PublishedStats, WorkerStats};
 
 #[test]
 fn two_thousand_connections_are_spread_over_two_workers() {
     const CONNECTIONS: usize = 2000;
     let server = start(2, Mode::Echo);
-    let mut clients: Vec<TcpStream> = (0..CONNECTIONS).map(|_| connect(server.addr)).collect();
-    for (index, client) in clients.iter_mut().enumerate() {
-        write_all(client, &(index as u64).to_le_bytes());
-    }
-    for (index, client) in clients.iter_mut().enumerate() {
-        assert_eq!(read_exact(client, 8), (index as u64).to_le_bytes());
-    }
-    let mut accepted = HashSet::new();
+    let clients: Vec<TcpStream> = (0..CONNECTIONS).map(|_| connect(server.addr)).collect();
+    let accepted = echo_on_each_then_hang_up(&server, clients);
     let mut per_worker = [0usize; 2];
-    while accepted.len() < CONNECTIONS {
-        let conn = server.wait_for(|event| match event {
-            Event::Accepted { conn, .. } => Some(*conn),
-            _ => None,
-        });
-        assert!(
-            accepted.insert(conn),
-            "connection id handed out twice: {conn:?}"
-        );
+    for conn in &accepted {
         per_worker[conn.worker().index()] += 1;
     }
     assert!(
         per_worker.iter().all(|&n| n > 0),
         "each worker takes a share: {per_worker:?}"
     );
-
-    // Peers hang up: every connection closes gracefully, exactly once.
-    drop(clients);
-    let mut closed = HashSet::new();
-    while closed.len() < CONNECTIONS {
-        let (conn, cause) = server.wait_for(|event| match event {
-            Event::Closed { conn, cause, .. } => Some((*conn, *cause)),
-            _ => None,
-        });
-        assert!(accepted.contains(&conn));
-        assert!(closed.insert(conn), "on_closed fired twice for {conn:?}");
-        assert_eq!(cause, CloseCause::Closed);
-    }
     let stats = server.stats();
     assert_eq!(
         stats.iter().map(|s| s.accepted).sum::<u64>(),
@@ -97,22 +70,6 @@ fn large_payload_is_echoed_intact_through_partial_writes() {
     assert_eq!(stats[0].bytes_sent, SIZE as u64);
     assert_eq!(stats[0].bytes_received, SIZE as u64);
     server.shutdown();
-}
-
-/// Polls worker 0's stats until `done` holds (a send's completion may be
-/// reaped just after its bytes reached the peer).
-fn stats_when(
-    server: &Server,
-    done: impl Fn(&ringws_reactor::WorkerStats) -> bool,
-) -> ringws_reactor::WorkerStats {
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        let stats = server.stats()[0];
-        if done(&stats) || std::time::Instant::now() > deadline {
-            return stats;
-        }
-        thread::sleep(std::time::Duration::from_millis(5));
-    }
 }
 
 #[test]
@@ -237,24 +194,7 @@ fn tiny_buffer_ring_never_stalls_busy_connections() {
     const SIZE: usize = 64 * 1024;
     let config = config(1).recv_buffers(4, 256);
     let server = start_with(config, Mode::Echo, false);
-    let clients: Vec<_> = (0..CONNECTIONS)
-        .map(|index| {
-            let mut client = connect(server.addr);
-            let mut writer = client.try_clone().unwrap();
-            let payload = pattern(SIZE, index as u64 + 10);
-            let sent = payload.clone();
-            let writer = thread::spawn(move || writer.write_all(&sent).unwrap());
-            let reader = thread::spawn(move || {
-                let echoed = read_exact(&mut client, SIZE);
-                echoed == payload
-            });
-            (writer, reader)
-        })
-        .collect();
-    for (writer, reader) in clients {
-        writer.join().unwrap();
-        assert!(reader.join().unwrap(), "echo differs");
-    }
+    echo_at_once_on_new_connections(&server, CONNECTIONS, SIZE, 10);
     let stats = server.stats();
     assert!(
         stats[0].recv_enobufs > 0,
@@ -400,22 +340,18 @@ fn paused_connections_receive_nothing_until_resumed() {
 /// Echoes `size` bytes on each of `clients` at once, each from its own
 /// writer thread, and checks every echo.
 fn echo_burst(clients: &[TcpStream], size: usize, seed: u64) {
-    let threads: Vec<_> = clients
+    let checks: Vec<_> = clients
         .iter()
         .enumerate()
         .map(|(index, client)| {
-            let mut writer = client.try_clone().unwrap();
-            let mut reader = client.try_clone().unwrap();
-            let payload = pattern(size, seed + index as u64);
-            let sent = payload.clone();
-            let writer = thread::spawn(move || writer.write_all(&sent).unwrap());
-            let reader = thread::spawn(move || read_exact(&mut reader, size) == payload);
-            (writer, reader)
+            EchoCheck::start(
+                client.try_clone().unwrap(),
+                pattern(size, seed + index as u64),
+            )
         })
         .collect();
-    for (writer, reader) in threads {
-        writer.join().unwrap();
-        assert!(reader.join().unwrap(), "echo differs");
+    for check in checks {
+        check.assert_echoed();
     }
 }
 

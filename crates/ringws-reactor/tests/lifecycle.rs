@@ -4,11 +4,11 @@
 mod common;
 
 use std::io::{ErrorKind, Write};
-use std::net::{Shutdown, TcpListener};
+use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use common::*;
-use ringws_reactor::{CloseCause, Config, ConnId, CorePinning, Reactor, StartError};
+use ringws_reactor::{CloseCause, Config, CorePinning, Reactor, StartError};
 
 #[test]
 fn peer_fin_is_reported_and_answered_with_fin() {
@@ -17,16 +17,7 @@ fn peer_fin_is_reported_and_answered_with_fin() {
     let conn = server.accepted(&client);
     write_all(&mut client, b"bye");
     assert_eq!(read_exact(&mut client, 3), b"bye");
-    client.shutdown(Shutdown::Write).unwrap();
-    server.wait_for(|event| match event {
-        Event::PeerEof(c) if *c == conn => Some(()),
-        _ => None,
-    });
-    // The handler closes gracefully: the client sees EOF, not a reset.
-    let (rest, end) = read_to_end(&mut client);
-    assert!(rest.is_empty());
-    end.expect("clean EOF");
-    assert_eq!(server.closed(conn), CloseCause::Closed);
+    hang_up_and_expect_fin_back(&server, &mut client, conn);
     server.shutdown();
 }
 
@@ -252,29 +243,6 @@ fn graceful_close_completes_while_the_peer_keeps_writing() {
     server.shutdown();
 }
 
-/// Connects `count` clients and returns them with their server-side ids.
-fn connect_many(server: &Server, count: usize) -> (Vec<std::net::TcpStream>, Vec<ConnId>) {
-    let clients: Vec<_> = (0..count).map(|_| connect(server.addr)).collect();
-    let conns = clients
-        .iter()
-        .map(|client| server.accepted(client))
-        .collect();
-    (clients, conns)
-}
-
-/// The connections `events` report closed, sorted.
-fn closed_conns(events: Vec<Event>) -> Vec<(ConnId, CloseCause)> {
-    let mut closed: Vec<_> = events
-        .into_iter()
-        .filter_map(|event| match event {
-            Event::Closed { conn, cause, .. } => Some((conn, cause)),
-            _ => None,
-        })
-        .collect();
-    closed.sort_by_key(|(conn, _)| *conn);
-    closed
-}
-
 #[test]
 fn a_stop_timeout_too_large_for_a_deadline_means_no_deadline() {
     for timeout in [Duration::MAX, Duration::from_secs(u64::MAX / 2)] {
@@ -296,22 +264,6 @@ fn a_zero_stop_timeout_still_reports_every_connection_closed() {
     let server = start_with(config(2).stop_timeout(Duration::ZERO), Mode::Echo, false);
     let (clients, mut conns) = connect_many(&server, 40);
     conns.sort();
-    // Some connections have bytes queued or a close under way at the stop.
-    for (index, &conn) in conns.iter().enumerate() {
-        match index % 4 {
-            0 => server.send_to(conn.worker(), Cmd::Send(conn, vec![7; 64 * 1024])),
-            1 => server.send_to(conn.worker(), Cmd::Close(conn)),
-            _ => {}
-        }
-    }
-    let closed = closed_conns(server.stop_and_collect());
-    let ids: Vec<ConnId> = closed.iter().map(|(conn, _)| *conn).collect();
-    assert_eq!(ids, conns, "every connection gets on_closed exactly once");
-    for (conn, cause) in closed {
-        assert!(
-            matches!(cause, CloseCause::WorkerStopped | CloseCause::Closed),
-            "{conn:?}: {cause:?}"
-        );
-    }
+    stop_with_sends_and_closes_under_way(server, &conns, "zero stop timeout");
     drop(clients);
 }

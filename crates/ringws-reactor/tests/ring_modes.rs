@@ -9,14 +9,13 @@
 
 mod common;
 
-use std::collections::HashSet;
 use std::io::Write;
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
-use ringws_reactor::{CloseCause, Config, ConnId, CorePinning, RingMode, RingSetup, WorkerStats};
+use ringws_reactor::{CloseCause, Config, RingMode, RingSetup};
 
 /// Runs a scenario once per ring setup, each as its own test named after it.
 macro_rules! in_every_ring_mode {
@@ -75,48 +74,11 @@ fn start_in(setup: RingSetup, config: Config, mode: Mode, report_data: bool) -> 
     server
 }
 
-/// Polls worker 0's stats until `done` holds or the test's wait runs out.
-fn stats_when(server: &Server, done: impl Fn(&WorkerStats) -> bool) -> WorkerStats {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let stats = server.stats()[0];
-        if done(&stats) || Instant::now() > deadline {
-            return stats;
-        }
-        thread::sleep(Duration::from_millis(5));
-    }
-}
-
 fn workers_get_the_mode_asked_for_and_echo_many_connections(setup: RingSetup) {
     const CONNECTIONS: usize = 200;
     let server = start_in(setup, mode_config(setup, 2), Mode::Echo, false);
-    let mut clients: Vec<TcpStream> = (0..CONNECTIONS).map(|_| connect(server.addr)).collect();
-    for (index, client) in clients.iter_mut().enumerate() {
-        write_all(client, &(index as u64).to_le_bytes());
-    }
-    for (index, client) in clients.iter_mut().enumerate() {
-        assert_eq!(read_exact(client, 8), (index as u64).to_le_bytes());
-    }
-    let mut accepted = HashSet::new();
-    while accepted.len() < CONNECTIONS {
-        let conn = server.wait_for(|event| match event {
-            Event::Accepted { conn, .. } => Some(*conn),
-            _ => None,
-        });
-        assert!(accepted.insert(conn), "{conn:?} handed out twice");
-    }
-    // Peers hang up: each connection closes gracefully, exactly once.
-    drop(clients);
-    let mut closed = HashSet::new();
-    while closed.len() < CONNECTIONS {
-        let (conn, cause) = server.wait_for(|event| match event {
-            Event::Closed { conn, cause, .. } => Some((*conn, *cause)),
-            _ => None,
-        });
-        assert!(accepted.contains(&conn));
-        assert!(closed.insert(conn), "on_closed fired twice for {conn:?}");
-        assert_eq!(cause, CloseCause::Closed);
-    }
+    let clients: Vec<TcpStream> = (0..CONNECTIONS).map(|_| connect(server.addr)).collect();
+    echo_on_each_then_hang_up(&server, clients);
     let stats = server.stats();
     assert_eq!(
         stats.iter().map(|s| s.closed).sum::<u64>(),
@@ -180,21 +142,7 @@ fn a_buffer_ring_that_runs_dry_stalls_no_connection(setup: RingSetup) {
     const SIZE: usize = 32 * 1024;
     let config = mode_config(setup, 1).recv_buffers(4, 256);
     let server = start_in(setup, config, Mode::Echo, false);
-    let clients: Vec<_> = (0..CONNECTIONS)
-        .map(|index| {
-            let mut client = connect(server.addr);
-            let mut writer = client.try_clone().unwrap();
-            let payload = pattern(SIZE, index as u64 + 10);
-            let sent = payload.clone();
-            let writer = thread::spawn(move || writer.write_all(&sent).unwrap());
-            let reader = thread::spawn(move || read_exact(&mut client, SIZE) == payload);
-            (writer, reader)
-        })
-        .collect();
-    for (writer, reader) in clients {
-        writer.join().unwrap();
-        assert!(reader.join().unwrap(), "echo differs");
-    }
+    echo_at_once_on_new_connections(&server, CONNECTIONS, SIZE, 10);
     let stats = server.stats()[0];
     assert!(stats.recv_enobufs > 0, "the ring ran dry: {stats:?}");
     assert_eq!(stats.bytes_sent, (CONNECTIONS * SIZE) as u64);
@@ -210,21 +158,7 @@ fn a_four_entry_completion_queue_loses_no_completion(setup: RingSetup) {
     const SIZE: usize = 64 * 1024;
     let config = mode_config(setup, 1).ring_entries(1);
     let server = start_in(setup, config, Mode::Echo, false);
-    let clients: Vec<_> = (0..CONNECTIONS)
-        .map(|index| {
-            let mut client = connect(server.addr);
-            let mut writer = client.try_clone().unwrap();
-            let payload = pattern(SIZE, index as u64 + 50);
-            let sent = payload.clone();
-            let writer = thread::spawn(move || writer.write_all(&sent).unwrap());
-            let reader = thread::spawn(move || read_exact(&mut client, SIZE) == payload);
-            (writer, reader)
-        })
-        .collect();
-    for (writer, reader) in clients {
-        writer.join().unwrap();
-        assert!(reader.join().unwrap(), "echo differs");
-    }
+    echo_at_once_on_new_connections(&server, CONNECTIONS, SIZE, 50);
     let stats = server.stats()[0];
     assert_eq!(stats.bytes_sent, (CONNECTIONS * SIZE) as u64, "{stats:?}");
     server.shutdown();
@@ -252,35 +186,8 @@ fn paused_receives_resume_with_every_byte(setup: RingSetup) {
 fn timers_fire_never_early_and_cancelled_timers_never_fire(setup: RingSetup) {
     let server = start_in(setup, mode_config(setup, 1), Mode::Echo, false);
     let delays = [0u64, 1, 3, 7, 20, 45];
-    for (id, &ms) in delays.iter().enumerate() {
-        server.send(Cmd::Arm {
-            id: id as u64,
-            after: Duration::from_millis(ms),
-        });
-    }
-    server.send(Cmd::ArmAndCancel {
-        id: 100,
-        after: Duration::from_millis(10),
-    });
-    let mut fired = HashSet::new();
-    while fired.len() < delays.len() {
-        let (id, armed_at, after, fired_at) = server.wait_for(|event| match event {
-            Event::TimerFired {
-                id,
-                armed_at,
-                after,
-                fired_at,
-            } => Some((*id, *armed_at, *after, *fired_at)),
-            _ => None,
-        });
-        assert_ne!(id, 100, "a cancelled timer fired");
-        assert!(
-            fired_at.duration_since(armed_at) >= after,
-            "timer {id} fired after {:?}, armed for {after:?}",
-            fired_at.duration_since(armed_at)
-        );
-        assert!(fired.insert(id), "timer {id} fired twice");
-    }
+    arm_timers_and_cancel_one(&server, &delays);
+    timers_fired(&server, delays.len());
     // A timer armed while the worker sleeps on another bounds the wait anew.
     server.send(Cmd::Arm {
         id: 200,
@@ -296,9 +203,13 @@ fn timers_fire_never_early_and_cancelled_timers_never_fire(setup: RingSetup) {
     });
     let events = server.stop_and_collect();
     assert!(
-        !events
-            .iter()
-            .any(|event| matches!(event, Event::TimerFired { id: 100 | 200, .. })),
+        !events.iter().any(|event| matches!(
+            event,
+            Event::TimerFired {
+                id: CANCELLED_TIMER | 200,
+                ..
+            }
+        )),
         "{events:?}"
     );
 }
@@ -366,15 +277,7 @@ fn closes_flush_then_fin_and_terminate_resets(setup: RingSetup) {
     // Peer FIN: reported, answered with FIN.
     let mut client = connect(server.addr);
     let conn = server.accepted(&client);
-    client.shutdown(Shutdown::Write).unwrap();
-    server.wait_for(|event| match event {
-        Event::PeerEof(c) if *c == conn => Some(()),
-        _ => None,
-    });
-    let (rest, end) = read_to_end(&mut client);
-    assert!(rest.is_empty());
-    end.expect("clean EOF");
-    assert_eq!(server.closed(conn), CloseCause::Closed);
+    hang_up_and_expect_fin_back(&server, &mut client, conn);
 
     // Terminate with bytes queued: the receive and send are cancelled, the
     // peer gets a reset.
@@ -398,34 +301,9 @@ fn stopping_closes_every_open_connection_once(setup: RingSetup) {
     for stop_timeout in [Duration::from_secs(2), Duration::ZERO] {
         let config = mode_config(setup, 2).stop_timeout(stop_timeout);
         let server = start_in(setup, config, Mode::Echo, false);
-        let clients: Vec<_> = (0..40).map(|_| connect(server.addr)).collect();
-        let mut conns: Vec<ConnId> = clients.iter().map(|c| server.accepted(c)).collect();
+        let (clients, mut conns) = connect_many(&server, 40);
         conns.sort();
-        // Some connections have bytes queued or a close under way.
-        for (index, &conn) in conns.iter().enumerate() {
-            match index % 4 {
-                0 => server.send_to(conn.worker(), Cmd::Send(conn, vec![7; 64 * 1024])),
-                1 => server.send_to(conn.worker(), Cmd::Close(conn)),
-                _ => {}
-            }
-        }
-        let mut closed: Vec<(ConnId, CloseCause)> = server
-            .stop_and_collect()
-            .into_iter()
-            .filter_map(|event| match event {
-                Event::Closed { conn, cause, .. } => Some((conn, cause)),
-                _ => None,
-            })
-            .collect();
-        closed.sort_by_key(|(conn, _)| *conn);
-        let ids: Vec<ConnId> = closed.iter().map(|(conn, _)| *conn).collect();
-        assert_eq!(ids, conns, "{stop_timeout:?}: each on_closed exactly once");
-        for (conn, cause) in closed {
-            assert!(
-                matches!(cause, CloseCause::WorkerStopped | CloseCause::Closed),
-                "{conn:?}: {cause:?}"
-            );
-        }
+        stop_with_sends_and_closes_under_way(server, &conns, &format!("{stop_timeout:?}"));
         drop(clients);
     }
 }
@@ -433,65 +311,17 @@ fn stopping_closes_every_open_connection_once(setup: RingSetup) {
 fn a_handler_connects_as_a_client(setup: RingSetup) {
     const CONNECTIONS: u64 = 8;
     let server = start_in(setup, mode_config(setup, 1), Mode::Echo, false);
-    let client_config = Config::new()
-        .workers(1)
-        .pinning(CorePinning::Off)
-        .recv_buffers(64, 4096)
-        .ring_entries(256);
-    let client = start_in(setup, client_config, Mode::Sink, true);
-    for tag in 0..CONNECTIONS {
-        client.send(Cmd::Connect {
-            addr: server.addr,
-            source: None,
-            tag,
-            greeting: format!("hello {tag}").into_bytes(),
-        });
-    }
-    let mut connected = HashSet::new();
-    while connected.len() < CONNECTIONS as usize {
-        let (conn, tag) = client.wait_for(|event| match event {
-            Event::Connected { conn, tag } => Some((*conn, *tag)),
-            _ => None,
-        });
-        assert!(connected.insert(conn));
-        // The greeting queued while connecting comes back.
-        let expected = format!("hello {tag}").into_bytes();
-        let mut echoed = Vec::new();
-        while echoed.len() < expected.len() {
-            echoed.extend(client.wait_for(|event| match event {
-                Event::Data { conn: c, bytes } if *c == conn => Some(bytes.clone()),
-                _ => None,
-            }));
-        }
-        assert_eq!(echoed, expected);
-    }
-    for conn in &connected {
-        client.send(Cmd::Close(*conn));
-    }
-    for conn in &connected {
-        assert_eq!(client.closed(*conn), CloseCause::Closed);
-    }
+    let client = start_in(setup, client_config(), Mode::Sink, true);
+    let connected = connect_and_echo_greetings(&client, server.addr, CONNECTIONS, |_| None);
+    close_each(&client, &connected);
     // A refused connect reports its errno.
-    let port = {
-        let probe = TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
     client.send(Cmd::Connect {
-        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        addr: unused_loopback_addr(),
         source: None,
         tag: 42,
         greeting: Vec::new(),
     });
-    let cause = client.wait_for(|event| match event {
-        Event::Closed { tag: 42, cause, .. } => Some(*cause),
-        _ => None,
-    });
-    assert_eq!(
-        cause,
-        CloseCause::ConnectFailed {
-            errno: libc::ECONNREFUSED
-        }
-    );
+    assert_connect_refused(&client, 42);
     let stats = client.stats()[0];
     assert_eq!((stats.connected, stats.connect_failed), (CONNECTIONS, 1));
     client.shutdown();

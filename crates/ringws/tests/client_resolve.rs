@@ -162,6 +162,56 @@ impl HeldResolver {
     }
 }
 
+/// A one-worker client whose lookups go through a [`HeldResolver`].
+struct HeldClient {
+    client: ClientHandle<Dial>,
+    events: Receiver<Event>,
+    dropped: Receiver<u32>,
+    lookups_started: Receiver<String>,
+    release: Sender<()>,
+    lookup_returned: Arc<AtomicBool>,
+}
+
+/// Starts a [`HeldClient`] whose held lookups answer `answer`'s address; its
+/// handlers queue connects through `control` once it is set.
+fn start_held_client(
+    answer: SocketAddr,
+    control: Arc<OnceLock<ClientControl<Dial>>>,
+) -> HeldClient {
+    let (started_tx, lookups_started) = mpsc::channel();
+    let (release, release_rx) = mpsc::channel();
+    let lookup_returned = Arc::new(AtomicBool::new(false));
+    let resolver = HeldResolver {
+        answer,
+        started: started_tx,
+        release: Mutex::new(release_rx),
+        returned: lookup_returned.clone(),
+    };
+    let (events_tx, events) = mpsc::channel();
+    let (dropped_tx, dropped) = mpsc::channel();
+    let handler_returned = lookup_returned.clone();
+    let client = ringws::Client::builder()
+        .workers(1)
+        .recv_buffers(64, 16 * 1024)
+        .ping_interval(None)
+        .resolver(move |host, port| resolver.lookup(host, port))
+        .start(move |_| Dialer {
+            control: control.clone(),
+            events: events_tx.clone(),
+            dropped: dropped_tx.clone(),
+            lookup_returned: handler_returned.clone(),
+        })
+        .expect("the client starts");
+    HeldClient {
+        client,
+        events,
+        dropped,
+        lookups_started,
+        release,
+        lookup_returned,
+    }
+}
+
 struct Setup {
     client: ClientHandle<Dial>,
     events: Receiver<Event>,
@@ -180,32 +230,15 @@ struct Setup {
 fn setup() -> Setup {
     let (server, server_events) = start_server(|builder| builder);
     let server_url = url(&server, "/");
-    let (started_tx, lookups_started) = mpsc::channel();
-    let (release, release_rx) = mpsc::channel();
-    let lookup_returned = Arc::new(AtomicBool::new(false));
-    let resolver = HeldResolver {
-        answer: server.local_addr(),
-        started: started_tx,
-        release: Mutex::new(release_rx),
-        returned: lookup_returned.clone(),
-    };
     let control = Arc::new(OnceLock::new());
-    let (events_tx, events) = mpsc::channel();
-    let (dropped_tx, dropped) = mpsc::channel();
-    let handler_control = control.clone();
-    let handler_returned = lookup_returned.clone();
-    let client = ringws::Client::builder()
-        .workers(1)
-        .recv_buffers(64, 16 * 1024)
-        .ping_interval(None)
-        .resolver(move |host, port| resolver.lookup(host, port))
-        .start(move |_| Dialer {
-            control: handler_control.clone(),
-            events: events_tx.clone(),
-            dropped: dropped_tx.clone(),
-            lookup_returned: handler_returned.clone(),
-        })
-        .expect("the client starts");
+    let HeldClient {
+        client,
+        events,
+        dropped,
+        lookups_started,
+        release,
+        lookup_returned,
+    } = start_held_client(server.local_addr(), control.clone());
     control.set(client.control()).unwrap();
     client
         .connect(
@@ -533,30 +566,15 @@ fn dialing_pair() -> DialingPair {
             dropped: dropped_tx.clone(),
         })
         .expect("the server starts");
-    let (started_tx, lookups_started) = mpsc::channel();
-    let (release, release_rx) = mpsc::channel();
-    let lookup_returned = Arc::new(AtomicBool::new(false));
-    let resolver = HeldResolver {
-        answer: server.local_addr(),
-        started: started_tx,
-        release: Mutex::new(release_rx),
-        returned: lookup_returned.clone(),
-    };
-    let (events_tx, events) = mpsc::channel();
-    let (client_dropped, client_dropped_rx) = mpsc::channel();
-    let handler_returned = lookup_returned.clone();
-    let client = ringws::Client::builder()
-        .workers(1)
-        .recv_buffers(64, 16 * 1024)
-        .ping_interval(None)
-        .resolver(move |host, port| resolver.lookup(host, port))
-        .start(move |_| Dialer {
-            control: Arc::new(OnceLock::new()),
-            events: events_tx.clone(),
-            dropped: client_dropped.clone(),
-            lookup_returned: handler_returned.clone(),
-        })
-        .expect("the client starts");
+    // The client's own handlers never dial: their control stays unset.
+    let HeldClient {
+        client,
+        events,
+        dropped: client_dropped,
+        lookups_started,
+        release,
+        lookup_returned,
+    } = start_held_client(server.local_addr(), Arc::new(OnceLock::new()));
     let held = format!("ws://server.held:{}/", server.local_addr().port());
     for_server.set((client.control(), held)).unwrap();
     let target = format!("ws://{}/", server.local_addr());
@@ -568,7 +586,7 @@ fn dialing_pair() -> DialingPair {
         lookups_started,
         release,
         lookup_returned,
-        _dropped: (server_dropped, client_dropped_rx),
+        _dropped: (server_dropped, client_dropped),
     }
 }
 

@@ -15,6 +15,24 @@ fn closed_port() -> u16 {
     probe.local_addr().unwrap().port()
 }
 
+/// A run that opened no connection shows no made-up window and exits
+/// (status 3) saying why nothing was measured.
+fn assert_no_window_and_nothing_measured(outcome: &Outcome) {
+    assert_eq!(outcome.report.window_secs, 0.0, "{}", outcome.stdout);
+    assert!(
+        outcome.stdout.contains("no window (no connection opened)"),
+        "{}",
+        outcome.stdout
+    );
+    assert!(
+        outcome
+            .stderr
+            .contains("nothing was measured: no connection opened"),
+        "{}",
+        outcome.stderr
+    );
+}
+
 #[test]
 fn connection_refused_is_counted() {
     let url = format!("ws://127.0.0.1:{}/", closed_port());
@@ -34,21 +52,8 @@ fn connection_refused_is_counted() {
     assert_eq!(report.messages.sent, 0);
     assert!(report.latency.message.is_none());
     // No connection opened, so no worker had a window: no made-up one.
-    assert_eq!(report.window_secs, 0.0, "{}", outcome.stdout);
+    assert_no_window_and_nothing_measured(&outcome);
     assert_eq!(report.messages.per_sec, 0.0);
-    assert!(
-        outcome.stdout.contains("no window (no connection opened)"),
-        "{}",
-        outcome.stdout
-    );
-    // Exit status 3, with the reason.
-    assert!(
-        outcome
-            .stderr
-            .contains("nothing was measured: no connection opened"),
-        "{}",
-        outcome.stderr
-    );
 }
 
 #[test]
@@ -83,26 +88,14 @@ fn churn_against_a_closed_port_counts_every_attempt_and_ends() {
     );
     // Reported as an echo run that opened nothing: no window, no rates
     // (it showed a window and rates of 0.00).
-    assert_eq!(report.window_secs, 0.0, "{}", outcome.stdout);
+    assert_no_window_and_nothing_measured(&outcome);
     assert_eq!(report.rate_span_secs, 0.0);
-    assert!(
-        outcome.stdout.contains("no window (no connection opened)"),
-        "{}",
-        outcome.stdout
-    );
     assert!(
         outcome
             .stdout
             .contains("  cycles     0 completed: rates not measured\n"),
         "{}",
         outcome.stdout
-    );
-    assert!(
-        outcome
-            .stderr
-            .contains("nothing was measured: no connection opened"),
-        "{}",
-        outcome.stderr
     );
 }
 

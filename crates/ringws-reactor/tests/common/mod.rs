@@ -4,10 +4,11 @@
 #![allow(dead_code)]
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::mpsc;
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use ringws_reactor::{
@@ -535,4 +536,277 @@ pub fn unframe(stream: &mut TcpStream, len: usize) -> (Vec<u8>, usize) {
         replies += 1;
     }
     (payload, replies)
+}
+
+/// Polls worker 0's stats until `done` holds or the test's wait runs out (a
+/// send's completion may be reaped just after its bytes reached the peer).
+pub fn stats_when(server: &Server, done: impl Fn(&WorkerStats) -> bool) -> WorkerStats {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let stats = server.stats()[0];
+        if done(&stats) || Instant::now() > deadline {
+            return stats;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Echoes each client's index (a `u64`) on it and checks that every
+/// connection got an id of its own; then every client hangs up and each
+/// connection must close gracefully, exactly once. Returns the ids.
+pub fn echo_on_each_then_hang_up(server: &Server, mut clients: Vec<TcpStream>) -> HashSet<ConnId> {
+    for (index, client) in clients.iter_mut().enumerate() {
+        write_all(client, &(index as u64).to_le_bytes());
+    }
+    for (index, client) in clients.iter_mut().enumerate() {
+        assert_eq!(read_exact(client, 8), (index as u64).to_le_bytes());
+    }
+    let mut accepted = HashSet::new();
+    while accepted.len() < clients.len() {
+        let conn = server.wait_for(|event| match event {
+            Event::Accepted { conn, .. } => Some(*conn),
+            _ => None,
+        });
+        assert!(
+            accepted.insert(conn),
+            "connection id handed out twice: {conn:?}"
+        );
+    }
+    drop(clients);
+    let mut closed = HashSet::new();
+    while closed.len() < accepted.len() {
+        let (conn, cause) = server.wait_for(|event| match event {
+            Event::Closed { conn, cause, .. } => Some((*conn, *cause)),
+            _ => None,
+        });
+        assert!(accepted.contains(&conn));
+        assert!(closed.insert(conn), "on_closed fired twice for {conn:?}");
+        assert_eq!(cause, CloseCause::Closed);
+    }
+    accepted
+}
+
+/// An echo under way on one connection: one thread writes the payload
+/// while another reads the echo back, so neither side's buffers fill up.
+pub struct EchoCheck {
+    writer: JoinHandle<()>,
+    reader: JoinHandle<bool>,
+}
+
+impl EchoCheck {
+    /// Writes `payload` on a clone of `client` and reads the echo on `client`.
+    pub fn start(mut client: TcpStream, payload: Vec<u8>) -> Self {
+        let mut writer = client.try_clone().unwrap();
+        let sent = payload.clone();
+        let writer = thread::spawn(move || writer.write_all(&sent).unwrap());
+        let reader = thread::spawn(move || read_exact(&mut client, payload.len()) == payload);
+        EchoCheck { writer, reader }
+    }
+
+    pub fn assert_echoed(self) {
+        self.writer.join().unwrap();
+        assert!(self.reader.join().unwrap(), "echo differs");
+    }
+}
+
+/// Opens `connections` clients, each starting to echo `size` bytes
+/// (`pattern(size, seed + index)`) as soon as it connects, and checks
+/// every echo.
+pub fn echo_at_once_on_new_connections(
+    server: &Server,
+    connections: usize,
+    size: usize,
+    seed: u64,
+) {
+    let checks: Vec<_> = (0..connections)
+        .map(|index| EchoCheck::start(connect(server.addr), pattern(size, seed + index as u64)))
+        .collect();
+    for check in checks {
+        check.assert_echoed();
+    }
+}
+
+/// The id of the timer [`arm_timers_and_cancel_one`] cancels.
+pub const CANCELLED_TIMER: u64 = 100;
+
+/// Arms a timer for each of `delays_ms` (ids 0, 1, …), then one more
+/// ([`CANCELLED_TIMER`], for 10 ms) that is cancelled at once.
+pub fn arm_timers_and_cancel_one(server: &Server, delays_ms: &[u64]) {
+    for (id, &ms) in delays_ms.iter().enumerate() {
+        server.send(Cmd::Arm {
+            id: id as u64,
+            after: Duration::from_millis(ms),
+        });
+    }
+    server.send(Cmd::ArmAndCancel {
+        id: CANCELLED_TIMER,
+        after: Duration::from_millis(10),
+    });
+}
+
+/// Waits until `count` timers have fired, checking that none fired early,
+/// twice, or after being cancelled. Returns when each fired, by id.
+pub fn timers_fired(server: &Server, count: usize) -> HashMap<u64, Instant> {
+    let mut fired = HashMap::new();
+    while fired.len() < count {
+        let (id, armed_at, after, fired_at) = server.wait_for(|event| match event {
+            Event::TimerFired {
+                id,
+                armed_at,
+                after,
+                fired_at,
+            } => Some((*id, *armed_at, *after, *fired_at)),
+            _ => None,
+        });
+        assert_ne!(id, CANCELLED_TIMER, "a cancelled timer fired");
+        assert!(
+            fired_at.duration_since(armed_at) >= after,
+            "timer {id} fired after {:?}, armed for {after:?}",
+            fired_at.duration_since(armed_at)
+        );
+        assert!(
+            fired.insert(id, fired_at).is_none(),
+            "timer {id} fired twice"
+        );
+    }
+    fired
+}
+
+/// A one-worker reactor with no listener, for the client role.
+pub fn client_config() -> Config {
+    Config::new()
+        .workers(1)
+        .pinning(CorePinning::Off)
+        .recv_buffers(64, 4096)
+        .ring_entries(256)
+}
+
+/// Has `client` connect `count` times to `addr` (connection `tag` bound to
+/// `source(tag)`), queuing the greeting `hello {tag}` while it connects;
+/// waits until every connection is up and its greeting has come back.
+pub fn connect_and_echo_greetings(
+    client: &Server,
+    addr: SocketAddr,
+    count: u64,
+    source: impl Fn(u64) -> Option<SocketAddr>,
+) -> HashSet<ConnId> {
+    for tag in 0..count {
+        client.send(Cmd::Connect {
+            addr,
+            source: source(tag),
+            tag,
+            greeting: format!("hello {tag}").into_bytes(),
+        });
+    }
+    let mut connected = HashSet::new();
+    while connected.len() < count as usize {
+        let (conn, tag) = client.wait_for(|event| match event {
+            Event::Connected { conn, tag } => Some((*conn, *tag)),
+            _ => None,
+        });
+        assert!(connected.insert(conn));
+        // The greeting queued while connecting comes back.
+        let expected = format!("hello {tag}").into_bytes();
+        let mut echoed = Vec::new();
+        while echoed.len() < expected.len() {
+            echoed.extend(client.wait_for(|event| match event {
+                Event::Data { conn: c, bytes } if *c == conn => Some(bytes.clone()),
+                _ => None,
+            }));
+        }
+        assert_eq!(echoed, expected);
+    }
+    connected
+}
+
+/// Closes each of `conns` and checks each closes gracefully.
+pub fn close_each(server: &Server, conns: &HashSet<ConnId>) {
+    for conn in conns {
+        server.send(Cmd::Close(*conn));
+    }
+    for conn in conns {
+        assert_eq!(server.closed(*conn), CloseCause::Closed);
+    }
+}
+
+/// A loopback address nobody listens on: a port bound, read and closed.
+pub fn unused_loopback_addr() -> SocketAddr {
+    let port = {
+        let probe = TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// Waits for the connect tagged `tag` to close and checks it was refused.
+pub fn assert_connect_refused(client: &Server, tag: u64) {
+    let cause = client.wait_for(|event| match event {
+        Event::Closed { tag: t, cause, .. } if *t == tag => Some(*cause),
+        _ => None,
+    });
+    assert_eq!(
+        cause,
+        CloseCause::ConnectFailed {
+            errno: libc::ECONNREFUSED
+        }
+    );
+}
+
+/// `client` sends FIN: the handler sees it and closes gracefully, so the
+/// client reads a clean EOF (not a reset) and the close cause is `Closed`.
+pub fn hang_up_and_expect_fin_back(server: &Server, client: &mut TcpStream, conn: ConnId) {
+    client.shutdown(Shutdown::Write).unwrap();
+    server.wait_for(|event| match event {
+        Event::PeerEof(c) if *c == conn => Some(()),
+        _ => None,
+    });
+    let (rest, end) = read_to_end(client);
+    assert!(rest.is_empty());
+    end.expect("clean EOF");
+    assert_eq!(server.closed(conn), CloseCause::Closed);
+}
+
+/// Connects `count` clients and returns them with their server-side ids.
+pub fn connect_many(server: &Server, count: usize) -> (Vec<TcpStream>, Vec<ConnId>) {
+    let clients: Vec<_> = (0..count).map(|_| connect(server.addr)).collect();
+    let conns = clients
+        .iter()
+        .map(|client| server.accepted(client))
+        .collect();
+    (clients, conns)
+}
+
+/// The connections `events` report closed, sorted.
+pub fn closed_conns(events: Vec<Event>) -> Vec<(ConnId, CloseCause)> {
+    let mut closed: Vec<_> = events
+        .into_iter()
+        .filter_map(|event| match event {
+            Event::Closed { conn, cause, .. } => Some((conn, cause)),
+            _ => None,
+        })
+        .collect();
+    closed.sort_by_key(|(conn, _)| *conn);
+    closed
+}
+
+/// Stops `server` while some of `conns` (sorted) have bytes queued or a
+/// close under way; each must get `on_closed` exactly once, stopped or
+/// closed. `context` names the case in failures.
+pub fn stop_with_sends_and_closes_under_way(server: Server, conns: &[ConnId], context: &str) {
+    for (index, &conn) in conns.iter().enumerate() {
+        match index % 4 {
+            0 => server.send_to(conn.worker(), Cmd::Send(conn, vec![7; 64 * 1024])),
+            1 => server.send_to(conn.worker(), Cmd::Close(conn)),
+            _ => {}
+        }
+    }
+    let closed = closed_conns(server.stop_and_collect());
+    let ids: Vec<ConnId> = closed.iter().map(|(conn, _)| *conn).collect();
+    assert_eq!(ids, conns, "{context}: each on_closed exactly once");
+    for (conn, cause) in closed {
+        assert!(
+            matches!(cause, CloseCause::WorkerStopped | CloseCause::Closed),
+            "{conn:?}: {cause:?}"
+        );
+    }
 }
