@@ -248,6 +248,18 @@ pub enum WorkerError {
 impl fmt::Display for WorkerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            // EBADR (Linux 6.1+): the completion queue overflowed and the
+            // kernel could not keep a completion, so an operation's outcome
+            // is lost and the worker cannot go on.
+            WorkerError::Enter { worker, source } if source.raw_os_error() == Some(libc::EBADR) => {
+                write!(
+                    f,
+                    "worker {}: the kernel dropped a completion (EBADR: the completion queue \
+                     overflowed and memory for the overflow ran out), so an operation's \
+                     outcome was lost",
+                    worker.index()
+                )
+            }
             WorkerError::Enter { worker, source } => {
                 write!(
                     f,
@@ -427,5 +439,27 @@ mod tests {
         };
         let text = error.to_string();
         assert!(text.starts_with("worker 3: io_uring is disabled"), "{text}");
+    }
+
+    #[test]
+    fn a_dropped_completion_is_named_as_such() {
+        let dropped = WorkerError::Enter {
+            worker: WorkerId::new(1),
+            source: os(libc::EBADR),
+        };
+        let text = dropped.to_string();
+        assert!(
+            text.starts_with("worker 1: the kernel dropped a completion (EBADR"),
+            "{text}"
+        );
+        let source = std::error::Error::source(&dropped).map(|s| s.to_string());
+        assert_eq!(source, Some(os(libc::EBADR).to_string()));
+        let other = WorkerError::Enter {
+            worker: WorkerId::new(1),
+            source: os(libc::EFAULT),
+        };
+        assert!(other
+            .to_string()
+            .starts_with("worker 1: io_uring_enter failed: "));
     }
 }
