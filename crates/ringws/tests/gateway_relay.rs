@@ -1170,3 +1170,59 @@ fn the_gateway_client_shutting_down_alone_closes_its_downstreams_and_refuses_new
     assert_eq!(obs.client_opened.lock().unwrap().len(), 50);
     assert_eq!(obs.client_closed.lock().unwrap().len(), 50);
 }
+
+#[test]
+fn a_codeless_close_and_a_longest_reason_cross_the_gateway() {
+    let (upstream, upstream_log) = start_upstream(|b| b);
+    let gateway = Gateway::start(upstream.local_addr(), |b| b);
+    // 123 bytes of 1-, 2-, 3- and 4-byte characters.
+    let longest = format!("{}{}", "é€😀".repeat(13), "a".repeat(123 - 13 * 9));
+    assert_eq!(longest.len(), 123);
+    let cases = [
+        ("/t/codeless", Vec::new(), 1000, String::new()),
+        (
+            "/t/longest",
+            common::close_payload(4999, &longest),
+            4999,
+            longest.clone(),
+        ),
+    ];
+    for (path, payload, code, reason) in cases {
+        let mut client =
+            RawClient::connect_with(gateway.server.local_addr(), &upgrade_request(path, ""));
+        client.stream.set_read_timeout(Some(WAIT)).unwrap();
+        // A message first, so the upstream is open and echoing.
+        client.write_frame(true, 0x1, b"hello");
+        let (_, opcode, echo) = client.read_frame().expect("an echo");
+        assert_eq!((opcode, echo.as_slice()), (0x1, &b"hello"[..]));
+        client.write_frame(true, 0x8, &payload);
+        client.read_close();
+        assert!(client.wait_eof());
+        drop(client);
+        poll_until("the upstream connection to end", || {
+            upstream_log
+                .ends
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|end| end.path == path)
+        });
+        let end = upstream_log
+            .ends
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|end| end.path == path)
+            .cloned()
+            .unwrap();
+        assert_eq!(end.info.code.0, code, "{end:?}");
+        assert_eq!(end.info.reason, reason, "{end:?}");
+        assert_eq!(end.info.kind, CloseKind::Clean, "{end:?}");
+    }
+    poll_until("no connection left", || {
+        upstream.stats().total.connections() == 0
+            && gateway.server.stats().total.connections() == 0
+            && gateway.client.stats().total.connections() == 0
+    });
+    gateway.obs.assert_each_closed_once(2);
+}
