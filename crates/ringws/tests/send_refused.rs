@@ -548,7 +548,7 @@ fn a_relay_pauses_its_upstream_while_the_downstream_refuses() {
         let (_, opcode, payload) = reader.read_frame().expect("a relayed message");
         assert_eq!((opcode, payload.len()), (0x2, RELAYED_SIZE));
         received.push(number_of(&payload));
-        if received.len() % 64 == 0 {
+        if received.len().is_multiple_of(64) {
             std::thread::sleep(Duration::from_millis(1));
         }
     }
