@@ -3,22 +3,34 @@
 mod common;
 
 use common::*;
-use ringws::{Backpressure, CloseCode, SendError};
+use ringws::{Backpressure, CloseCode, ConnId, SendError, ServerBuilder, ServerHandle};
 
-#[test]
-fn drop_message_refuses_sends_over_the_limit_and_drains() {
-    let limit = 256 * 1024;
-    let (server, events) = start(builder().max_queued_bytes(limit));
+/// A server started from `builder` and one raw client, whose `command`
+/// makes the server's callback send until the queue limit refuses a send
+/// (asserted: `SendError::Dropped`).
+fn refused_in_one_callback(
+    builder: ServerBuilder,
+    command: &[u8],
+) -> (ServerHandle, Events, RawClient, ConnId) {
+    let (server, events) = start(builder);
     let mut client = RawClient::connect(server.local_addr());
     let (id, _, _) = events.opened_blocking();
-    // 64 x 64 KiB queued in one callback: nothing can be written meanwhile,
-    // so the queue reaches the limit after 4 messages.
-    client.write_frame(true, 0x1, b"flood 64 65536");
+    client.write_frame(true, 0x1, command);
     let result = events.find_blocking(|event| match event {
         Event::SendResult { result, .. } => Some(result),
         _ => None,
     });
     assert_eq!(result, Err(SendError::Dropped));
+    (server, events, client, id)
+}
+
+#[test]
+fn drop_message_refuses_sends_over_the_limit_and_drains() {
+    let limit = 256 * 1024;
+    // 64 x 64 KiB queued in one callback: nothing can be written meanwhile,
+    // so the queue reaches the limit after 4 messages.
+    let (server, events, mut client, id) =
+        refused_in_one_callback(builder().max_queued_bytes(limit), b"flood 64 65536");
     let stats = server.stats();
     assert_eq!(
         stats.total.dropped_messages, 1,
@@ -43,17 +55,10 @@ fn drop_message_refuses_sends_over_the_limit_and_drains() {
 #[test]
 fn an_applications_pings_meet_the_queue_limit_like_messages() {
     let limit = 256 * 1024;
-    let (server, events) = start(builder().max_queued_bytes(limit));
-    let mut client = RawClient::connect(server.local_addr());
-    let (id, _, _) = events.opened_blocking();
     // 10,000 Pings of 127 bytes in one callback: nothing is written
     // meanwhile, so the queue reaches the limit after 2,065 of them.
-    client.write_frame(true, 0x1, b"pings 10000");
-    let result = events.find_blocking(|event| match event {
-        Event::SendResult { result, .. } => Some(result),
-        _ => None,
-    });
-    assert_eq!(result, Err(SendError::Dropped));
+    let (server, events, mut client, id) =
+        refused_in_one_callback(builder().max_queued_bytes(limit), b"pings 10000");
     assert_eq!(server.stats().total.dropped_messages, 1);
     // The connection stays open: the Pings that fitted arrive, then the
     // echo of the next message.
@@ -74,21 +79,14 @@ fn an_applications_pings_meet_the_queue_limit_like_messages() {
 
 #[test]
 fn the_close_policy_closes_with_its_code_after_the_backlog() {
-    let (server, events) = start(
+    // Two messages fit (0 and 60,000 queued are under the limit); the
+    // third is dropped, closing the connection, and the rest find it closing.
+    let (server, events, mut client, id) = refused_in_one_callback(
         builder()
             .max_queued_bytes(100_000)
             .backpressure(Backpressure::Close(CloseCode::TRY_AGAIN_LATER)),
+        b"flood 10 60000",
     );
-    let mut client = RawClient::connect(server.local_addr());
-    let (id, _, _) = events.opened_blocking();
-    client.write_frame(true, 0x1, b"flood 10 60000");
-    let result = events.find_blocking(|event| match event {
-        Event::SendResult { result, .. } => Some(result),
-        _ => None,
-    });
-    // Two messages fit (0 and 60,000 queued are under the limit); the
-    // third is dropped, closing the connection, and the rest find it closing.
-    assert_eq!(result, Err(SendError::Dropped));
     let mut data_frames = 0;
     let close = loop {
         let (_, opcode, payload) = client.read_frame().unwrap();

@@ -14,23 +14,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{upgrade_request, RawClient};
+use common::{poll_until, upgrade_request, RawClient, WAIT};
 use ringws::{
     Backpressure, Client, ClientControl, ClientHandle, CloseCode, CloseKind, ClosedInfo, Conn,
     ConnHandle, ConnId, ConnectError, Handler, Message, Request, SendError, Server, ServerHandle,
     ShutdownReport,
 };
-
-/// Upper bound for anything a test waits for.
-const WAIT: Duration = Duration::from_secs(10);
-
-fn poll_until(what: &str, mut check: impl FnMut() -> bool) {
-    let end = Instant::now() + WAIT;
-    while !check() {
-        assert!(Instant::now() < end, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
 
 fn loopback() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
@@ -582,14 +571,21 @@ fn assert_all_gone(upstream: &ServerHandle, gateway: &Gateway, peers: &ClientCon
             );
             std::thread::sleep(Duration::from_millis(2));
         }
-        let total = stats().total;
-        assert_eq!(
-            total.upgraded,
-            total.clean_closes + total.forced_terminations + total.abnormal_closes,
-            "{name}: opened − closed = open (0): {total:#?}"
-        );
-        assert_eq!(total.handler_panics, 0, "{name}: no callback panicked");
+        assert_ended(name, &stats());
     }
+}
+
+/// `name` has no connection left, every one it upgraded ended one way or
+/// another (opened − closed = open = 0), and no callback panicked.
+fn assert_ended(name: &str, stats: &ringws::Stats) {
+    let total = &stats.total;
+    assert_eq!(total.connections(), 0, "{name}: {total:#?}");
+    assert_eq!(
+        total.upgraded,
+        total.clean_closes + total.forced_terminations + total.abnormal_closes,
+        "{name}: opened − closed = open (0): {total:#?}"
+    );
+    assert_eq!(total.handler_panics, 0, "{name}: no callback panicked");
 }
 
 // ----- the scenarios -----
@@ -915,14 +911,7 @@ fn shutting_down_the_gateway_server_then_client_ends_everything() {
         ("gateway client", client_stats.stats()),
         ("peers", peers_control.stats()),
     ] {
-        let total = stats.total;
-        assert_eq!(total.connections(), 0, "{name}: {total:#?}");
-        assert_eq!(
-            total.upgraded,
-            total.clean_closes + total.forced_terminations + total.abnormal_closes,
-            "{name}"
-        );
-        assert_eq!(total.handler_panics, 0, "{name}");
+        assert_ended(name, &stats);
     }
     obs.assert_each_closed_once(100);
 }
@@ -970,14 +959,7 @@ fn shutting_down_both_sides_of_the_gateway_at_once_ends_everything() {
         ("gateway client", client_stats.stats()),
         ("peers", peers_control.stats()),
     ] {
-        let total = stats.total;
-        assert_eq!(total.connections(), 0, "{name}: {total:#?}");
-        assert_eq!(
-            total.upgraded,
-            total.clean_closes + total.forced_terminations + total.abnormal_closes,
-            "{name}"
-        );
-        assert_eq!(total.handler_panics, 0, "{name}");
+        assert_ended(name, &stats);
     }
     obs.assert_each_closed_once(100);
 }

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{builder, RawClient, WAIT};
+use common::{builder, poll_until, RawClient, WAIT};
 use ringws::{
     Backpressure, Client, CloseCode, ClosedInfo, Conn, ConnHandle, ConnId, Handler, Message,
     PreparedMessage, Request, SendError, Server, ServerBuilder, ServerHandle,
@@ -34,14 +34,6 @@ fn numbered(n: u32, size: usize) -> Vec<u8> {
 
 fn number_of(payload: &[u8]) -> u32 {
     u32::from_be_bytes(payload[..4].try_into().unwrap())
-}
-
-fn poll_until(what: &str, mut check: impl FnMut() -> bool) {
-    let end = Instant::now() + WAIT;
-    while !check() {
-        assert!(Instant::now() < end, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(2));
-    }
 }
 
 // ----- a server that records what its callbacks see -----

@@ -23,6 +23,18 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 /// Upper bound for anything a test waits for.
 pub const WAIT: Duration = Duration::from_secs(10);
 
+/// Polls `check` until it holds, or fails naming `what` after [`WAIT`].
+pub fn poll_until(what: &str, mut check: impl FnMut() -> bool) {
+    let end = std::time::Instant::now() + WAIT;
+    while !check() {
+        assert!(
+            std::time::Instant::now() < end,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 /// What the test handler saw.
 #[derive(Debug)]
 pub enum Event {
