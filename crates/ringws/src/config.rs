@@ -55,16 +55,10 @@ pub enum Backpressure {
     /// Drop the message: the send returns
     /// [`SendError::Dropped`](crate::SendError::Dropped) and
     /// [`WorkerStats::dropped_messages`](crate::WorkerStats::dropped_messages)
-    /// counts it. The connection stays open. A message from a handle or a
-    /// broadcast, whose sender has returned, is reported by
-    /// [`Handler::on_send_refused`](crate::Handler::on_send_refused)
-    /// instead, once per episode.
+    /// counts it. The connection stays open.
     DropMessage,
     /// Drop the message and close the connection with this code (1008
     /// policy violation or 1013 try again later are the usual choices).
-    /// [`Handler::on_closed`](crate::Handler::on_closed) reports it;
-    /// [`Handler::on_send_refused`](crate::Handler::on_send_refused) does
-    /// not fire.
     Close(CloseCode),
     /// Stop reading the connection while its queue is at the limit: the
     /// kernel's receive buffer fills and TCP slows the peer, as a blocking

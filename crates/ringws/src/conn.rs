@@ -50,9 +50,6 @@ pub(crate) mod flag {
     pub const INPUT_HELD: u16 = 1 << 7;
     /// The application paused reading (`Conn::pause_reading`).
     pub const READING_PAUSED: u16 = 1 << 8;
-    /// `Handler::on_send_refused` fired for the current full-queue episode;
-    /// cleared when the queue drains, so it fires once per episode.
-    pub const SEND_REFUSED: u16 = 1 << 9;
 }
 
 /// Where a connection is.
@@ -540,42 +537,6 @@ impl<'a, H: Handler> Conn<'a, H> {
         sent.map_err(|_| SendError::Closing)?;
         self.count_out(payload_len);
         Ok(())
-    }
-
-    /// Queues a data frame that came from elsewhere (a [`ConnHandle`] or a
-    /// broadcast), telling the handler when the queue limit refuses it.
-    pub(crate) fn send_from_elsewhere(
-        &mut self,
-        handler: &mut H,
-        frame: OutFrame,
-    ) -> Result<(), SendError> {
-        let sent = self.send_frame(frame);
-        if sent == Err(SendError::Dropped) {
-            self.send_refused(handler);
-        }
-        sent
-    }
-
-    /// The first refusal of a full-queue episode calls
-    /// [`Handler::on_send_refused`]; the sender returned long ago, so this
-    /// is the only way the application hears of it. Under
-    /// [`Backpressure::Close`] the connection is closing instead, and
-    /// `on_closed` reports it.
-    #[cold]
-    fn send_refused(&mut self, handler: &mut H) {
-        if matches!(self.worker.settings().backpressure, Backpressure::Close(_))
-            || self.session.has(flag::SEND_REFUSED)
-        {
-            return;
-        }
-        self.session.set(flag::SEND_REFUSED);
-        self.call(handler, |handler, conn| handler.on_send_refused(conn));
-    }
-
-    /// The queue drained: a later refusal starts a new episode.
-    pub(crate) fn queue_drained(&mut self) {
-        self.session.clear(flag::SEND_REFUSED);
-        self.release_input();
     }
 
     /// Moves the protocol's own output (Pongs, Closes) to the send queue.

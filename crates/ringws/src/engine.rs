@@ -540,7 +540,7 @@ impl<H: Handler> ringws_reactor::Handler for Engine<H> {
             session,
             worker: &mut self.worker,
         };
-        conn.queue_drained();
+        conn.release_input();
         conn.call(&mut self.handler, |handler, conn| handler.on_drain(conn));
     }
 
@@ -637,10 +637,9 @@ impl<H: Handler> ringws_reactor::Handler for Engine<H> {
     fn on_command(&mut self, ctx: &mut Ctx<'_, Self>, command: Command) {
         self.worker.init(&ctx.io);
         let worker = &mut self.worker;
-        let handler = &mut self.handler;
         match command {
             Command::Send { conn, frame } => Self::with_conn(worker, ctx, conn, |conn| {
-                let sent = conn.send_from_elsewhere(handler, frame);
+                let sent = conn.send_frame(frame);
                 count_if_closing(conn, sent);
             }),
             Command::Ping { conn, payload } => Self::with_conn(worker, ctx, conn, |conn| {
@@ -671,8 +670,7 @@ impl<H: Handler> ringws_reactor::Handler for Engine<H> {
                             session,
                             worker: &mut *worker,
                         };
-                        let _ =
-                            conn.send_from_elsewhere(handler, OutFrame::Prepared(message.clone()));
+                        let _ = conn.send_frame(OutFrame::Prepared(message.clone()));
                     }
                 }
                 // A listed connection is accounted for as a send through its
@@ -681,8 +679,7 @@ impl<H: Handler> ringws_reactor::Handler for Engine<H> {
                 Some(targets) => {
                     for id in targets {
                         Self::with_conn(worker, ctx, id, |conn| {
-                            let sent = conn
-                                .send_from_elsewhere(handler, OutFrame::Prepared(message.clone()));
+                            let sent = conn.send_frame(OutFrame::Prepared(message.clone()));
                             count_if_closing(conn, sent);
                         });
                     }
@@ -722,7 +719,7 @@ impl<H: Handler> ringws_reactor::Handler for Engine<H> {
                 worker.link().counters.shutdown_phase.inc();
             }
             Command::Connect(request) => {
-                crate::client::start_connect(handler, worker, ctx, request)
+                crate::client::start_connect(&mut self.handler, worker, ctx, request)
             }
             Command::Stop => {
                 ctx.io.stop();

@@ -330,9 +330,7 @@ impl fmt::Debug for PreparedMessage {
 /// Sends through a handle are subject to the backpressure policy on the
 /// worker; a message dropped there is counted in
 /// [`WorkerStats::dropped_messages`](crate::WorkerStats::dropped_messages)
-/// (the caller has already returned) and reported to the connection's
-/// handler by [`Handler::on_send_refused`](crate::Handler::on_send_refused),
-/// once until its queue drains.
+/// (the caller has already returned).
 #[derive(Clone)]
 pub struct ConnHandle {
     id: ConnId,

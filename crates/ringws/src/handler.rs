@@ -411,31 +411,4 @@ pub trait Handler: Sized + 'static {
     fn on_drain(&mut self, conn: &mut Conn<'_, Self>) {
         let _ = conn;
     }
-
-    /// A message sent to this connection from elsewhere, through a
-    /// [`ConnHandle`](crate::ConnHandle) or a broadcast, met a send queue at
-    /// [`max_queued_bytes`](crate::ServerBuilder::max_queued_bytes) and was
-    /// dropped (counted in
-    /// [`WorkerStats::dropped_messages`](crate::WorkerStats::dropped_messages)),
-    /// under [`Backpressure::DropMessage`](crate::Backpressure::DropMessage)
-    /// or [`Backpressure::PauseReading`](crate::Backpressure::PauseReading).
-    /// Whoever sent it returned `Ok` long ago; this is where the
-    /// application hears of it, say to pause what feeds the connection (an
-    /// upstream's [`ConnHandle::pause_reading`](crate::ConnHandle::pause_reading))
-    /// until [`on_drain`](Self::on_drain).
-    ///
-    /// It fires once per episode: the messages refused after it are dropped
-    /// and counted too, but it fires again only once the queue has drained
-    /// and `on_drain` has fired. Messages already on their way when the
-    /// feed is paused can still be refused, so pausing bounds the loss
-    /// rather than preventing it. Sends made in a callback of this
-    /// connection return [`SendError::Dropped`](crate::SendError::Dropped)
-    /// to their caller instead and do not fire it, nor do Pings sent
-    /// through a handle. Under
-    /// [`Backpressure::Close`](crate::Backpressure::Close) the refusal
-    /// starts closing the connection instead, which
-    /// [`on_closed`](Self::on_closed) reports.
-    fn on_send_refused(&mut self, conn: &mut Conn<'_, Self>) {
-        let _ = conn;
-    }
 }

@@ -125,10 +125,7 @@
 //!   connection with a chosen code, or stops reading the connection after
 //!   any message that leaves its queue at the limit, so TCP slows the peer
 //!   ([`Backpressure::PauseReading`]). [`Handler::on_drain`] fires when the
-//!   queue is down to half the limit (reading resumes then). A message from
-//!   a [`ConnHandle`] or a broadcast refused there calls
-//!   [`Handler::on_send_refused`], once until the queue drains, so the
-//!   application can pause what feeds the connection. An
+//!   queue is down to half the limit (reading resumes then). An
 //!   application's Ping counts as a send; Pongs, keepalive Pings and Closes
 //!   are never refused.
 //! * **Flow control**: [`Conn::pause_reading`] stops delivering a
